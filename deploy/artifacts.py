@@ -1,0 +1,147 @@
+"""`package`: an ONNX file -> `model.tar.gz` (the file at the archive's root) -> S3.
+
+SageMaker unpacks the archive into /opt/ml/model before the container starts. The archive is
+optional: the image already carries a default model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+from botocore.exceptions import ClientError
+
+from deploy import config, names
+from deploy.errors import UserError
+from deploy.state import now_iso
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_model_file(path: Path) -> None:
+    if not path.is_file():
+        raise UserError(f"no model file at {path}", "pass the .onnx written by `python -m export`")
+    if path.suffix.lower() != ".onnx":
+        raise UserError(f"{path} is not an .onnx file", "export the checkpoint first")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty")
+
+
+def build_archive(onnx: Path, dest: Path) -> Path:
+    """model.tar.gz holding the ONNX at its root, with stable owner, mode and mtime."""
+    check_model_file(onnx)
+    info = tarfile.TarInfo(onnx.name)
+    info.size = onnx.stat().st_size
+    info.mode = 0o644
+    info.mtime = int(onnx.stat().st_mtime)
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    with tarfile.open(dest, "w:gz") as archive, onnx.open("rb") as handle:
+        archive.addfile(info, handle)
+    return dest
+
+
+def archive_members(data: bytes) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        return archive.getnames()
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise UserError(f"{uri!r} is not an s3://bucket/key URI")
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket:
+        raise UserError(f"{uri!r} is not an s3://bucket/key URI")
+    return bucket, key
+
+
+def default_bucket(prefix: str, account: str, region: str) -> str:
+    return f"{prefix}-sagemaker-{account}-{region}".lower()[:63]
+
+
+def ensure_bucket(s3, bucket: str, region: str, tags: dict[str, str]) -> bool:
+    """Create the bucket (private, encrypted, tagged) if it is missing; True when created."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return False
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    kwargs = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**kwargs)
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": names.as_aws(tags)})
+    return True
+
+
+@dataclass
+class PackageResult:
+    uri: str
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    bucket_created: bool
+
+
+def package(
+    ctx, onnx: Path, bucket: str | None = None, key: str | None = None
+) -> PackageResult:
+    check_model_file(onnx)
+    aws = ctx.aws
+    s3 = aws.client("s3")
+    prefix = ctx.name_prefix
+    tags = names.tags_for(prefix)
+    when = names.stamp()
+    bucket = bucket or default_bucket(prefix, aws.identity()["account"], aws.region)
+    key = key or f"{prefix}/models/{onnx.stem}-{when}/model.tar.gz"
+    digest = sha256(onnx)
+    created = ensure_bucket(s3, bucket, aws.region, tags)
+    if created:
+        ctx.log(f"created S3 bucket {bucket} (private, tagged {config.TAG_KEY})")
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = build_archive(onnx, Path(tmp) / "model.tar.gz")
+        size = archive.stat().st_size
+        ctx.log(f"uploading {onnx.name} as s3://{bucket}/{key} ({size / 1e6:.1f} MB)")
+        s3.upload_file(
+            str(archive),
+            bucket,
+            key,
+            ExtraArgs={
+                "ContentType": "application/gzip",
+                "Tagging": urlencode(sorted(tags.items())),
+                "Metadata": {"onnx-sha256": digest, "onnx-name": onnx.name},
+            },
+        )
+    uri = f"s3://{bucket}/{key}"
+    ctx.state["model_data"] = {
+        "uri": uri,
+        "bucket": bucket,
+        "key": key,
+        "source": str(onnx),
+        "sha256": digest,
+        "bucket_created": created,
+        "uploaded_at": now_iso(),
+    }
+    ctx.save()
+    return PackageResult(uri, bucket, key, size, digest, created)

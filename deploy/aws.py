@@ -1,0 +1,96 @@
+"""The boto3 session: standard credential chain, --profile, --region, --assume-role, retries.
+
+Credentials are never printed or logged: only the identity's ARN (not a secret) is shown.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import boto3
+from botocore.config import Config
+
+from deploy import config
+from deploy.errors import UserError
+
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+
+
+def client_config(**overrides) -> Config:
+    """Retries through botocore (throttling included), our user agent, sane timeouts."""
+    settings = {
+        "retries": config.retry_settings(),
+        "user_agent_extra": config.USER_AGENT,
+        "connect_timeout": 10,
+        "read_timeout": 70,
+    }
+    settings.update(overrides)
+    return Config(**settings)
+
+
+@dataclass
+class Aws:
+    """One boto3 session and the clients made from it, created on first use."""
+
+    session: boto3.Session
+    region: str
+    assumed_role: dict | None = None
+    _clients: dict = field(default_factory=dict, repr=False)
+
+    def client(self, service: str, region: str | None = None):
+        key = (service, region or self.region)
+        if key not in self._clients:
+            self._clients[key] = self.session.client(
+                service, region_name=region or self.region, config=client_config()
+            )
+        return self._clients[key]
+
+    def identity(self) -> dict:
+        """sts:GetCallerIdentity: Account, Arn, UserId (no permission needed)."""
+        found = self.client("sts").get_caller_identity()
+        return {"account": found["Account"], "arn": found["Arn"]}
+
+
+def connect(
+    region: str | None = None,
+    profile: str | None = None,
+    assume_role: str | None = None,
+    external_id: str | None = None,
+    default_region: str | None = None,
+) -> Aws:
+    """A session from the standard chain (or --profile), optionally as an assumed role."""
+    session = boto3.Session(profile_name=profile, region_name=region)
+    resolved = region or session.region_name or default_region
+    if not resolved:
+        raise UserError(
+            "no AWS region is set", "pass --region, or set AWS_REGION / a region in your profile"
+        )
+    if not assume_role:
+        return Aws(session=session, region=resolved)
+    if not ROLE_ARN.match(assume_role):
+        raise UserError(
+            f"--assume-role {assume_role!r} is not an IAM role ARN",
+            "expected arn:aws:iam::ACCOUNT:role/NAME",
+        )
+    sts = session.client("sts", region_name=resolved, config=client_config())
+    kwargs = {
+        "RoleArn": assume_role,
+        "RoleSessionName": f"{config.TOOL}-{datetime.now(UTC):%Y%m%d%H%M%S}"[:64],
+    }
+    if external_id:
+        kwargs["ExternalId"] = external_id
+    answer = sts.assume_role(**kwargs)
+    creds = answer["Credentials"]
+    assumed = boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=resolved,
+    )
+    info = {
+        "arn": answer["AssumedRoleUser"]["Arn"],
+        "expires": creds["Expiration"].isoformat() if creds.get("Expiration") else None,
+    }
+    return Aws(session=assumed, region=resolved, assumed_role=info)

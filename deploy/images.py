@@ -1,0 +1,261 @@
+"""`push`: build the serving image, make sure its ECR repository exists, log in, tag and push.
+
+The registry password (from ecr:GetAuthorizationToken) goes to `login --password-stdin` on the
+child's stdin: never on a command line, never printed, and scrubbed from any output we relay.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from deploy import config, names
+from deploy.errors import CommandFailed, UserError
+from deploy.state import now_iso
+
+CLIS = ("docker", "podman")
+REPOSITORY = r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
+
+
+@dataclass
+class Command:
+    argv: list[str]
+    stdin_secret: bool = False  # the registry password is written to stdin
+
+    def shown(self) -> str:
+        text = shlex.join(self.argv)
+        return f"{text} < (ECR password on stdin)" if self.stdin_secret else text
+
+
+@dataclass
+class PushPlan:
+    cli: str
+    repository: str
+    repository_uri: str
+    registry: str
+    tag: str
+    local_image: str
+    image_uri: str
+    commands: list[Command] = field(default_factory=list)
+
+
+def pick_cli(explicit: str | None = None, run=subprocess.run) -> str:
+    """--cli, else DEPLOY_CONTAINER_CLI, else docker where its engine answers, else podman."""
+    chosen = explicit or config.container_cli_from_env()
+    if chosen:
+        if chosen not in CLIS:
+            raise UserError(f"unknown container CLI {chosen!r}", "use docker or podman")
+        if not shutil.which(chosen):
+            raise UserError(f"{chosen} is not on PATH", "install it or pick the other with --cli")
+        return chosen
+    docker, podman = shutil.which("docker"), shutil.which("podman")
+    if docker:
+        probe = run([docker, "info"], capture_output=True, timeout=30, check=False)
+        if probe.returncode == 0:
+            return "docker"
+    if podman:
+        return "podman"
+    if docker:
+        raise UserError(
+            "docker is installed but its engine does not answer (`docker info` failed) and "
+            "podman is not installed",
+            "start the Docker engine or install podman",
+        )
+    raise UserError("neither docker nor podman was found", "install one of them")
+
+
+def decode_token(authorization: dict) -> tuple[str, str, str]:
+    """ECR's authorizationToken is base64("AWS:password"); returns registry, user, password."""
+    try:
+        raw = base64.b64decode(authorization["authorizationToken"]).decode("utf-8")
+        user, password = raw.split(":", 1)
+    except (KeyError, ValueError) as exc:
+        raise CommandFailed("ECR returned an authorization token that cannot be decoded") from exc
+    registry = authorization["proxyEndpoint"].removeprefix("https://").removeprefix("http://")
+    return registry.rstrip("/"), user, password
+
+
+def find_repository(ecr, name: str) -> dict | None:
+    try:
+        return ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "RepositoryNotFoundException":
+            return None
+        raise
+
+
+def create_repository(ecr, name: str, tags: dict[str, str]) -> dict:
+    return ecr.create_repository(
+        repositoryName=name,
+        imageScanningConfiguration={"scanOnPush": True},
+        encryptionConfiguration={"encryptionType": "AES256"},
+        tags=names.as_aws(tags),
+    )["repository"]
+
+
+def plan(
+    cli: str,
+    repository: str,
+    repository_uri: str,
+    registry: str,
+    user: str,
+    tag: str,
+    context: Path,
+    dockerfile: Path | None,
+    build_args: list[str],
+    platform: str | None,
+    build: bool,
+) -> PushPlan:
+    """The exact command lines: build, tag, login (password on stdin), push."""
+    local = f"{repository}:{tag}"
+    remote = f"{repository_uri}:{tag}"
+    commands = []
+    if build:
+        argv = [cli, "build", "-t", local]
+        if dockerfile:
+            argv += ["-f", str(dockerfile)]
+        if platform:
+            argv += ["--platform", platform]
+        for pair in build_args:
+            argv += ["--build-arg", pair]
+        argv.append(str(context))
+        commands.append(Command(argv))
+    commands.append(Command([cli, "tag", local, remote]))
+    commands.append(
+        Command([cli, "login", "--username", user, "--password-stdin", registry], True)
+    )
+    commands.append(Command([cli, "push", remote]))
+    return PushPlan(cli, repository, repository_uri, registry, tag, local, remote, commands)
+
+
+def run_plan(push_plan: PushPlan, password: str, log=None, popen=subprocess.Popen) -> None:
+    """Run each command, relaying its output to stderr (stdout stays for the image URI)."""
+    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    for command in push_plan.commands:
+        log(f"$ {command.shown()}")
+        try:
+            child = popen(
+                command.argv,
+                stdin=subprocess.PIPE if command.stdin_secret else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        except OSError as exc:
+            raise CommandFailed(f"could not start {command.argv[0]}: {exc}") from exc
+        if command.stdin_secret:
+            child.stdin.write(password + "\n")
+            child.stdin.close()
+        tail = []
+        for line in child.stdout:
+            clean = scrub(line.rstrip("\n"), password)
+            tail = [*tail[-4:], clean]
+            log(f"  {clean}")
+        code = child.wait()
+        if code != 0:
+            what = " ".join(command.argv[:2])
+            raise CommandFailed(
+                f"`{what}` exited with {code}: {tail[-1] if tail else 'no output'}",
+                "read the output above",
+            )
+
+
+def scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+@dataclass
+class PushResult:
+    image_uri: str
+    repository: str
+    repository_created: bool
+    plan: PushPlan
+    dry_run: bool
+
+
+def push(
+    ctx,
+    *,
+    repository: str | None = None,
+    tag: str | None = None,
+    context: Path = Path("."),
+    dockerfile: Path | None = None,
+    build_args: list[str] | None = None,
+    platform: str | None = config.DEFAULT_PLATFORM,
+    build: bool = True,
+    cli: str | None = None,
+    dry_run: bool = False,
+) -> PushResult:
+    repository = repository or f"{ctx.name_prefix}-serve".lower()
+    if not re.match(REPOSITORY, repository) or len(repository) > 256:
+        raise UserError(f"{repository!r} is not a valid ECR repository name", "use lowercase")
+    tag = tag or names.stamp()
+    if not re.match(r"^[\w][\w.-]{0,127}$", tag):
+        raise UserError(f"--tag {tag!r} is not a valid image tag")
+    for pair in build_args or []:
+        if "=" not in pair:
+            raise UserError(f"--build-arg {pair!r} is not KEY=VALUE")
+    if build:
+        if not context.is_dir():
+            raise UserError(f"the build context {context} is not a directory")
+        file = dockerfile or context / "Dockerfile"
+        if not file.is_file():
+            raise UserError(f"no Dockerfile at {file}", "pass --dockerfile or --context")
+    cli = pick_cli(cli)
+
+    ecr = ctx.aws.client("ecr")
+    tags = names.tags_for(ctx.name_prefix)
+    repo = find_repository(ecr, repository)
+    created = False
+    if repo is None and dry_run:
+        ctx.log(f"would create ECR repository {repository} (tagged {config.TAG_KEY})")
+    elif repo is None:
+        repo = create_repository(ecr, repository, tags)
+        created = True
+        ctx.log(f"created ECR repository {repo['repositoryUri']}")
+        ctx.state["image"] = {
+            "repository": repository,
+            "repository_arn": repo["repositoryArn"],
+            "repository_created": True,
+        }
+        ctx.save()
+    authorization = ecr.get_authorization_token()["authorizationData"][0]
+    registry, user, password = decode_token(authorization)
+    repository_uri = repo["repositoryUri"] if repo else f"{registry}/{repository}"
+    push_plan = plan(
+        cli,
+        repository,
+        repository_uri,
+        registry,
+        user,
+        tag,
+        context,
+        dockerfile,
+        build_args or [],
+        platform,
+        build,
+    )
+    if dry_run:
+        return PushResult(push_plan.image_uri, repository, False, push_plan, True)
+
+    run_plan(push_plan, password, log=ctx.log)
+    previous = ctx.state.get("image") or {}
+    was_ours = previous.get("repository") == repository and previous.get("repository_created")
+    ctx.state["image"] = {
+        "uri": push_plan.image_uri,
+        "repository": repository,
+        "repository_arn": repo["repositoryArn"],
+        "repository_created": bool(created or was_ours),
+        "pushed_at": now_iso(),
+    }
+    ctx.save()
+    return PushResult(push_plan.image_uri, repository, created, push_plan, False)
+

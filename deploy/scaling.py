@@ -1,0 +1,157 @@
+"""`autoscale`: the endpoint variant as an Application Auto Scaling target, tracking invocations.
+
+Target tracking on SageMakerVariantInvocationsPerInstance keeps each instance near `target`
+requests per minute. Given a measured throughput (images/s one instance sustains, from the
+project's benchmark), the target is 60 * throughput * utilisation.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from deploy import config, names
+from deploy.errors import UserError
+from deploy.state import now_iso
+
+NAMESPACE = "sagemaker"
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+METRIC = "SageMakerVariantInvocationsPerInstance"
+DEFAULT_UTILISATION = 0.7
+
+
+def resource_id(endpoint: str, variant: str = config.VARIANT_NAME) -> str:
+    return f"endpoint/{endpoint}/variant/{variant}"
+
+
+def policy_name(endpoint: str) -> str:
+    return f"{endpoint}-invocations"[:256]
+
+
+def target_from_throughput(throughput: float, utilisation: float = DEFAULT_UTILISATION) -> float:
+    """Invocations per instance per minute that keep an instance at `utilisation` of capacity."""
+    if throughput <= 0:
+        raise UserError("--throughput must be positive (images per second per instance)")
+    return round(throughput * 60 * utilisation, 1)
+
+
+def settings_of(record: dict) -> dict:
+    return {
+        "minimum": record["min"],
+        "maximum": record["max"],
+        "target": record["target"],
+        "scale_in_cooldown": record.get("scale_in_cooldown", 300),
+        "scale_out_cooldown": record.get("scale_out_cooldown", 60),
+    }
+
+
+def apply(
+    ctx,
+    minimum: int,
+    maximum: int,
+    target: float,
+    scale_in_cooldown: int = 300,
+    scale_out_cooldown: int = 60,
+) -> dict:
+    endpoint = ctx.state.get("endpoint")
+    if not endpoint:
+        raise UserError("nothing is deployed in this state", "run `up` first")
+    if endpoint.get("serverless"):
+        raise UserError(
+            "a serverless endpoint scales by itself",
+            "change --serverless-concurrency with `update` instead",
+        )
+    if not 1 <= minimum <= maximum:
+        raise UserError(f"need 1 <= --min ({minimum}) <= --max ({maximum})")
+    if target <= 0:
+        raise UserError("--target must be positive (invocations per instance per minute)")
+    if scale_in_cooldown < 0 or scale_out_cooldown < 0:
+        raise UserError("cooldowns must not be negative")
+    client = ctx.aws.client("application-autoscaling")
+    rid = resource_id(endpoint["name"], endpoint.get("variant", config.VARIANT_NAME))
+    tags = ctx.state.get("tags") or names.tags_for(ctx.name_prefix)
+    client.register_scalable_target(
+        ServiceNamespace=NAMESPACE,
+        ResourceId=rid,
+        ScalableDimension=DIMENSION,
+        MinCapacity=minimum,
+        MaxCapacity=maximum,
+        Tags=tags,
+    )
+    policy = policy_name(endpoint["name"])
+    arn = client.put_scaling_policy(
+        PolicyName=policy,
+        ServiceNamespace=NAMESPACE,
+        ResourceId=rid,
+        ScalableDimension=DIMENSION,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": float(target),
+            "PredefinedMetricSpecification": {"PredefinedMetricType": METRIC},
+            "ScaleInCooldown": scale_in_cooldown,
+            "ScaleOutCooldown": scale_out_cooldown,
+        },
+    )["PolicyARN"]
+    record = {
+        "resource_id": rid,
+        "min": minimum,
+        "max": maximum,
+        "target": float(target),
+        "scale_in_cooldown": scale_in_cooldown,
+        "scale_out_cooldown": scale_out_cooldown,
+        "policy": policy,
+        "policy_arn": arn,
+        "updated_at": now_iso(),
+    }
+    ctx.state["autoscaling"] = record
+    ctx.save()
+    return record
+
+
+def remove(ctx) -> bool:
+    """Delete the policy and deregister the target; True if something was there. Idempotent."""
+    record = ctx.state.get("autoscaling")
+    if not record:
+        return False
+    client = ctx.aws.client("application-autoscaling")
+    removed = False
+    for call, kwargs in (
+        ("delete_scaling_policy", {"PolicyName": record["policy"]}),
+        ("deregister_scalable_target", {}),
+    ):
+        try:
+            getattr(client, call)(
+                ServiceNamespace=NAMESPACE,
+                ResourceId=record["resource_id"],
+                ScalableDimension=DIMENSION,
+                **kwargs,
+            )
+            removed = True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ObjectNotFoundException":
+                raise
+    ctx.state.pop("autoscaling", None)
+    ctx.save()
+    return removed
+
+
+def describe(ctx, endpoint: str) -> dict | None:
+    client = ctx.aws.client("application-autoscaling")
+    rid = resource_id(endpoint)
+    targets = client.describe_scalable_targets(
+        ServiceNamespace=NAMESPACE, ResourceIds=[rid], ScalableDimension=DIMENSION
+    )["ScalableTargets"]
+    if not targets:
+        return None
+    policies = client.describe_scaling_policies(
+        ServiceNamespace=NAMESPACE, ResourceId=rid, ScalableDimension=DIMENSION
+    )["ScalingPolicies"]
+    target = targets[0]
+    tracking = next(
+        (
+            p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
+            for p in policies
+            if p.get("PolicyType") == "TargetTrackingScaling"
+        ),
+        None,
+    )
+    return {"min": target["MinCapacity"], "max": target["MaxCapacity"], "target": tracking}

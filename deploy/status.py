@@ -1,0 +1,64 @@
+"""`status`: who we are on AWS, and what the state file's deployment looks like right now."""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from deploy import scaling
+from deploy.endpoints import describe_endpoint, instances, is_missing, log_group
+
+
+def status(ctx) -> dict:
+    state = ctx.state
+    aws = ctx.aws
+    sm = aws.client("sagemaker")
+    report: dict = {
+        "state_file": str(ctx.store.path),
+        "region": aws.region,
+        "identity": aws.identity()["arn"],
+        "image": (state.get("image") or {}).get("uri"),
+        "model_data": (state.get("model_data") or {}).get("uri"),
+        "endpoint": None,
+        "autoscaling": None,
+        "transform_jobs": [],
+    }
+    recorded = state.get("endpoint")
+    if recorded:
+        live = describe_endpoint(sm, recorded["name"])
+        endpoint = {
+            "name": recorded["name"],
+            "status": live["EndpointStatus"] if live else "missing (deleted outside this tool?)",
+            "config": (live or {}).get("EndpointConfigName", recorded.get("config")),
+            "model": recorded.get("model"),
+            "image": recorded.get("image"),
+            "model_data": recorded.get("model_data"),
+            "instance_type": recorded.get("instance_type"),
+            "serverless": recorded.get("serverless"),
+            "instances": instances(live) if live else "",
+            "failure_reason": (live or {}).get("FailureReason"),
+            "created": str((live or {}).get("CreationTime", recorded.get("created_at", ""))),
+            "last_modified": str((live or {}).get("LastModifiedTime", "")),
+            "log_group": log_group(recorded["name"]),
+        }
+        report["endpoint"] = endpoint
+        if live and not recorded.get("serverless"):
+            report["autoscaling"] = scaling.describe(ctx, recorded["name"])
+    for job in state.get("transform_jobs", []):
+        try:
+            found = sm.describe_transform_job(TransformJobName=job["name"])
+            job_status = found["TransformJobStatus"]
+            reason = found.get("FailureReason") or None
+        except ClientError as exc:
+            if not is_missing(exc):
+                raise
+            job_status, reason = "missing", None
+        report["transform_jobs"].append(
+            {
+                "name": job["name"],
+                "status": job_status,
+                "input": job["input"],
+                "output": job["output"],
+                "failure_reason": reason,
+            }
+        )
+    return report

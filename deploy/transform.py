@@ -1,0 +1,155 @@
+"""`transform`: a Batch Transform job over an S3 prefix of images, with progress.
+
+Each image is one record (SplitType None, BatchStrategy SingleRecord): the container receives the
+raw bytes on POST /invocations exactly as a real-time request, and SageMaker writes
+`<image>.out` (the JSON answer) under the output prefix. Progress is outputs written / inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deploy import config, names
+from deploy.artifacts import parse_s3_uri
+from deploy.errors import AwsError, UserError
+from deploy.state import now_iso, remember
+from deploy.waiting import ProgressLine, elapsed, wait_for
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class TransformResult:
+    name: str
+    status: str
+    input: str
+    output: str
+    inputs: int
+    outputs: int
+    seconds: float | None = None
+    waited: bool = True
+
+
+def count_objects(s3, uri: str, suffixes: tuple[str, ...] | None = None) -> int:
+    bucket, prefix = parse_s3_uri(uri)
+    total = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            if key.endswith("/"):
+                continue
+            if suffixes is None or key.lower().endswith(suffixes):
+                total += 1
+    return total
+
+
+def start(
+    ctx,
+    source: str,
+    destination: str,
+    instance_type: str | None = None,
+    instance_count: int = 1,
+    concurrency: int = 1,
+    content_type: str = "image/jpeg",
+    environment: dict[str, str] | None = None,
+    max_payload_mb: int = 6,
+    wait: bool = True,
+    poll: float | None = None,
+    timeout: float | None = None,
+    stream=None,
+) -> TransformResult:
+    endpoint = ctx.state.get("endpoint") or {}
+    model = endpoint.get("model")
+    if not model:
+        raise UserError("no model in this state", "run `up` first (a transform job uses its model)")
+    for uri in (source, destination):
+        parse_s3_uri(uri)
+    if not source.endswith("/"):
+        source += "/"
+    if not destination.endswith("/"):
+        destination += "/"
+    if destination.startswith(source):
+        raise UserError("--output must not lie inside --input", "the outputs would be re-read")
+    if instance_count < 1 or concurrency < 1:
+        raise UserError("--instance-count and --concurrency must be at least 1")
+    if not 1 <= max_payload_mb <= 100:
+        raise UserError("--max-payload must be between 1 and 100 MB")
+    instance_type = instance_type or endpoint.get("instance_type") or config.DEFAULT_INSTANCE_TYPE
+    aws = ctx.aws
+    s3 = aws.client("s3")
+    sm = aws.client("sagemaker")
+    inputs = count_objects(s3, source)
+    if inputs == 0:
+        raise UserError(f"no objects under {source}", "upload the images first")
+    name = names.transform_job(ctx.name_prefix, names.stamp())
+    tags = ctx.state.get("tags") or names.tags_for(ctx.name_prefix)
+    env = dict(environment or {})
+    if len(env) > 16:
+        raise UserError("a transform job takes at most 16 environment variables")
+    request = {
+        "TransformJobName": name,
+        "ModelName": model,
+        "MaxConcurrentTransforms": concurrency,
+        "MaxPayloadInMB": max_payload_mb,
+        "BatchStrategy": "SingleRecord",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": source}},
+            "ContentType": content_type,
+            "CompressionType": "None",
+            "SplitType": "None",
+        },
+        "TransformOutput": {
+            "S3OutputPath": destination,
+            "Accept": "application/json",
+            "AssembleWith": "None",
+        },
+        "TransformResources": {"InstanceType": instance_type, "InstanceCount": instance_count},
+        "Tags": names.as_aws(tags),
+    }
+    if env:
+        request["Environment"] = env
+    arn = sm.create_transform_job(**request)["TransformJobArn"]
+    remember(ctx.state, "transform-job", name, arn)
+    ctx.state["transform_jobs"] = [
+        *ctx.state.get("transform_jobs", [])[-9:],
+        {
+            "name": name,
+            "input": source,
+            "output": destination,
+            "status": "InProgress",
+            "created_at": now_iso(),
+        },
+    ]
+    ctx.save()
+    ctx.log(f"started transform job {name}: {inputs} objects, {instance_count} x {instance_type}")
+    if not wait:
+        return TransformResult(name, "InProgress", source, destination, inputs, 0, waited=False)
+
+    def progress(_response: dict) -> str:
+        return f"{count_objects(s3, destination)}/{inputs} outputs"
+
+    result = wait_for(
+        sm,
+        "transform_job_completed_or_stopped",
+        {"TransformJobName": name},
+        label=f"transform job {name}",
+        status_of=lambda r: r.get("TransformJobStatus", "?"),
+        detail=progress,
+        poll=poll,
+        timeout=timeout,
+        progress=ProgressLine(stream),
+    )
+    status = result.response.get("TransformJobStatus", "?")
+    for job in ctx.state["transform_jobs"]:
+        if job["name"] == name:
+            job["status"] = status
+    ctx.save()
+    outputs = count_objects(s3, destination)
+    if result.state != "success":
+        reason = result.response.get("FailureReason") or "no reason given"
+        raise AwsError(
+            f"transform job {name} is {status} after {elapsed(result.seconds)}: {reason}",
+            f"the logs are in CloudWatch log group {config.TRANSFORM_LOG_GROUP}, "
+            f"streams {name}/*",
+        )
+    return TransformResult(name, status, source, destination, inputs, outputs, result.seconds)

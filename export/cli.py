@@ -1,0 +1,214 @@
+"""`python -m export`: YOLOv7 checkpoint -> fused, verified ONNX with the metadata `serve` reads."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from export import __version__
+from export.errors import ExportError
+
+DEFAULT_WEIGHTS = Path("weights/shapes-yolov7-tiny.pt")
+DEFAULT_OUTPUT = Path("weights/model.onnx")
+MAX_IMG_SIZE = 4096
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, instead of usage + error
+        print(f"export: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m export", description=__doc__)
+    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="YOLOv7 .pt checkpoint")
+    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="ONNX file to write")
+    p.add_argument(
+        "--img-size",
+        type=int,
+        default=640,
+        help="square input side (rounded up to a multiple of the largest stride)",
+    )
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--batch", type=int, default=1, help="fixed batch size")
+    batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis")
+    p.add_argument(
+        "--end2end",
+        action="store_true",
+        help="NMS inside the graph (ONNX "
+        "NonMaxSuppression); output (K, 7) = batch, x1, y1, x2, y2, class, score",
+    )
+    p.add_argument("--conf", type=float, default=0.25, help="end2end score threshold")
+    p.add_argument("--iou", type=float, default=0.45, help="end2end NMS IoU threshold")
+    p.add_argument("--max-det", type=int, default=300, help="end2end detections per image")
+    p.add_argument(
+        "--verify-image",
+        type=Path,
+        default=None,
+        help="image for the ONNX-vs-PyTorch check (default: the bundled samples/bus.jpg)",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+@dataclass
+class Options:
+    weights: Path
+    output: Path
+    img_size: int
+    batch: int
+    dynamic_batch: bool
+    end2end: bool
+    conf: float
+    iou: float
+    max_det: int
+    verify_image: Path | None
+
+
+def validate(args: argparse.Namespace) -> Options:
+    if not 0 < args.img_size <= MAX_IMG_SIZE:
+        raise ExportError(f"--img-size must be between 1 and {MAX_IMG_SIZE}, got {args.img_size}")
+    if args.batch < 1 or args.batch > 1024:
+        raise ExportError(f"--batch must be between 1 and 1024, got {args.batch}")
+    if not (0.0 <= args.conf < 1.0 and math.isfinite(args.conf)):
+        raise ExportError(f"--conf must be in [0, 1), got {args.conf}")
+    if not (0.0 < args.iou <= 1.0 and math.isfinite(args.iou)):
+        raise ExportError(f"--iou must be in (0, 1], got {args.iou}")
+    if args.max_det < 1:
+        raise ExportError(f"--max-det must be at least 1, got {args.max_det}")
+    if args.output.suffix.lower() != ".onnx":
+        raise ExportError(f"--output must end in .onnx, got {args.output}")
+    return Options(
+        weights=args.weights,
+        output=args.output,
+        img_size=args.img_size,
+        batch=args.batch,
+        dynamic_batch=args.dynamic_batch,
+        end2end=args.end2end,
+        conf=args.conf,
+        iou=args.iou,
+        max_det=args.max_det,
+        verify_image=args.verify_image,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        options = validate(args)
+        summary = run(options, log=lambda line: print(line, file=sys.stderr))
+    except ExportError as err:
+        print(f"export: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("export: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    print(summary)
+    return 0
+
+
+def run(options: Options, log=print) -> str:
+    """Load, fuse, export, verify and write; return the printed summary."""
+    # Heavy imports here so that `--help` and argument errors answer at once.
+    from export.describe import architecture_family, round_img_size
+    from export.fuse import fuse_model
+    from export.onnx_graph import (
+        END2END_OUTPUT,
+        RAW_OUTPUT,
+        append_nms,
+        check_graph,
+        export_raw,
+        save_atomically,
+        set_metadata,
+    )
+    from export.safe_load import load_checkpoint
+    from export.verify import compare_with_torch, load_image
+
+    started = time.perf_counter()
+    checkpoint = load_checkpoint(options.weights)
+    net = checkpoint.model
+    head = net.model[-1]
+    strides = [int(s) for s in head.stride]
+    img_size = round_img_size(options.img_size, max(strides))
+    if img_size != options.img_size:
+        log(
+            f"--img-size {options.img_size} is not a multiple of the largest stride "
+            f"{max(strides)}: using {img_size}"
+        )
+    family = architecture_family(net)
+    image = load_image(options.verify_image)  # fail on a bad image before the slow steps
+
+    reference = copy.deepcopy(net)  # the unfused model: verification covers fusing and export
+    fused = fuse_model(net)
+    batch = 1 if options.dynamic_batch else options.batch
+    model = export_raw(fused, img_size, options.dynamic_batch, batch)
+    check_graph(model)
+    check = compare_with_torch(
+        model.SerializeToString(), reference, image, img_size, 2 if options.dynamic_batch else batch
+    )
+    if not check.ok:
+        raise ExportError(
+            f"ONNX output differs from PyTorch: boxes by {check.max_box_diff:.3g} px, scores by "
+            f"{check.max_score_diff:.3g}; nothing was written"
+        )
+
+    names = [str(n) for n in net.names] if isinstance(net.names, list | tuple) else []
+    nc = int(head.nc)
+    if len(names) != nc:
+        names = [f"class{i}" for i in range(nc)]
+    metadata: dict[str, object] = {
+        "names": names,
+        "nc": nc,
+        "strides": strides,
+        "img_size": img_size,
+        "layout": "end2end" if options.end2end else "raw",
+        "dynamic_batch": "true" if options.dynamic_batch else "false",
+        "architecture": family,
+        "model_name": options.weights.stem,
+        "checkpoint_sha256": checkpoint.sha256,
+        "exporter_version": __version__,
+    }
+    if options.end2end:
+        model = append_nms(model, nc, options.conf, options.iou, options.max_det)
+        metadata.update(
+            end2end_conf=str(options.conf),
+            end2end_iou=str(options.iou),
+            end2end_max_det=str(options.max_det),
+        )
+    model.producer_name = "yolov7-sagemaker export"
+    model.producer_version = __version__
+    set_metadata(model, metadata)
+    check_graph(model)
+    size = save_atomically(model, options.output)
+
+    n = "N" if options.dynamic_batch else str(batch)
+    if options.end2end:
+        output_line = (
+            f"{END2END_OUTPUT} float32 (K, 7) [batch, x1, y1, x2, y2, class, score], "
+            f"conf {options.conf} iou {options.iou} max_det {options.max_det}"
+        )
+    else:
+        anchors = 3 * sum((img_size // s) ** 2 for s in strides)
+        output_line = f"{RAW_OUTPUT} float32 ({n}, {anchors}, {5 + nc}) xywh, obj, classes"
+    shown = ", ".join(names[:8]) + (f", ... ({nc} in all)" if nc > 8 else "")
+    dtype = str(checkpoint.dtype).removeprefix("torch.")
+    return "\n".join(
+        [
+            f"exported {options.weights} -> {options.output}",
+            f"  architecture   {family}; {checkpoint.source_key} weights saved as {dtype}",
+            f"  classes        {nc}: {shown}",
+            f"  strides        {strides}",
+            f"  input          images float32 ({n}, 3, {img_size}, {img_size}) RGB 0..1",
+            f"  output         {output_line}",
+            f"  vs PyTorch     max |diff| {check.max_abs_diff:.2e} "
+            f"(boxes {check.max_box_diff:.2e} px, scores {check.max_score_diff:.2e})",
+            f"  opset          {model.opset_import[0].version}, {len(model.graph.node)} nodes",
+            f"  file size      {size / 1e6:.1f} MB",
+            f"  time           {time.perf_counter() - started:.1f} s",
+        ]
+    )

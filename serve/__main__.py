@@ -1,0 +1,122 @@
+"""`python -m serve [serve]`: the container's entry point (SageMaker runs the image with `serve`).
+
+Start-up order: settings, model file (fail fast), listen (SageMaker wants connections accepted
+within 250 ms), then load + warm up the model in the background while /ping answers 503. Any
+start-up failure is one log line and a non-zero exit. SIGTERM/SIGINT drain and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from serve.app import create_app
+from serve.config import ConfigError, Settings
+from serve.detector import Detector, one_line
+from serve.errors import ModelError
+from serve.locate import locate_model
+from serve.logs import setup_logging
+from serve.server import Server
+
+log = logging.getLogger("serve")
+
+EXIT_CONFIG = 2
+EXIT_MODEL = 3
+EXIT_LISTEN = 4
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m serve",
+        description="YOLOv7 ONNX inference server for SageMaker (configured by environment variables; "
+        "see docs/serving.md).",
+    )
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve"],
+                        help="SageMaker starts the container with 'serve' (the default)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        setup_logging(logging.INFO)
+        log.error(f"cannot start: {exc}")
+        return EXIT_CONFIG
+    setup_logging(settings.log_level)
+
+    try:
+        model_path = locate_model(settings.model_path, settings.model_dir, settings.baked_model_path)
+    except ModelError as exc:
+        log.error(f"cannot start: {exc}")
+        return EXIT_MODEL
+
+    detector = Detector(model_path, settings.intra_op_threads, settings.inter_op_threads)
+    app = create_app(detector, settings)
+    try:
+        server = Server(
+            app,
+            host=settings.host,
+            port=settings.port,
+            threads=settings.threads,
+            max_request_body_size=4 * settings.max_body_bytes,
+            grace_seconds=settings.grace_seconds,
+        )
+    except OSError as exc:
+        log.error(f"cannot start: cannot listen on {settings.host}:{settings.port}: {one_line(exc)}")
+        return EXIT_LISTEN
+
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        server.stop(0)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def load() -> None:
+        try:
+            detector.load()
+        except ModelError as exc:
+            log.error(f"cannot start: {exc}")
+            server.stop(EXIT_MODEL)
+            return
+        except Exception as exc:  # anything else is just as fatal, and still one line
+            log.error(f"cannot start: loading {model_path} failed: {one_line(exc)}")
+            server.stop(EXIT_MODEL)
+            return
+        info = detector.info
+        log.info(
+            "ready",
+            extra={"fields": {
+                "model": info.name, "path": str(model_path), "layout": info.layout,
+                "img_size": info.img_size, "classes": len(info.names),
+            }},
+        )
+
+    log.info(
+        "listening",
+        extra={"fields": {
+            "host": settings.host, "port": server.port, "threads": settings.threads,
+            "ort_intra_op_threads": settings.intra_op_threads, "model_path": str(model_path),
+        }},
+    )
+    loader = threading.Thread(target=load, name="model-loader", daemon=True)
+    loader.start()
+    code = server.serve()
+    if received:
+        log.info("stopped", extra={"fields": {"signal": signal.Signals(received[0]).name}})
+    if loader.is_alive():  # stopped while loading: don't wait for onnxruntime
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

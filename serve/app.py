@@ -1,0 +1,246 @@
+"""The Falcon app: SageMaker's /ping, /invocations and /execution-parameters.
+
+Resources are thin. Faults are typed falcon HTTP errors raised where they are detected and turned
+into `{"error": ..., "status": N, "request_id": ...}` by `render_error`, the one place that renders
+errors. Anything unexpected becomes a 500 with a request id that is also logged. A middleware gives
+every request an id and writes one JSON log line per request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import falcon
+import falcon.media
+
+from serve.config import Settings
+from serve.decode import decode_image
+from serve.detector import Detections, Detector
+from serve.errors import (
+    BadJson,
+    BodyTooLarge,
+    EmptyBody,
+    InternalError,
+    NotAcceptable,
+    NotReady,
+    UnsupportedContentType,
+)
+from serve.options import KEYS, Options, from_custom_attributes, resolve
+from serve.render import draw, encode
+
+log = logging.getLogger("serve")
+
+JSON = "application/json"
+IMAGE_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/bmp",
+    "application/x-image",
+    "application/octet-stream",
+)
+# Spellings seen in the wild for the same formats.
+_ALIASES = ("image/jpg", "image/pjpeg", "image/x-ms-bmp", "image/x-png")
+ANSWER_TYPES = [JSON, "image/jpeg", "image/png"]
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_URLSAFE = str.maketrans("-_", "+/")
+
+
+class ImageBytes(falcon.media.BaseHandler):
+    """Media handler for image bodies: the bytes as they came (decoding is a timed pipeline step)."""
+
+    def deserialize(self, stream: Any, content_type: str | None, content_length: int | None) -> bytes:
+        return stream.read()
+
+    def serialize(self, media: bytes, content_type: str | None) -> bytes:
+        return media
+
+
+def render_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    """The single place where an error becomes a response body (always JSON, whatever Accept says)."""
+    body: dict[str, Any] = {"error": error.description or error.title, "status": error.status_code}
+    request_id = getattr(req.context, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    resp.data = json.dumps(body).encode()
+    resp.content_type = JSON
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
+    """Catch-all: log the traceback with the request id; the client gets a 500 and that id."""
+    request_id = getattr(req.context, "request_id", None) or uuid.uuid4().hex
+    req.context.request_id = request_id
+    log.error(
+        "unexpected error",
+        exc_info=exc,
+        extra={"fields": {"request_id": request_id, "method": req.method, "path": req.path}},
+    )
+    raise InternalError(request_id)
+
+
+class RequestLog:
+    """Request id, timing, and one structured log line per request."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        given = req.get_header("X-Request-Id")
+        req.context.request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        req.context.started = time.perf_counter()
+        req.context.detections = None
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        resp.set_header("X-Request-Id", req.context.request_id)
+        body = resp.render_body()
+        status = resp.status_code
+        fields = {
+            "method": req.method,
+            "path": req.path,
+            "status": status,
+            "bytes": len(body) if body else 0,
+            "latency_ms": round((time.perf_counter() - req.context.started) * 1000, 2),
+            "detections": req.context.detections,
+            "request_id": req.context.request_id,
+        }
+        # SageMaker pings every few seconds: healthy pings only at DEBUG.
+        level = logging.DEBUG if req.path == "/ping" and status < 400 else logging.INFO
+        log.log(level, "request", extra={"fields": fields})
+
+
+class Ping:
+    """200 once the model is loaded and warmed up; runs no inference."""
+
+    def __init__(self, detector: Detector):
+        self._detector = detector
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not self._detector.ready:
+            raise NotReady()
+        resp.media = {"status": "ok", "model": self._detector.info.name}
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not self._detector.ready:
+            raise NotReady()
+        resp.content_type = JSON
+
+
+class ExecutionParameters:
+    """What Batch Transform asks before it starts sending records."""
+
+    def __init__(self, settings: Settings):
+        self._answer = {
+            "MaxConcurrentTransforms": settings.threads,
+            "BatchStrategy": "SINGLE_RECORD",
+            "MaxPayloadInMB": min(100, settings.max_payload_mb),
+        }
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self._answer
+
+
+class Invocations:
+    def __init__(self, detector: Detector, settings: Settings):
+        self._detector = detector
+        self._max_body = settings.max_body_bytes
+        self._max_pixels = settings.max_image_pixels
+        self._defaults = Options(conf=settings.conf, iou=settings.iou, max_det=settings.max_det)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        detector = self._detector
+        if not detector.ready:
+            raise NotReady()
+        if req.content_length is not None and req.content_length > self._max_body:
+            raise BodyTooLarge(req.content_length, self._max_body)
+        media_type = (req.content_type or "application/octet-stream").split(";")[0].strip().lower()
+        if media_type != JSON and media_type not in IMAGE_TYPES + _ALIASES:
+            raise UnsupportedContentType(media_type[:80], [*IMAGE_TYPES, JSON])
+        answer_type = req.client_prefers(ANSWER_TYPES)
+        if answer_type is None:
+            raise NotAcceptable(req.accept[:80], ANSWER_TYPES)
+        overrides: dict[str, Any] = from_custom_attributes(req.get_header(CUSTOM_ATTRIBUTES))
+
+        started = time.perf_counter()
+        body = req.get_media()
+        if media_type == JSON:
+            data, body_options = _image_from_json(body)
+            overrides.update(body_options)
+        else:
+            data = body
+        if not data:
+            raise EmptyBody()
+        if len(data) > self._max_body:  # a body that came without Content-Length
+            raise BodyTooLarge(len(data), self._max_body)
+        info = detector.info
+        options = resolve(self._defaults, overrides, info.names, info.nc)
+        image = decode_image(data, self._max_pixels)
+        decode_ms = (time.perf_counter() - started) * 1000
+
+        result = detector.detect(image, options)
+        req.context.detections = len(result)
+        resp.set_header(CUSTOM_ATTRIBUTES, f"detections={len(result)}")
+        if answer_type == JSON:
+            resp.media = _answer(result, image.shape, info.name, detector.info.label, decode_ms)
+        else:
+            resp.data = encode(draw(image, result.boxes, result.scores, result.class_ids, info.label), answer_type)
+            resp.content_type = answer_type
+
+
+def _image_from_json(document: Any) -> tuple[bytes, dict[str, Any]]:
+    """`{"image": "<base64>", ...options}` -> (image bytes, options)."""
+    if not isinstance(document, dict):
+        raise BadJson('expected a JSON object such as {"image": "<base64>"}')
+    unknown = sorted(set(document) - {"image", *KEYS})
+    if unknown:
+        raise BadJson(f"unknown key '{unknown[0][:40]}'; known: image, {', '.join(KEYS)}")
+    text = document.get("image")
+    if not isinstance(text, str) or not text:
+        raise BadJson("'image' must be a non-empty base64 string")
+    if text.startswith("data:"):  # a data URL: keep what follows the comma
+        text = text.partition(",")[2]
+    text = "".join(text.split()).translate(_URLSAFE)
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadJson("'image' is not valid base64") from None
+    return data, {key: document[key] for key in KEYS if key in document}
+
+
+def _answer(result: Detections, shape: tuple, model: str, label: Any, decode_ms: float) -> dict[str, Any]:
+    detections = [
+        {
+            "box": [round(float(v), 2) for v in box],
+            "score": round(float(score), 4),
+            "class_id": int(class_id),
+            "label": label(int(class_id)),
+        }
+        for box, score, class_id in zip(result.boxes, result.scores, result.class_ids)
+    ]
+    timings = {"decode": decode_ms, **result.timings_ms}
+    return {
+        "detections": detections,
+        "image": {"width": int(shape[1]), "height": int(shape[0])},
+        "model": model,
+        "timing_ms": {key: round(value, 2) for key, value in timings.items()},
+    }
+
+
+def create_app(detector: Detector, settings: Settings) -> falcon.App:
+    app = falcon.App(middleware=[RequestLog()], cors_enable=False)
+    handlers = {JSON: falcon.media.JSONHandler()}
+    handlers.update({media_type: ImageBytes() for media_type in IMAGE_TYPES + _ALIASES})
+    app.req_options.media_handlers = falcon.media.Handlers(handlers)
+    app.req_options.default_media_type = "application/octet-stream"
+    app.add_route("/ping", Ping(detector))
+    app.add_route("/invocations", Invocations(detector, settings))
+    app.add_route("/execution-parameters", ExecutionParameters(settings))
+    app.set_error_serializer(render_error)
+    app.add_error_handler(Exception, handle_unexpected)
+    return app

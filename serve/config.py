@@ -1,0 +1,214 @@
+"""Every environment variable the server reads, in one place.
+
+Nothing else in `serve` touches `os.environ`. Each variable has a default and one line of
+documentation in `VARIABLES`; `docs/serving.md` lists the same table (a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, TypeVar
+
+MIB = 1024 * 1024
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the server cannot use."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str
+    doc: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("MODEL_PATH", "(unset)", "ONNX file to serve; wins over everything below."),
+    Variable("SAGEMAKER_MODEL_DIR", "/opt/ml/model",
+             "Where SageMaker unpacks the model data; the single *.onnx in it is served."),
+    Variable("BAKED_MODEL_PATH", "/opt/model/model.onnx",
+             "Model baked into the image, used when neither of the above gives one."),
+    Variable("SAGEMAKER_BIND_TO_PORT", "8080", "Port to listen on (set by SageMaker when it wants another)."),
+    Variable("SERVE_HOST", "0.0.0.0", "Address to listen on."),
+    Variable("YOLO_CONF", "0.25", "Default confidence threshold (a request may override it)."),
+    Variable("YOLO_IOU", "0.45", "Default NMS IoU threshold (a request may override it)."),
+    Variable("YOLO_MAX_DET", "300", "Default maximum number of detections per image (at most 1000)."),
+    Variable("MAX_BODY_BYTES", "6291456 (6 MiB)",
+             "Largest request body; larger ones get 413. Wins over SAGEMAKER_MAX_PAYLOAD_IN_MB."),
+    Variable("SAGEMAKER_BATCH", "false", "Set to true by Batch Transform; enables SAGEMAKER_MAX_PAYLOAD_IN_MB."),
+    Variable("SAGEMAKER_MAX_PAYLOAD_IN_MB", "(unset)",
+             "Batch Transform's payload limit; the body limit when SAGEMAKER_BATCH=true."),
+    Variable("MAX_IMAGE_PIXELS", "50000000",
+             "Largest width x height accepted, read from the image header before decoding (413 above)."),
+    Variable("SERVE_THREADS", "CPUs + 2, at least 4", "Waitress worker threads (requests handled at once)."),
+    Variable("ORT_INTRA_OP_THREADS", "CPUs", "onnxruntime threads inside one operator."),
+    Variable("ORT_INTER_OP_THREADS", "1", "onnxruntime threads across operators (sequential execution)."),
+    Variable("SERVE_GRACE_SECONDS", "20", "On SIGTERM, how long in-flight requests may take to finish."),
+    Variable("LOG_LEVEL", "INFO", "Log level (name or number); wins over SAGEMAKER_CONTAINER_LOG_LEVEL."),
+    Variable("SAGEMAKER_CONTAINER_LOG_LEVEL", "(unset)", "SageMaker's log level convention (e.g. 20 or INFO)."),
+)
+
+MAX_DET_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: str | None
+    model_dir: str
+    baked_model_path: str
+    host: str
+    port: int
+    conf: float
+    iou: float
+    max_det: int
+    max_body_bytes: int
+    batch: bool
+    max_image_pixels: int
+    threads: int
+    intra_op_threads: int
+    inter_op_threads: int
+    grace_seconds: float
+    log_level: int
+
+    @property
+    def max_payload_mb(self) -> int:
+        """The body limit in whole MiB, as Batch Transform's execution parameters want it."""
+        return max(1, self.max_body_bytes // MIB)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        get = _Reader(env)
+        cpus = available_cpus()
+        batch = get("SAGEMAKER_BATCH", _parse_bool, False)
+        payload_mb = get("SAGEMAKER_MAX_PAYLOAD_IN_MB", _positive_int, None)
+        body_default = payload_mb * MIB if (batch and payload_mb) else 6 * MIB
+        log_level = get("LOG_LEVEL", _parse_level, None)
+        if log_level is None:
+            log_level = get("SAGEMAKER_CONTAINER_LOG_LEVEL", _parse_level, logging.INFO)
+        return cls(
+            model_path=get("MODEL_PATH", str, None),
+            model_dir=get("SAGEMAKER_MODEL_DIR", str, "/opt/ml/model"),
+            baked_model_path=get("BAKED_MODEL_PATH", str, "/opt/model/model.onnx"),
+            host=get("SERVE_HOST", str, "0.0.0.0"),
+            port=get("SAGEMAKER_BIND_TO_PORT", _port, 8080),
+            conf=get("YOLO_CONF", _unit_float, 0.25),
+            iou=get("YOLO_IOU", _unit_float, 0.45),
+            max_det=get("YOLO_MAX_DET", _max_det, 300),
+            max_body_bytes=get("MAX_BODY_BYTES", _positive_int, body_default),
+            batch=batch,
+            max_image_pixels=get("MAX_IMAGE_PIXELS", _positive_int, 50_000_000),
+            threads=get("SERVE_THREADS", _positive_int, max(4, cpus + 2)),
+            intra_op_threads=get("ORT_INTRA_OP_THREADS", _positive_int, cpus),
+            inter_op_threads=get("ORT_INTER_OP_THREADS", _positive_int, 1),
+            grace_seconds=get("SERVE_GRACE_SECONDS", _non_negative_float, 20.0),
+            log_level=log_level,
+        )
+
+
+class _Reader:
+    """Reads one variable, parses it, and names the variable when the value is bad."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self._env = env
+
+    def __call__(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            raise ConfigError(f"environment variable {name}={raw!r}: {exc}") from None
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("expected a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise ValueError("expected a port number 1-65535")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("expected a number between 0 and 1")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (value >= 0.0 and math.isfinite(value)):
+        raise ValueError("expected a non-negative number")
+    return value
+
+
+def _max_det(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_DET_LIMIT:
+        raise ValueError(f"expected an integer 1-{MAX_DET_LIMIT}")
+    return value
+
+
+def _parse_level(text: str) -> int:
+    if text.lstrip("-").isdigit():
+        return int(text)
+    level = logging.getLevelName(text.upper())
+    if not isinstance(level, int):
+        raise ValueError("expected a level name (DEBUG, INFO, WARNING, ERROR) or number")
+    return level
+
+
+def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    if quota is not None:
+        count = min(count, max(1, math.ceil(quota)))
+    return max(1, count)
+
+
+def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """The cgroup CPU limit in CPUs (v2 `cpu.max`, else v1 CFS quota), or None when unlimited."""
+    base = Path(root)
+    try:
+        fields = (base / "cpu.max").read_text().split()
+        if len(fields) == 2 and fields[0] != "max":
+            return int(fields[0]) / int(fields[1])
+        return None
+    except (OSError, ValueError):
+        pass
+    for sub in ("cpu", "cpu,cpuacct"):
+        try:
+            quota = int((base / sub / "cpu.cfs_quota_us").read_text())
+            period = int((base / sub / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return quota / period if quota > 0 and period > 0 else None
+    return None

@@ -1,0 +1,145 @@
+"""Image bytes -> BGR pixels, refusing pixel bombs before any decoding.
+
+The header of each supported format (JPEG, PNG, WebP, BMP) is parsed here to learn the image's
+size; only then does OpenCV decode it. Other formats are refused: OpenCV can read many more, and
+each is more attack surface that nobody asked for.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import cv2
+import numpy as np
+
+from serve.errors import ImageTooLarge, UnreadableImage
+
+SUPPORTED = "JPEG, PNG, WebP or BMP"
+
+# Start-of-frame markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_STANDALONE = frozenset({0x01, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8})
+
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def _truncated(fmt: str) -> UnreadableImage:
+    return UnreadableImage(f"the {fmt} image is truncated")
+
+
+def _corrupt(fmt: str, why: str) -> UnreadableImage:
+    return UnreadableImage(f"the {fmt} image is corrupt: {why}")
+
+
+def image_size(data: bytes) -> tuple[str, int, int]:
+    """(format, width, height) read from the header alone; raises UnreadableImage."""
+    if data[:3] == b"\xff\xd8\xff":
+        width, height = _jpeg_size(data)
+        return "JPEG", width, height
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return ("PNG", *_png_size(data))
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ("WebP", *_webp_size(data))
+    if data[:2] == b"BM":
+        return ("BMP", *_bmp_size(data))
+    raise UnreadableImage(f"the body is not a supported image ({SUPPORTED})")
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 24:
+        raise _truncated("PNG")
+    if data[12:16] != b"IHDR":
+        raise _corrupt("PNG", "the first chunk is not IHDR")
+    return struct.unpack(">II", data[16:24])
+
+
+def _bmp_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 26:
+        raise _truncated("BMP")
+    (header_size,) = struct.unpack("<I", data[14:18])
+    if header_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+        return struct.unpack("<HH", data[18:22])
+    if header_size >= 40:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(width), abs(height)  # a negative height means rows stored top-down
+    raise _corrupt("BMP", f"unknown header size {header_size}")
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 30:
+        raise _truncated("WebP")
+    chunk = data[12:16]
+    if chunk == b"VP8 ":  # lossy: frame tag, start code, 14-bit sizes
+        if data[23:26] != b"\x9d\x01\x2a":
+            raise _corrupt("WebP", "bad VP8 start code")
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L":  # lossless: signature byte, then 14-bit (size - 1) fields
+        if data[20] != 0x2F:
+            raise _corrupt("WebP", "bad VP8L signature")
+        (bits,) = struct.unpack("<I", data[21:25])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":  # extended: 24-bit (canvas size - 1) fields
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    raise _corrupt("WebP", "unknown chunk")
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """Walk the marker segments to the frame header, then make sure the scan data is complete."""
+    size: tuple[int, int] | None = None
+    end = len(data)
+    pos = 2
+    while True:
+        if pos >= end:
+            raise _truncated("JPEG")
+        if data[pos] != 0xFF:
+            raise _corrupt("JPEG", "expected a marker")
+        while pos < end and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= end:
+            raise _truncated("JPEG")
+        marker = data[pos]
+        pos += 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker == 0xD9:
+            raise _corrupt("JPEG", "end of image before any scan")
+        if pos + 2 > end:
+            raise _truncated("JPEG")
+        (length,) = struct.unpack(">H", data[pos : pos + 2])
+        if length < 2:
+            raise _corrupt("JPEG", "bad segment length")
+        if marker in _JPEG_SOF and size is None:
+            if pos + 7 > end:
+                raise _truncated("JPEG")
+            height, width = struct.unpack(">HH", data[pos + 3 : pos + 7])
+            if width == 0 or height == 0:
+                raise _corrupt("JPEG", "zero width or height")
+            size = (width, height)
+        elif marker == 0xDA:  # start of scan: entropy-coded data follows
+            if size is None:
+                raise _corrupt("JPEG", "scan before the frame header")
+            # Inside scan data 0xFF is always followed by 0x00 or a restart marker, so the byte
+            # pair FF D9 after the first scan is the end-of-image marker: without it, the file is
+            # cut short (some decoders fill the missing rows with grey and say nothing).
+            if data.find(b"\xff\xd9", pos + length) < 0:
+                raise _truncated("JPEG")
+            return size
+        pos += length
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode to an HxWx3 uint8 BGR array, as cv2.imread does (EXIF orientation applied)."""
+    fmt, width, height = image_size(data)
+    if width <= 0 or height <= 0:
+        raise _corrupt(fmt, "zero width or height")
+    if width * height > max_pixels:
+        raise ImageTooLarge(width, height, max_pixels)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UnreadableImage(f"the {fmt} image could not be decoded (truncated or corrupt)")
+    if image.shape[0] * image.shape[1] > max_pixels:  # the header lied
+        raise ImageTooLarge(image.shape[1], image.shape[0], max_pixels)
+    return image

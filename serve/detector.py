@@ -1,0 +1,143 @@
+"""The detector: one onnxruntime session shared by every request, its metadata, a ready flag.
+
+A request flows through small pure steps: letterbox -> run -> NMS (raw layout) or filter
+(end2end layout) -> scale back. `ready` is set only after the model loaded and one warm-up
+inference passed. `detect` holds no lock: onnxruntime's `run` is thread-safe and releases the GIL,
+so one request's decoding and letterboxing overlap another's inference.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from serve.errors import ModelError
+from serve.letterbox import letterbox, scale_boxes, to_tensor
+from serve.model_info import ModelInfo, Port, read_model_info
+from serve.nms import non_max_suppression
+from serve.options import Options
+
+
+@dataclass
+class Detections:
+    """Boxes (K, 4) x1y1x2y2 in original pixels, scores (K,), class ids (K,), best score first."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as a single short line (onnxruntime's messages span several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class Detector:
+    def __init__(self, path: str | Path, intra_op_threads: int = 1, inter_op_threads: int = 1):
+        self.path = Path(path)
+        self._intra = intra_op_threads
+        self._inter = inter_op_threads
+        self._session: ort.InferenceSession | None = None
+        self.info: ModelInfo | None = None
+        self._ready = threading.Event()
+        self._input_dtype: type = np.float32
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def load(self) -> None:
+        """Open the session, read the metadata, run one warm-up inference; raise ModelError."""
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._intra
+        options.inter_op_num_threads = self._inter
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: warnings would break the JSON log stream
+        # Idle worker threads sleep instead of spinning, leaving the CPU to decoding and to
+        # other requests between inferences.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        try:
+            session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises several unrelated types
+            raise ModelError(f"cannot load model {self.path}: {one_line(exc)}") from None
+        metadata = session.get_modelmeta().custom_metadata_map or {}
+        info = read_model_info(
+            metadata,
+            [Port(p.name, tuple(p.shape), p.type) for p in session.get_inputs()],
+            [Port(p.name, tuple(p.shape), p.type) for p in session.get_outputs()],
+            self.path.stem,
+        )
+        self._session, self.info = session, info
+        self._input_dtype = np.float16 if info.input_type == "tensor(float16)" else np.float32
+        grey = np.full((info.img_size, info.img_size, 3), 114, dtype=np.uint8)
+        try:
+            self.detect(grey, Options())
+        except Exception as exc:
+            raise ModelError(f"warm-up inference of {self.path} failed: {one_line(exc)}") from None
+        self._ready.set()
+
+    def detect(self, image: np.ndarray, options: Options) -> Detections:
+        """Detections on one HxWx3 BGR image, in its own pixels."""
+        info, session = self.info, self._session
+        assert info is not None and session is not None, "load() first"
+        height, width = image.shape[:2]
+        size = info.img_size
+
+        start = time.perf_counter()
+        tensor = to_tensor(letterbox(image, size), self._input_dtype)
+        prepared = time.perf_counter()
+        output = session.run([info.output_name], {info.input_name: tensor})[0]
+        inferred = time.perf_counter()
+        if info.layout == "raw":
+            rows = self._raw_rows(output, options)
+        else:
+            rows = self._end2end_rows(output, options)
+        boxes = scale_boxes(rows[:, :4], size, height, width)
+        result = Detections(boxes, rows[:, 4].astype(np.float64), rows[:, 5].astype(np.int64))
+        done = time.perf_counter()
+        result.timings_ms = {
+            "preprocess": (prepared - start) * 1000,
+            "inference": (inferred - prepared) * 1000,
+            "postprocess": (done - inferred) * 1000,
+        }
+        return result
+
+    def _raw_rows(self, output: np.ndarray, options: Options) -> np.ndarray:
+        nc = self.info.nc
+        if output.ndim != 3 or output.shape[0] < 1 or output.shape[2] != 5 + nc:
+            raise RuntimeError(f"raw output has shape {output.shape}; expected (1, A, {5 + nc})")
+        return non_max_suppression(
+            output[0],
+            conf=options.conf,
+            iou=options.iou,
+            classes=options.classes,
+            agnostic=options.agnostic,
+            max_det=options.max_det,
+        )
+
+    def _end2end_rows(self, output: np.ndarray, options: Options) -> np.ndarray:
+        """NMS already ran in the graph; apply the request's stricter conf/classes/max_det only."""
+        if output.ndim != 2 or output.shape[1] != 7:
+            raise RuntimeError(f"end2end output has shape {output.shape}; expected (K, 7)")
+        output = output.astype(np.float32, copy=False)
+        labels = output[:, 5].round()
+        keep = (output[:, 0] == 0) & (output[:, 6] > options.conf)
+        if options.classes is not None:
+            keep &= np.isin(labels, np.asarray(options.classes, dtype=np.float32))
+        rows = np.concatenate([output[:, 1:5], output[:, 6:7], labels[:, None]], axis=1)[keep]
+        order = np.argsort(-rows[:, 4], kind="stable")[: options.max_det]
+        return rows[order]

@@ -1,0 +1,52 @@
+"""The official YOLOv7 letterbox, its tensor layout, and the way back to the original pixels."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114
+
+
+def letterbox(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize keeping the aspect ratio and pad to size x size, exactly as the reference does.
+
+    r = min(S/h, S/w); the new size is rounded with Python's round(); INTER_LINEAR only when the
+    size changes; the padding is split with top = round(dh - 0.1), bottom = round(dh + 0.1) (and
+    left/right likewise) and filled with 114.
+    """
+    height, width = image.shape[:2]
+    ratio = min(size / height, size / width)
+    new_w, new_h = int(round(width * ratio)), int(round(height * ratio))
+    dw, dh = (size - new_w) / 2, (size - new_h) / 2
+    if (width, height) != (new_w, new_h):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    return cv2.copyMakeBorder(
+        image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
+    )
+
+
+def to_tensor(letterboxed: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """HxWx3 BGR uint8 -> 1x3xHxW RGB in 0..1."""
+    rgb = letterboxed[:, :, ::-1].transpose(2, 0, 1)
+    tensor = np.ascontiguousarray(rgb, dtype=np.float32)[None]
+    tensor /= np.float32(255.0)
+    return tensor if dtype is np.float32 else tensor.astype(dtype)
+
+
+def scale_boxes(boxes: np.ndarray, size: int, height: int, width: int) -> np.ndarray:
+    """x1y1x2y2 boxes in letterboxed pixels -> original pixels, clipped to the image.
+
+    gain = min(S/h0, S/w0); pad = ((S - w0*gain)/2, (S - h0*gain)/2); subtract pad, divide by gain.
+    """
+    gain = min(size / height, size / width)
+    pad_x, pad_y = (size - width * gain) / 2, (size - height * gain) / 2
+    out = boxes.astype(np.float64, copy=True)
+    out[:, [0, 2]] -= pad_x
+    out[:, [1, 3]] -= pad_y
+    out /= gain
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    return out

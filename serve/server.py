@@ -1,0 +1,96 @@
+"""Waitress, run so that it can be stopped gracefully.
+
+`waitress.serve` stops by raising out of its event loop, which drops requests in flight. Here the
+event loop runs one turn at a time until `stop()` is called (from a signal handler, say); then the
+listening socket closes (new connections are refused), the loop keeps turning until every request
+already received has been answered and flushed (or the grace period ends), idle keep-alive
+connections are closed, and the worker threads are joined.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+import waitress
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+
+log = logging.getLogger("serve")
+
+
+class Server:
+    def __init__(
+        self,
+        app: Callable,
+        host: str,
+        port: int,
+        threads: int,
+        max_request_body_size: int,
+        grace_seconds: float,
+    ):
+        self._grace = grace_seconds
+        self._stop = threading.Event()
+        self.exit_code = 0
+        self._waitress = waitress.create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            # A hard stop in front of the app's own limit (which answers 413 in JSON): waitress
+            # refuses larger bodies before buffering them.
+            max_request_body_size=max_request_body_size,
+            asyncore_use_poll=True,  # select() cannot watch fds above 1024
+            ident="",
+        )
+        self._map: dict[int, Any] = self._waitress._map
+
+    @property
+    def port(self) -> int:
+        return int(self._waitress.effective_port)
+
+    def stop(self, exit_code: int = 0) -> None:
+        """Ask the loop to stop; safe from a signal handler or another thread."""
+        if not self._stop.is_set():
+            self.exit_code = exit_code
+        self._stop.set()
+        self._waitress.pull_trigger()  # wake the loop now (a pipe write, no lock)
+
+    def serve(self) -> int:
+        """Serve until stop(), then drain; returns the exit code given to stop()."""
+        while not self._stop.is_set():
+            wasyncore.loop(timeout=1.0, map=self._map, use_poll=True, count=1)
+        self._drain()
+        return self.exit_code
+
+    def _busy(self) -> int:
+        """Connections with a request being received, processed or sent; idle ones are closed."""
+        busy = 0
+        for channel in list(self._map.values()):
+            if not isinstance(channel, HTTPChannel):
+                continue
+            if channel.requests or channel.request is not None or channel.total_outbufs_len:
+                busy += 1
+            else:
+                channel.will_close = True
+        return busy
+
+    def _drain(self) -> None:
+        wasyncore.dispatcher.close(self._waitress)  # listening socket only; the trigger stays
+        deadline = time.monotonic() + self._grace
+        busy = self._busy()
+        if busy:
+            log.info("draining", extra={"fields": {"requests_in_flight": busy}})
+        while busy and time.monotonic() < deadline:
+            wasyncore.loop(timeout=0.05, map=self._map, use_poll=True, count=1)
+            busy = self._busy()
+        if busy:
+            log.warning(
+                "grace period over with requests in flight",
+                extra={"fields": {"requests_in_flight": busy}},
+            )
+        wasyncore.loop(timeout=0.05, map=self._map, use_poll=True, count=1)  # close idle ones
+        self._waitress.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
+        wasyncore.close_all(self._map)
