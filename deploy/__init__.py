@@ -1,3 +1,3 @@
-"""`python -m deploy`: a YOLOv7 SageMaker endpoint's whole life, from `push` to `down`, with boto3."""
+"""`python -m deploy`: a YOLOv7 SageMaker endpoint's whole life, `push` to `down`, with boto3."""
 
 __version__ = "0.1.0"

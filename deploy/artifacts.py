@@ -20,6 +20,7 @@ from deploy import config, names
 from deploy.errors import UserError
 from deploy.state import now_iso
 
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -104,9 +105,7 @@ class PackageResult:
     bucket_created: bool
 
 
-def package(
-    ctx, onnx: Path, bucket: str | None = None, key: str | None = None
-) -> PackageResult:
+def package(ctx, onnx: Path, bucket: str | None = None, key: str | None = None) -> PackageResult:
     check_model_file(onnx)
     aws = ctx.aws
     s3 = aws.client("s3")

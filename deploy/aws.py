@@ -65,7 +65,8 @@ def connect(
     resolved = region or session.region_name or default_region
     if not resolved:
         raise UserError(
-            "no AWS region is set", "pass --region, or set AWS_REGION / a region in your profile"
+            "no AWS region is set",
+            "pass --region, or set AWS_DEFAULT_REGION or a region in your profile",
         )
     if not assume_role:
         return Aws(session=session, region=resolved)

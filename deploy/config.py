@@ -1,7 +1,7 @@
 """Every constant and every environment variable `deploy` reads, in one place.
 
 Nothing else in the package calls `os.environ`: boto3 reads its own variables (AWS_PROFILE,
-AWS_REGION, AWS_ENDPOINT_URL, credentials...) through its standard chain.
+AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, credentials...) through its standard chain.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ SERVE_ENV = {
     "conf": "YOLO_CONF",
     "iou": "YOLO_IOU",
     "max_det": "YOLO_MAX_DET",
-    "threads": "YOLO_THREADS",
+    "threads": "ORT_INTRA_OP_THREADS",
 }
 
 # --- environment variables read by deploy itself ---------------------------------------------

@@ -268,8 +268,7 @@ def up(
 def describe_spec(spec: Spec) -> str:
     if spec.serverless:
         return (
-            f"serverless {spec.serverless_memory} MB, "
-            f"max concurrency {spec.serverless_concurrency}"
+            f"serverless {spec.serverless_memory} MB, max concurrency {spec.serverless_concurrency}"
         )
     return f"{spec.instance_count} x {spec.instance_type}"
 

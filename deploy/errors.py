@@ -4,8 +4,8 @@ Exit codes (documented in docs/deploy.md):
   0  success
   1  AWS refused or failed (access denied, quota, throttling, expired credentials, an endpoint or
      job that ended Failed, AWS unreachable) or an external command (docker/podman) failed
-  2  the user's input is wrong (arguments, files, missing role/region/state, AWS ValidationException,
-     a resource that this tool did not create and so will not touch)
+  2  the user's input is wrong (arguments, files, missing role/region/state, an AWS
+     ValidationException, a resource that this tool did not create and so will not touch)
   130 interrupted (Ctrl-C)
 """
 
@@ -36,7 +36,8 @@ class DeployError(Exception):
     def line(self) -> str:
         text = self.message.rstrip(". ")
         if self.hint:
-            text = f"{text}. {self.hint.rstrip('.')}"
+            hint = self.hint.rstrip(".")
+            text = f"{text}. {hint[:1].upper()}{hint[1:]}"
         return one_line(text) + "."
 
 
@@ -118,7 +119,8 @@ def explain(exc: BaseException) -> DeployError | None:
         return _client_error(exc)
     if isinstance(exc, bex.NoRegionError):
         return UserError(
-            "no AWS region is set", "pass --region, or set AWS_REGION / a region in your profile"
+            "no AWS region is set",
+            "pass --region, or set AWS_DEFAULT_REGION or a region in your profile",
         )
     if isinstance(exc, bex.ProfileNotFound):
         return UserError(f"{exc}", "check --profile / AWS_PROFILE against ~/.aws/config")

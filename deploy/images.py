@@ -129,9 +129,7 @@ def plan(
         argv.append(str(context))
         commands.append(Command(argv))
     commands.append(Command([cli, "tag", local, remote]))
-    commands.append(
-        Command([cli, "login", "--username", user, "--password-stdin", registry], True)
-    )
+    commands.append(Command([cli, "login", "--username", user, "--password-stdin", registry], True))
     commands.append(Command([cli, "push", remote]))
     return PushPlan(cli, repository, repository_uri, registry, tag, local, remote, commands)
 
@@ -197,6 +195,8 @@ def push(
     repository = repository or f"{ctx.name_prefix}-serve".lower()
     if not re.match(REPOSITORY, repository) or len(repository) > 256:
         raise UserError(f"{repository!r} is not a valid ECR repository name", "use lowercase")
+    if not build and not tag:
+        raise UserError("--no-build pushes an existing local image", "name its tag with --tag")
     tag = tag or names.stamp()
     if not re.match(r"^[\w][\w.-]{0,127}$", tag):
         raise UserError(f"--tag {tag!r} is not a valid image tag")
@@ -258,4 +258,3 @@ def push(
     }
     ctx.save()
     return PushResult(push_plan.image_uri, repository, created, push_plan, False)
-

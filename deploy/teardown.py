@@ -64,7 +64,9 @@ def down(
             # What actually runs, even if the state is stale.
             live_config_name = live.get("EndpointConfigName")
             _add(targets, "endpoint-config", live_config_name)
-            live_config = find(sm, "endpoint-config", live_config_name) if live_config_name else None
+            live_config = None
+            if live_config_name:
+                live_config = find(sm, "endpoint-config", live_config_name)
             for variant in (live_config or {}).get("ProductionVariants", []):
                 _add(targets, "model", variant.get("ModelName"))
     _add(targets, "endpoint-config", recorded.get("config"))
@@ -126,9 +128,7 @@ def down(
     if delete_repository and state.get("image"):
         _delete_repository(ctx, state["image"], report)
     elif state.get("image"):
-        report.kept.append(
-            f"ECR repository {state['image']['repository']} (--delete-repository)"
-        )
+        report.kept.append(f"ECR repository {state['image']['repository']} (--delete-repository)")
 
     if has_resources(state):
         ctx.save()
@@ -201,4 +201,3 @@ def _delete_repository(ctx, image: dict, report: DownReport) -> None:
     ctx.log(f"deleted: {label} (with its images)")
     ctx.state.pop("image", None)
     ctx.save()
-

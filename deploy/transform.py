@@ -149,7 +149,6 @@ def start(
         reason = result.response.get("FailureReason") or "no reason given"
         raise AwsError(
             f"transform job {name} is {status} after {elapsed(result.seconds)}: {reason}",
-            f"the logs are in CloudWatch log group {config.TRANSFORM_LOG_GROUP}, "
-            f"streams {name}/*",
+            f"the logs are in CloudWatch log group {config.TRANSFORM_LOG_GROUP}, streams {name}/*",
         )
     return TransformResult(name, status, source, destination, inputs, outputs, result.seconds)

@@ -11,6 +11,7 @@ import onnxruntime as ort
 import torch
 
 from export.errors import ExportError
+from serve.letterbox import letterbox, to_tensor  # the server's own preprocessing
 
 DEFAULT_IMAGE = Path(__file__).resolve().parent.parent / "samples" / "bus.jpg"
 
@@ -20,26 +21,6 @@ DEFAULT_IMAGE = Path(__file__).resolve().parent.parent / "samples" / "bus.jpg"
 # and far over float32 noise, so a failure means a real export error, not rounding.
 BOX_TOLERANCE_PX = 0.05
 SCORE_TOLERANCE = 1e-4
-
-
-def letterbox(image: np.ndarray, size: int, color: int = 114) -> np.ndarray:
-    """The official letterbox: resize keeping the aspect ratio, pad to a square with gray."""
-    h, w = image.shape[:2]
-    r = min(size / h, size / w)
-    new_w, new_h = round(w * r), round(h * r)
-    if (new_w, new_h) != (w, h):
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    dw, dh = (size - new_w) / 2, (size - new_h) / 2
-    top, bottom = round(dh - 0.1), round(dh + 0.1)
-    left, right = round(dw - 0.1), round(dw + 0.1)
-    return cv2.copyMakeBorder(
-        image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(color, color, color)
-    )
-
-
-def to_tensor(letterboxed_bgr: np.ndarray) -> np.ndarray:
-    rgb = letterboxed_bgr[:, :, ::-1].transpose(2, 0, 1)
-    return np.ascontiguousarray(rgb, dtype=np.float32)[None] / 255.0
 
 
 def load_image(path: Path | None) -> np.ndarray:

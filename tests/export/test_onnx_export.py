@@ -15,7 +15,8 @@ import torch
 
 from export.cli import Options, run
 from export.safe_load import load_checkpoint
-from export.verify import letterbox, load_image, to_tensor
+from export.verify import load_image
+from serve.letterbox import letterbox, to_tensor
 
 P5_ANCHORS_640 = 25200
 P6_ANCHORS_640 = 25500

@@ -1,0 +1,44 @@
+"""Pictures for the tests: filled shapes on noisy gradients (what the bundled checkpoint was trained
+on), and encoders."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def shapes_image(width: int, height: int, seed: int) -> np.ndarray:
+    """1-6 filled circles, squares and triangles, 1/12 to 1/3 of the short side, on a noisy gradient."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    start, end = rng.uniform(30, 220, 3), rng.uniform(30, 220, 3)
+    t = (xs / max(width - 1, 1) * 0.6 + ys / max(height - 1, 1) * 0.4)[..., None]
+    image = start * (1 - t) + end * t + rng.normal(0, 12, (height, width, 3))
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    short = min(width, height)
+    for _ in range(int(rng.integers(1, 7))):
+        side = int(rng.uniform(short / 12, short / 3))
+        cx = int(rng.uniform(side / 2, width - side / 2))
+        cy = int(rng.uniform(side / 2, height - side / 2))
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        kind = int(rng.integers(0, 3))
+        if kind == 0:
+            cv2.circle(image, (cx, cy), side // 2, color, -1, cv2.LINE_AA)
+        elif kind == 1:
+            cv2.rectangle(image, (cx - side // 2, cy - side // 2), (cx + side // 2, cy + side // 2), color, -1)
+        else:
+            pts = np.array([[cx, cy - side // 2], [cx - side // 2, cy + side // 2], [cx + side // 2, cy + side // 2]])
+            cv2.fillPoly(image, [pts.astype(np.int32)], color, cv2.LINE_AA)
+    return image
+
+
+def encode(image: np.ndarray, ext: str = ".png", params: list[int] | None = None) -> bytes:
+    ok, buffer = cv2.imencode(ext, image, params or [])
+    assert ok
+    return buffer.tobytes()
+
+
+def decode(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
