@@ -20,6 +20,7 @@ $(VENV)/.installed: $(REQUIREMENTS)
 lint: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 test: lint
 	$(BIN)/python -m pytest

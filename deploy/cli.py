@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -506,6 +507,11 @@ def main(argv: list[str] | None = None, aws=None) -> int:
         if aws is not None:
             ctx.use_aws(aws)
         return COMMANDS[args.command](ctx, args)
+    except BrokenPipeError:
+        # `python -m deploy status --json | head`: the reader left; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_AWS
     except KeyboardInterrupt:
         print("\ninterrupted: run `python -m deploy status` to see what exists", file=sys.stderr)
         return EXIT_INTERRUPTED

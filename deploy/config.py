@@ -67,7 +67,8 @@ def container_cli_from_env() -> str | None:
 
 
 def retry_settings() -> dict:
-    """botocore's `retries` setting: standard mode with 8 attempts unless the user's env says so."""
+    """botocore's `retries` setting: standard mode, 8 attempts in all (first try included), unless
+    AWS_RETRY_MODE / AWS_MAX_ATTEMPTS say otherwise (same meaning as in botocore)."""
     mode = os.environ.get(ENV_RETRY_MODE) or DEFAULT_RETRY_MODE
     if mode not in RETRY_MODES:
         mode = DEFAULT_RETRY_MODE
@@ -75,4 +76,4 @@ def retry_settings() -> dict:
         attempts = int(os.environ.get(ENV_MAX_ATTEMPTS) or DEFAULT_MAX_ATTEMPTS)
     except ValueError:
         attempts = DEFAULT_MAX_ATTEMPTS
-    return {"mode": mode, "max_attempts": max(1, attempts)}
+    return {"mode": mode, "total_max_attempts": max(1, attempts)}

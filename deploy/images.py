@@ -58,8 +58,11 @@ def pick_cli(explicit: str | None = None, run=subprocess.run) -> str:
         return chosen
     docker, podman = shutil.which("docker"), shutil.which("podman")
     if docker:
-        probe = run([docker, "info"], capture_output=True, timeout=30, check=False)
-        if probe.returncode == 0:
+        try:
+            answered = run([docker, "info"], capture_output=True, timeout=30).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            answered = False
+        if answered:
             return "docker"
     if podman:
         return "podman"

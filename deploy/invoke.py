@@ -7,6 +7,7 @@ directly, so a local container answers exactly as the endpoint would.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import mimetypes
 import time
@@ -91,9 +92,12 @@ def post(url: str, body: bytes, content_type: str, accept: str, attributes: str 
     if attributes:
         headers[ATTRIBUTES_HEADER] = attributes
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    # A container on this machine is never behind the HTTP(S)_PROXY that may be set for AWS.
+    handlers = [urllib.request.ProxyHandler({})] if _is_loopback(urlsplit(url).hostname) else []
+    opener = urllib.request.build_opener(*handlers)
     start = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=70) as answer:
+        with opener.open(request, timeout=70) as answer:
             data = answer.read()
             return Reply(
                 answer.status,
@@ -112,6 +116,15 @@ def post(url: str, body: bytes, content_type: str, accept: str, attributes: str 
             f"could not reach {url}: {reason}",
             "is the server running (python -m serve, or the container on that port)?",
         ) from exc
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host in (None, "", "localhost"):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _error_detail(body: bytes) -> str:

@@ -49,7 +49,12 @@ def detections(data: dict, round_trip_s: float, target: str) -> str:
         summary.append(f"{image.get('width')}x{image.get('height')} image")
     if data.get("model"):
         summary.append(f"model {data['model']}")
-    total = timing.get("total") if isinstance(timing, dict) else None
+    total = None
+    if isinstance(timing, dict) and timing:
+        # the server's own steps (decode, preprocess, inference, ...) add up to its time
+        total = timing.get("total")
+        if total is None:
+            total = sum(v for v in timing.values() if isinstance(v, int | float))
     if total is not None:
         summary.append(f"server {float(total):.1f} ms")
     summary.append(f"round trip {round_trip_s * 1000:.1f} ms")
@@ -107,7 +112,7 @@ def status(report: dict) -> str:
         if scaling:
             lines.append(
                 f"autoscale  {scaling['min']}-{scaling['max']} instances, target "
-                f"{scaling['target']} invocations/instance/minute"
+                f"{scaling['target'] or 0:g} invocations/instance/minute"
             )
         else:
             lines.append("autoscale  off")
@@ -142,9 +147,8 @@ def down(report, dry_run: bool) -> str:
         if not report.planned:
             return "nothing to delete"
         return "\n".join(["would delete (if tagged by this tool):", *report.planned])
-    if report.nothing and not report.absent:
-        return "nothing to delete"
-    lines = [f"deleted  {item}" for item in report.deleted]
+    lines = ["nothing to delete"] if report.nothing and not report.absent else []
+    lines += [f"deleted  {item}" for item in report.deleted]
     lines += [f"gone     {item} (already)" for item in report.absent]
     lines += [f"REFUSED  {item} (not tagged {config.TAG_KEY})" for item in report.refused]
     lines += [f"kept     {item}" for item in report.kept]

@@ -127,11 +127,20 @@ def remove(ctx) -> bool:
             )
             removed = True
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ObjectNotFoundException":
+            if not _absent(exc):
                 raise
     ctx.state.pop("autoscaling", None)
     ctx.save()
     return removed
+
+
+def _absent(exc: ClientError) -> bool:
+    """AWS says ObjectNotFoundException; some emulators say ValidationException "No ... found"."""
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code", ""), error.get("Message", "")
+    return code == "ObjectNotFoundException" or (
+        code == "ValidationException" and "found" in message.lower()
+    )
 
 
 def describe(ctx, endpoint: str) -> dict | None:

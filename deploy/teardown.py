@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from deploy import config, names, scaling
+from deploy import names, scaling
 from deploy.endpoints import delete_if_ours, find, tags_of
 from deploy.images import find_repository
 from deploy.state import forget, has_resources
@@ -96,10 +96,8 @@ def down(
         label = f"{kind} {name}"
         if outcome == "refused":
             report.refused.append(label)
-            ctx.log(f"refused: {label} is not tagged {config.TAG_KEY}={config.TAG_VALUE}")
             continue
         (report.deleted if outcome == "deleted" else report.absent).append(label)
-        ctx.log(f"{'deleted' if outcome == 'deleted' else 'already gone'}: {label}")
         forget(state, kind, name)
         if kind == "endpoint" and recorded.get("name") == name:
             state.pop("endpoint", None)
@@ -174,7 +172,6 @@ def _delete_model_data(ctx, model_data: dict, report: DownReport) -> None:
         return
     s3.delete_object(Bucket=model_data["bucket"], Key=model_data["key"])
     report.deleted.append(label)
-    ctx.log(f"deleted: {label}")
     ctx.state.pop("model_data", None)
     ctx.save()
 
@@ -198,6 +195,5 @@ def _delete_repository(ctx, image: dict, report: DownReport) -> None:
         if exc.response["Error"]["Code"] != "RepositoryNotFoundException":
             raise
     report.deleted.append(label)
-    ctx.log(f"deleted: {label} (with its images)")
     ctx.state.pop("image", None)
     ctx.save()

@@ -424,3 +424,166 @@ def save_checkpoint(obj: Any, path: str | Path) -> Path:
     with official_pickle_names():
         torch.save(obj, path)
     return path
+
+
+# Full-size specs: the official cfg/deploy/yolov7-tiny.yaml and yolov7.yaml layer for layer (base
+# width 32 is the official model), for benchmarks whose cost must match the released models. They
+# are kept apart from FAMILIES (the narrow test specs) so that the tests' parametrization is
+# unchanged.
+
+
+def _tiny_elan(c: int) -> Spec:
+    return [
+        (None, -1, "Conv", [c, 1, 1]),
+        (None, -2, "Conv", [c, 1, 1]),
+        (None, -1, "Conv", [c, 3, 1]),
+        (None, -1, "Conv", [c, 3, 1]),
+        (None, [-1, -2, -3, -4], "Concat", [1]),
+    ]
+
+
+def _tiny_full_spec(w: int) -> Spec:
+    """yolov7-tiny: 77 layers, ELAN-tiny blocks, SP-based SPPCSPC, IDetect (w=32: official)."""
+    return [
+        (None, -1, "Conv", [w, 3, 2]),
+        (None, -1, "Conv", [2 * w, 3, 2]),
+        *_tiny_elan(w),
+        (None, -1, "Conv", [2 * w, 1, 1]),
+        (None, -1, "MP", []),
+        *_tiny_elan(2 * w),
+        ("b14", -1, "Conv", [4 * w, 1, 1]),
+        (None, -1, "MP", []),
+        *_tiny_elan(4 * w),
+        ("b21", -1, "Conv", [8 * w, 1, 1]),
+        (None, -1, "MP", []),
+        *_tiny_elan(8 * w),
+        (None, -1, "Conv", [16 * w, 1, 1]),
+        ("spp", -1, "Conv", [8 * w, 1, 1]),
+        (None, -2, "Conv", [8 * w, 1, 1]),
+        (None, -1, "SP", [5]),
+        (None, -2, "SP", [9]),
+        (None, -3, "SP", [13]),
+        (None, [-1, -2, -3, -4], "Concat", [1]),
+        (None, -1, "Conv", [8 * w, 1, 1]),
+        (None, [-1, "spp"], "Concat", [1]),
+        ("h37", -1, "Conv", [8 * w, 1, 1]),
+        (None, -1, "Conv", [4 * w, 1, 1]),
+        (None, -1, "Upsample", [None, 2, "nearest"]),
+        (None, "b21", "Conv", [4 * w, 1, 1]),
+        (None, [-1, -2], "Concat", [1]),
+        *_tiny_elan(2 * w),
+        ("h47", -1, "Conv", [4 * w, 1, 1]),
+        (None, -1, "Conv", [2 * w, 1, 1]),
+        (None, -1, "Upsample", [None, 2, "nearest"]),
+        (None, "b14", "Conv", [2 * w, 1, 1]),
+        (None, [-1, -2], "Concat", [1]),
+        *_tiny_elan(w),
+        ("h57", -1, "Conv", [2 * w, 1, 1]),
+        (None, -1, "Conv", [4 * w, 3, 2]),
+        (None, [-1, "h47"], "Concat", [1]),
+        *_tiny_elan(2 * w),
+        ("h65", -1, "Conv", [4 * w, 1, 1]),
+        (None, -1, "Conv", [8 * w, 3, 2]),
+        (None, [-1, "h37"], "Concat", [1]),
+        *_tiny_elan(4 * w),
+        ("h73", -1, "Conv", [8 * w, 1, 1]),
+        ("d3", "h57", "Conv", [4 * w, 3, 1]),
+        ("d4", "h65", "Conv", [8 * w, 3, 1]),
+        ("d5", "h73", "Conv", [16 * w, 3, 1]),
+        (None, ["d3", "d4", "d5"], "IDetect", [ANCHORS_P5]),
+    ]
+
+
+def _v7_elan(c: int, out: int, wide: bool) -> Spec:
+    """yolov7's ELAN (backbone: concat of 4 branches) or ELAN-W (head: 6 branches, c//2 convs)."""
+    inner = c // 2 if wide else c
+    joined = [-1, -2, -3, -4, -5, -6] if wide else [-1, -3, -5, -6]
+    return [
+        (None, -1, "Conv", [c, 1, 1]),
+        (None, -2, "Conv", [c, 1, 1]),
+        *[(None, -1, "Conv", [inner, 3, 1]) for _ in range(4)],
+        (None, joined, "Concat", [1]),
+        (None, -1, "Conv", [out, 1, 1]),
+    ]
+
+
+def _v7_down(c: int, extra: Ref | None = None) -> Spec:
+    """MP-1 transition; in the head its concat also takes the lateral feature `extra`."""
+    joined: list[Ref] = [-1, -3] if extra is None else [-1, -3, extra]
+    return [
+        (None, -1, "MP", []),
+        (None, -1, "Conv", [c, 1, 1]),
+        (None, -3, "Conv", [c, 1, 1]),
+        (None, -1, "Conv", [c, 3, 2]),
+        (None, joined, "Concat", [1]),
+    ]
+
+
+def _yolov7_full_spec(w: int) -> Spec:
+    """yolov7: 105 layers, ELAN backbone, SPPCSPC, ELAN-W head, RepConv, IDetect (w=32)."""
+    return [
+        (None, -1, "Conv", [w, 3, 1]),
+        (None, -1, "Conv", [2 * w, 3, 2]),
+        (None, -1, "Conv", [2 * w, 3, 1]),
+        (None, -1, "Conv", [4 * w, 3, 2]),
+        *_v7_elan(2 * w, 8 * w, False),
+        *_v7_down(4 * w),
+        *_v7_elan(4 * w, 16 * w, False)[:-1],
+        ("b24", -1, "Conv", [16 * w, 1, 1]),
+        *_v7_down(8 * w),
+        *_v7_elan(8 * w, 32 * w, False)[:-1],
+        ("b37", -1, "Conv", [32 * w, 1, 1]),
+        *_v7_down(16 * w),
+        *_v7_elan(8 * w, 32 * w, False),
+        ("h51", -1, "SPPCSPC", [16 * w]),
+        (None, -1, "Conv", [8 * w, 1, 1]),
+        (None, -1, "Upsample", [None, 2, "nearest"]),
+        (None, "b37", "Conv", [8 * w, 1, 1]),
+        (None, [-1, -2], "Concat", [1]),
+        *_v7_elan(8 * w, 8 * w, True)[:-1],
+        ("h63", -1, "Conv", [8 * w, 1, 1]),
+        (None, -1, "Conv", [4 * w, 1, 1]),
+        (None, -1, "Upsample", [None, 2, "nearest"]),
+        (None, "b24", "Conv", [4 * w, 1, 1]),
+        (None, [-1, -2], "Concat", [1]),
+        *_v7_elan(4 * w, 4 * w, True)[:-1],
+        ("h75", -1, "Conv", [4 * w, 1, 1]),
+        *_v7_down(4 * w, "h63"),
+        *_v7_elan(8 * w, 8 * w, True)[:-1],
+        ("h88", -1, "Conv", [8 * w, 1, 1]),
+        *_v7_down(8 * w, "h51"),
+        *_v7_elan(16 * w, 16 * w, True)[:-1],
+        ("h101", -1, "Conv", [16 * w, 1, 1]),
+        ("d3", "h75", "RepConv", [8 * w, 3, 1]),
+        ("d4", "h88", "RepConv", [16 * w, 3, 1]),
+        ("d5", "h101", "RepConv", [32 * w, 3, 1]),
+        (None, ["d3", "d4", "d5"], "IDetect", [ANCHORS_P5]),
+    ]
+
+
+FULL_SIZE: dict[str, Any] = {
+    "yolov7-tiny": lambda w: (_tiny_full_spec(w), "leaky"),
+    "yolov7": lambda w: (_yolov7_full_spec(w), "silu"),
+}
+
+
+def build_full_size(family: str, nc: int = 80, width: int = 32) -> Model:
+    """A full-size yolov7-tiny or yolov7 (official layer list; random weights), detection biases
+    initialised as the official `_initialize_biases` does, so that a random model proposes few
+    boxes (about 8 objects per image a priori) and NMS costs what it costs on a real model."""
+    saved = FAMILIES.get(family)
+    FAMILIES[family] = FULL_SIZE[family]
+    try:
+        net = build_model(family, nc=nc, width=width)
+    finally:
+        if saved is None:
+            del FAMILIES[family]
+        else:
+            FAMILIES[family] = saved
+    head = net.head
+    with torch.no_grad():
+        for conv, stride in zip(head.m, head.stride, strict=True):
+            bias = conv.bias.view(head.na, -1)
+            bias[:, 4] += np.log(8 / (640 / float(stride)) ** 2)
+            bias[:, 5:] += np.log(0.6 / (nc - 0.99))
+    return net

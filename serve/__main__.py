@@ -1,8 +1,9 @@
 """`python -m serve [serve]`: the container's entry point (SageMaker runs the image with `serve`).
 
 Start-up order: settings, model file (fail fast), listen (SageMaker wants connections accepted
-within 250 ms), then load + warm up the model in the background while /ping answers 503. Any
-start-up failure is one log line and a non-zero exit. SIGTERM/SIGINT drain and exit 0.
+within 250 ms, so only light modules are imported before), then the app, and the model loads and
+warms up in the background while /ping answers 503. Any start-up failure is one log line and a
+non-zero exit. SIGTERM/SIGINT drain and exit 0.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ import signal
 import sys
 import threading
 
-from serve.app import create_app
 from serve.config import ConfigError, Settings
-from serve.detector import Detector, one_line
-from serve.errors import ModelError
+from serve.errors import ModelError, one_line
 from serve.locate import locate_model
 from serve.logs import setup_logging
 from serve.server import Server
@@ -32,15 +31,23 @@ EXIT_LISTEN = 4
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m serve",
-        description="YOLOv7 ONNX inference server for SageMaker (configured by environment variables; "
-        "see docs/serving.md).",
+        description="YOLOv7 ONNX inference server for SageMaker, configured by environment "
+        "variables (see docs/serving.md).",
     )
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve"],
-                        help="SageMaker starts the container with 'serve' (the default)")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve"],
+        help="SageMaker starts the container with 'serve' (the default)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    # As PID 1 in a container, a signal without a handler is ignored: until the draining handler
+    # below is installed there is nothing to drain, so SIGTERM simply ends the process.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     _parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -51,16 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level)
 
     try:
-        model_path = locate_model(settings.model_path, settings.model_dir, settings.baked_model_path)
+        model_path = locate_model(
+            settings.model_path, settings.model_dir, settings.baked_model_path
+        )
     except ModelError as exc:
         log.error(f"cannot start: {exc}")
         return EXIT_MODEL
 
-    detector = Detector(model_path, settings.intra_op_threads, settings.inter_op_threads)
-    app = create_app(detector, settings)
     try:
         server = Server(
-            app,
             host=settings.host,
             port=settings.port,
             threads=settings.threads,
@@ -68,8 +74,22 @@ def main(argv: list[str] | None = None) -> int:
             grace_seconds=settings.grace_seconds,
         )
     except OSError as exc:
-        log.error(f"cannot start: cannot listen on {settings.host}:{settings.port}: {one_line(exc)}")
+        log.error(
+            f"cannot start: cannot listen on {settings.host}:{settings.port}: {one_line(exc)}"
+        )
         return EXIT_LISTEN
+    log.info(
+        "listening",
+        extra={
+            "fields": {
+                "host": settings.host,
+                "port": server.port,
+                "threads": settings.threads,
+                "ort_intra_op_threads": settings.intra_op_threads,
+                "model_path": str(model_path),
+            }
+        },
+    )
 
     received: list[int] = []
 
@@ -79,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+    # The heavy imports (onnxruntime, OpenCV, numpy) come after the socket listens.
+    from serve.app import create_app
+    from serve.detector import Detector
+
+    detector = Detector(model_path, settings.intra_op_threads, settings.inter_op_threads)
+    app = create_app(detector, settings)
 
     def load() -> None:
         try:
@@ -94,22 +121,20 @@ def main(argv: list[str] | None = None) -> int:
         info = detector.info
         log.info(
             "ready",
-            extra={"fields": {
-                "model": info.name, "path": str(model_path), "layout": info.layout,
-                "img_size": info.img_size, "classes": len(info.names),
-            }},
+            extra={
+                "fields": {
+                    "model": info.name,
+                    "path": str(model_path),
+                    "layout": info.layout,
+                    "img_size": info.img_size,
+                    "classes": len(info.names),
+                }
+            },
         )
 
-    log.info(
-        "listening",
-        extra={"fields": {
-            "host": settings.host, "port": server.port, "threads": settings.threads,
-            "ort_intra_op_threads": settings.intra_op_threads, "model_path": str(model_path),
-        }},
-    )
     loader = threading.Thread(target=load, name="model-loader", daemon=True)
     loader.start()
-    code = server.serve()
+    code = server.serve(app)
     if received:
         log.info("stopped", extra={"fields": {"signal": signal.Signals(received[0]).name}})
     if loader.is_alive():  # stopped while loading: don't wait for onnxruntime

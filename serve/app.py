@@ -55,17 +55,28 @@ _URLSAFE = str.maketrans("-_", "+/")
 
 
 class ImageBytes(falcon.media.BaseHandler):
-    """Media handler for image bodies: the bytes as they came (decoding is a timed pipeline step)."""
+    """Media handler for image bodies: the bytes as they came (decoding is a timed step)."""
 
-    def deserialize(self, stream: Any, content_type: str | None, content_length: int | None) -> bytes:
+    def deserialize(
+        self, stream: Any, content_type: str | None, content_length: int | None
+    ) -> bytes:
         return stream.read()
 
     def serialize(self, media: bytes, content_type: str | None) -> bytes:
         return media
 
 
+def _loads(text: str) -> Any:
+    """json.loads whose only failure is ValueError (falcon answers 400 for that): a document
+    nested thousands deep exhausts the recursion limit instead."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("the document is nested too deeply") from None
+
+
 def render_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
-    """The single place where an error becomes a response body (always JSON, whatever Accept says)."""
+    """The one place where an error becomes a response body: JSON, whatever Accept says."""
     body: dict[str, Any] = {"error": error.description or error.title, "status": error.status_code}
     request_id = getattr(req.context, "request_id", None)
     if request_id:
@@ -74,7 +85,9 @@ def render_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPE
     resp.content_type = JSON
 
 
-def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
+def handle_unexpected(
+    req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict
+) -> None:
     """Catch-all: log the traceback with the request id; the client gets a 500 and that id."""
     request_id = getattr(req.context, "request_id", None) or uuid.uuid4().hex
     req.context.request_id = request_id
@@ -91,7 +104,9 @@ class RequestLog:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         given = req.get_header("X-Request-Id")
-        req.context.request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        req.context.request_id = (
+            given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        )
         req.context.started = time.perf_counter()
         req.context.detections = None
 
@@ -189,7 +204,9 @@ class Invocations:
         if answer_type == JSON:
             resp.media = _answer(result, image.shape, info.name, detector.info.label, decode_ms)
         else:
-            resp.data = encode(draw(image, result.boxes, result.scores, result.class_ids, info.label), answer_type)
+            resp.data = encode(
+                draw(image, result.boxes, result.scores, result.class_ids, info.label), answer_type
+            )
             resp.content_type = answer_type
 
 
@@ -213,7 +230,9 @@ def _image_from_json(document: Any) -> tuple[bytes, dict[str, Any]]:
     return data, {key: document[key] for key in KEYS if key in document}
 
 
-def _answer(result: Detections, shape: tuple, model: str, label: Any, decode_ms: float) -> dict[str, Any]:
+def _answer(
+    result: Detections, shape: tuple, model: str, label: Any, decode_ms: float
+) -> dict[str, Any]:
     detections = [
         {
             "box": [round(float(v), 2) for v in box],
@@ -221,7 +240,7 @@ def _answer(result: Detections, shape: tuple, model: str, label: Any, decode_ms:
             "class_id": int(class_id),
             "label": label(int(class_id)),
         }
-        for box, score, class_id in zip(result.boxes, result.scores, result.class_ids)
+        for box, score, class_id in zip(result.boxes, result.scores, result.class_ids, strict=True)
     ]
     timings = {"decode": decode_ms, **result.timings_ms}
     return {
@@ -234,7 +253,7 @@ def _answer(result: Detections, shape: tuple, model: str, label: Any, decode_ms:
 
 def create_app(detector: Detector, settings: Settings) -> falcon.App:
     app = falcon.App(middleware=[RequestLog()], cors_enable=False)
-    handlers = {JSON: falcon.media.JSONHandler()}
+    handlers = {JSON: falcon.media.JSONHandler(loads=_loads)}
     handlers.update({media_type: ImageBytes() for media_type in IMAGE_TYPES + _ALIASES})
     app.req_options.media_handlers = falcon.media.Handlers(handlers)
     app.req_options.default_media_type = "application/octet-stream"

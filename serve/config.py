@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import TypeVar
 
 MIB = 1024 * 1024
 
@@ -31,28 +32,67 @@ class Variable:
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("MODEL_PATH", "(unset)", "ONNX file to serve; wins over everything below."),
-    Variable("SAGEMAKER_MODEL_DIR", "/opt/ml/model",
-             "Where SageMaker unpacks the model data; the single *.onnx in it is served."),
-    Variable("BAKED_MODEL_PATH", "/opt/model/model.onnx",
-             "Model baked into the image, used when neither of the above gives one."),
-    Variable("SAGEMAKER_BIND_TO_PORT", "8080", "Port to listen on (set by SageMaker when it wants another)."),
+    Variable(
+        "SAGEMAKER_MODEL_DIR",
+        "/opt/ml/model",
+        "Where SageMaker unpacks the model data; the single *.onnx in it is served.",
+    ),
+    Variable(
+        "BAKED_MODEL_PATH",
+        "/opt/model/model.onnx",
+        "Model baked into the image, used when neither of the above gives one.",
+    ),
+    Variable(
+        "SAGEMAKER_BIND_TO_PORT",
+        "8080",
+        "Port to listen on (set by SageMaker when it wants another).",
+    ),
     Variable("SERVE_HOST", "0.0.0.0", "Address to listen on."),
     Variable("YOLO_CONF", "0.25", "Default confidence threshold (a request may override it)."),
     Variable("YOLO_IOU", "0.45", "Default NMS IoU threshold (a request may override it)."),
-    Variable("YOLO_MAX_DET", "300", "Default maximum number of detections per image (at most 1000)."),
-    Variable("MAX_BODY_BYTES", "6291456 (6 MiB)",
-             "Largest request body; larger ones get 413. Wins over SAGEMAKER_MAX_PAYLOAD_IN_MB."),
-    Variable("SAGEMAKER_BATCH", "false", "Set to true by Batch Transform; enables SAGEMAKER_MAX_PAYLOAD_IN_MB."),
-    Variable("SAGEMAKER_MAX_PAYLOAD_IN_MB", "(unset)",
-             "Batch Transform's payload limit; the body limit when SAGEMAKER_BATCH=true."),
-    Variable("MAX_IMAGE_PIXELS", "50000000",
-             "Largest width x height accepted, read from the image header before decoding (413 above)."),
-    Variable("SERVE_THREADS", "CPUs + 2, at least 4", "Waitress worker threads (requests handled at once)."),
+    Variable(
+        "YOLO_MAX_DET", "300", "Default maximum number of detections per image (at most 1000)."
+    ),
+    Variable(
+        "MAX_BODY_BYTES",
+        "6291456 (6 MiB)",
+        "Largest request body; larger ones get 413. Wins over SAGEMAKER_MAX_PAYLOAD_IN_MB.",
+    ),
+    Variable(
+        "SAGEMAKER_BATCH",
+        "false",
+        "Set to true by Batch Transform; enables SAGEMAKER_MAX_PAYLOAD_IN_MB.",
+    ),
+    Variable(
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB",
+        "(unset)",
+        "Batch Transform's payload limit; the body limit when SAGEMAKER_BATCH=true.",
+    ),
+    Variable(
+        "MAX_IMAGE_PIXELS",
+        "50000000",
+        "Largest width x height accepted, read from the image header before decoding (413 above).",
+    ),
+    Variable(
+        "SERVE_THREADS",
+        "CPUs + 2, at least 4",
+        "Waitress worker threads (requests handled at once).",
+    ),
     Variable("ORT_INTRA_OP_THREADS", "CPUs", "onnxruntime threads inside one operator."),
-    Variable("ORT_INTER_OP_THREADS", "1", "onnxruntime threads across operators (sequential execution)."),
-    Variable("SERVE_GRACE_SECONDS", "20", "On SIGTERM, how long in-flight requests may take to finish."),
-    Variable("LOG_LEVEL", "INFO", "Log level (name or number); wins over SAGEMAKER_CONTAINER_LOG_LEVEL."),
-    Variable("SAGEMAKER_CONTAINER_LOG_LEVEL", "(unset)", "SageMaker's log level convention (e.g. 20 or INFO)."),
+    Variable(
+        "ORT_INTER_OP_THREADS", "1", "onnxruntime threads across operators (sequential execution)."
+    ),
+    Variable(
+        "SERVE_GRACE_SECONDS", "20", "On SIGTERM, how long in-flight requests may take to finish."
+    ),
+    Variable(
+        "LOG_LEVEL", "INFO", "Log level (name or number); wins over SAGEMAKER_CONTAINER_LOG_LEVEL."
+    ),
+    Variable(
+        "SAGEMAKER_CONTAINER_LOG_LEVEL",
+        "(unset)",
+        "SageMaker's log level convention (e.g. 20 or INFO).",
+    ),
 )
 
 MAX_DET_LIMIT = 1000
@@ -83,7 +123,7 @@ class Settings:
         return max(1, self.max_body_bytes // MIB)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         get = _Reader(env)
         cpus = available_cpus()

@@ -8,6 +8,7 @@ each is more attack surface that nobody asked for.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -17,7 +18,9 @@ from serve.errors import ImageTooLarge, UnreadableImage
 SUPPORTED = "JPEG, PNG, WebP or BMP"
 
 # Start-of-frame markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
-_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_SOF = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
 _JPEG_STANDALONE = frozenset({0x01, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8})
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -31,43 +34,73 @@ def _corrupt(fmt: str, why: str) -> UnreadableImage:
     return UnreadableImage(f"the {fmt} image is corrupt: {why}")
 
 
-def image_size(data: bytes) -> tuple[str, int, int]:
-    """(format, width, height) read from the header alone; raises UnreadableImage."""
+@dataclass(frozen=True)
+class Header:
+    format: str
+    width: int
+    height: int
+    complete: bool = True  # False: the file is cut short
+
+
+def read_header(data: bytes) -> Header:
+    """Format and size from the header alone, without decoding; raises UnreadableImage."""
     if data[:3] == b"\xff\xd8\xff":
-        width, height = _jpeg_size(data)
-        return "JPEG", width, height
+        return Header("JPEG", *_jpeg_size(data))
     if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return ("PNG", *_png_size(data))
+        return Header("PNG", *_png_size(data))
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ("WebP", *_webp_size(data))
+        return Header("WebP", *_webp_size(data))
     if data[:2] == b"BM":
-        return ("BMP", *_bmp_size(data))
+        return Header("BMP", *_bmp_size(data))
     raise UnreadableImage(f"the body is not a supported image ({SUPPORTED})")
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
+def _png_size(data: bytes) -> tuple[int, int, bool]:
     if len(data) < 24:
         raise _truncated("PNG")
     if data[12:16] != b"IHDR":
         raise _corrupt("PNG", "the first chunk is not IHDR")
-    return struct.unpack(">II", data[16:24])
+    width, height = struct.unpack(">II", data[16:24])
+    # Walk the chunks to IEND: a cut-short file is refused with a clear message, rather than by
+    # libpng (which also complains on stderr).
+    pos = 8
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        chunk_type = data[pos + 4 : pos + 8]
+        pos += 12 + length
+        if chunk_type == b"IEND":
+            return width, height, pos <= len(data)
+    return width, height, False
 
 
-def _bmp_size(data: bytes) -> tuple[int, int]:
-    if len(data) < 26:
+def _bmp_size(data: bytes) -> tuple[int, int, bool]:
+    if len(data) < 30:
         raise _truncated("BMP")
-    (header_size,) = struct.unpack("<I", data[14:18])
+    (pixels_at, header_size) = struct.unpack("<II", data[10:18])
     if header_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
-        return struct.unpack("<HH", data[18:22])
-    if header_size >= 40:
-        width, height = struct.unpack("<ii", data[18:26])
-        return abs(width), abs(height)  # a negative height means rows stored top-down
-    raise _corrupt("BMP", f"unknown header size {header_size}")
+        width, height, _, bits = struct.unpack("<HHHH", data[18:26])
+        compression = 0
+    elif header_size >= 40:
+        width, height, _, bits = struct.unpack("<iiHH", data[18:30])
+        width, height = abs(width), abs(height)  # a negative height: rows stored top-down
+        compression = struct.unpack("<I", data[30:34])[0] if len(data) >= 34 else 0
+    else:
+        raise _corrupt("BMP", f"unknown header size {header_size}")
+    complete = True
+    if compression in (0, 3):  # uncompressed rows: the file size is known in advance
+        row = (width * bits + 31) // 32 * 4
+        complete = len(data) >= pixels_at + row * height
+    return width, height, complete
 
 
-def _webp_size(data: bytes) -> tuple[int, int]:
+def _webp_size(data: bytes) -> tuple[int, int, bool]:
     if len(data) < 30:
         raise _truncated("WebP")
+    complete = len(data) >= 8 + struct.unpack("<I", data[4:8])[0]  # the RIFF size
+    return (*_webp_dimensions(data), complete)
+
+
+def _webp_dimensions(data: bytes) -> tuple[int, int]:
     chunk = data[12:16]
     if chunk == b"VP8 ":  # lossy: frame tag, start code, 14-bit sizes
         if data[23:26] != b"\x9d\x01\x2a":
@@ -86,20 +119,18 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise _corrupt("WebP", "unknown chunk")
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    """Walk the marker segments to the frame header, then make sure the scan data is complete."""
+def _jpeg_size(data: bytes) -> tuple[int, int, bool]:
+    """Walk the marker segments to the frame header and the first scan; is the scan complete?"""
     size: tuple[int, int] | None = None
     end = len(data)
     pos = 2
-    while True:
-        if pos >= end:
-            raise _truncated("JPEG")
+    while pos < end:
         if data[pos] != 0xFF:
             raise _corrupt("JPEG", "expected a marker")
         while pos < end and data[pos] == 0xFF:  # fill bytes
             pos += 1
         if pos >= end:
-            raise _truncated("JPEG")
+            break
         marker = data[pos]
         pos += 1
         if marker in _JPEG_STANDALONE:
@@ -107,13 +138,13 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
         if marker == 0xD9:
             raise _corrupt("JPEG", "end of image before any scan")
         if pos + 2 > end:
-            raise _truncated("JPEG")
+            break
         (length,) = struct.unpack(">H", data[pos : pos + 2])
         if length < 2:
             raise _corrupt("JPEG", "bad segment length")
         if marker in _JPEG_SOF and size is None:
             if pos + 7 > end:
-                raise _truncated("JPEG")
+                break
             height, width = struct.unpack(">HH", data[pos + 3 : pos + 7])
             if width == 0 or height == 0:
                 raise _corrupt("JPEG", "zero width or height")
@@ -124,19 +155,23 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             # Inside scan data 0xFF is always followed by 0x00 or a restart marker, so the byte
             # pair FF D9 after the first scan is the end-of-image marker: without it, the file is
             # cut short (some decoders fill the missing rows with grey and say nothing).
-            if data.find(b"\xff\xd9", pos + length) < 0:
-                raise _truncated("JPEG")
-            return size
+            return (*size, data.find(b"\xff\xd9", pos + length) >= 0)
         pos += length
+    if size is None:
+        raise _truncated("JPEG")
+    return (*size, False)
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """Decode to an HxWx3 uint8 BGR array, as cv2.imread does (EXIF orientation applied)."""
-    fmt, width, height = image_size(data)
+    header = read_header(data)
+    fmt, width, height = header.format, header.width, header.height
     if width <= 0 or height <= 0:
         raise _corrupt(fmt, "zero width or height")
     if width * height > max_pixels:
         raise ImageTooLarge(width, height, max_pixels)
+    if not header.complete:
+        raise _truncated(fmt)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise UnreadableImage(f"the {fmt} image could not be decoded (truncated or corrupt)")

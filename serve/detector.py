@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from serve.errors import ModelError
+from serve.errors import ModelError, one_line
 from serve.letterbox import letterbox, scale_boxes, to_tensor
 from serve.model_info import ModelInfo, Port, read_model_info
 from serve.nms import non_max_suppression
@@ -36,12 +36,6 @@ class Detections:
         return int(self.scores.shape[0])
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as a single short line (onnxruntime's messages span several)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 class Detector:
     def __init__(self, path: str | Path, intra_op_threads: int = 1, inter_op_threads: int = 1):
         self.path = Path(path)
@@ -58,6 +52,9 @@ class Detector:
 
     def load(self) -> None:
         """Open the session, read the metadata, run one warm-up inference; raise ModelError."""
+        # onnxruntime otherwise writes a device id and event files under ~/.cache and /tmp and
+        # tries to send them out: an endpoint must neither write nor phone home.
+        ort.disable_telemetry_events()
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._intra
         options.inter_op_num_threads = self._inter

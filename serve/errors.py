@@ -9,6 +9,12 @@ from __future__ import annotations
 import falcon
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line, for a log (onnxruntime's messages span several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 class ModelError(Exception):
     """The model cannot be found, loaded or run; the server must not start."""
 
@@ -23,7 +29,7 @@ class UnreadableImage(falcon.HTTPBadRequest):
         super().__init__(title="Unreadable image", description=why)
 
 
-class ImageTooLarge(falcon.HTTPPayloadTooLarge):
+class ImageTooLarge(falcon.HTTPContentTooLarge):
     def __init__(self, width: int, height: int, limit: int) -> None:
         super().__init__(
             title="Image too large",
@@ -32,7 +38,7 @@ class ImageTooLarge(falcon.HTTPPayloadTooLarge):
         )
 
 
-class BodyTooLarge(falcon.HTTPPayloadTooLarge):
+class BodyTooLarge(falcon.HTTPContentTooLarge):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(
             title="Body too large",
@@ -55,8 +61,8 @@ class UnsupportedContentType(falcon.HTTPUnsupportedMediaType):
     def __init__(self, content_type: str, accepted: list[str]) -> None:
         super().__init__(
             title="Unsupported content type",
-            description=f"Content-Type '{content_type}' is not supported; send image bytes as one of "
-            f"{', '.join(accepted)}",
+            description=f"Content-Type '{content_type}' is not supported; send image bytes "
+            f"as one of {', '.join(accepted)}",
         )
 
 

@@ -17,12 +17,13 @@ def letterbox(image: np.ndarray, size: int) -> np.ndarray:
     """
     height, width = image.shape[:2]
     ratio = min(size / height, size / width)
-    new_w, new_h = int(round(width * ratio)), int(round(height * ratio))
+    new_w, new_h = round(width * ratio), round(height * ratio)  # Python's round: an int
+    new_w, new_h = max(1, new_w), max(1, new_h)  # a 1 x 10000 image: not 0 pixels wide
     dw, dh = (size - new_w) / 2, (size - new_h) / 2
     if (width, height) != (new_w, new_h):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
-    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
     return cv2.copyMakeBorder(
         image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
     )

@@ -1,4 +1,5 @@
-"""Which ONNX file to serve: MODEL_PATH, else the one *.onnx under the model dir, else the baked one."""
+"""Which ONNX file to serve: MODEL_PATH, else the one *.onnx under the model dir, else the
+baked-in one."""
 
 from __future__ import annotations
 

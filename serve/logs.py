@@ -9,7 +9,7 @@ import time
 
 
 class JsonFormatter(logging.Formatter):
-    """`{"time", "level", "logger", "message", ...fields}`; fields come from `extra={"fields": {...}}`."""
+    """`{"time", "level", "logger", "message", ...fields}`, fields from `extra={"fields": {}}`."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {

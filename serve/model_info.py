@@ -8,8 +8,8 @@ output's last axis, class names are class0.., and the model's name is the file's
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from serve.errors import ModelError
 
@@ -87,14 +87,16 @@ def _meta_names(meta: Mapping[str, str]) -> tuple[str, ...] | None:
 def read_model_info(
     metadata: Mapping[str, str], inputs: Sequence[Port], outputs: Sequence[Port], stem: str
 ) -> ModelInfo:
-    """Combine metadata and graph signature into a ModelInfo; raise ModelError when they disagree."""
+    """Metadata and graph signature -> ModelInfo; ModelError when they disagree."""
     if len(inputs) != 1:
         raise ModelError(f"the model has {len(inputs)} inputs; expected one image input")
     if not outputs:
         raise ModelError("the model has no outputs")
     image_in = inputs[0]
     if len(image_in.shape) != 4:
-        raise ModelError(f"the model's input has shape {list(image_in.shape)}; expected (N, 3, S, S)")
+        raise ModelError(
+            f"the model's input has shape {list(image_in.shape)}; expected (N, 3, S, S)"
+        )
     if image_in.type not in ("tensor(float)", "tensor(float16)"):
         raise ModelError(f"the model's input is {image_in.type}; expected float32")
     if _static(image_in.shape[1]) not in (None, 3):
@@ -102,7 +104,9 @@ def read_model_info(
 
     height, width = _static(image_in.shape[2]), _static(image_in.shape[3])
     if height and width and height != width:
-        raise ModelError(f"the model's input is {height} x {width}; the server needs a square input")
+        raise ModelError(
+            f"the model's input is {height} x {width}; the server needs a square input"
+        )
     img_size = _meta_int(metadata, "img_size") or height or width or DEFAULT_IMG_SIZE
     if (height and height != img_size) or img_size < 32:
         raise ModelError(f"model metadata img_size={img_size} does not fit the input shape")
@@ -117,7 +121,9 @@ def read_model_info(
         elif rank == 2 and last in (7, None):
             layout = "end2end"
         else:
-            raise ModelError(f"cannot tell the model's output layout from shape {list(outputs[0].shape)}")
+            raise ModelError(
+                f"cannot tell the model's output layout from shape {list(outputs[0].shape)}"
+            )
     if layout not in ("raw", "end2end"):
         raise ModelError(f"model metadata layout={layout!r}; expected 'raw' or 'end2end'")
     preferred = "output" if layout == "raw" else "detections"
@@ -127,17 +133,24 @@ def read_model_info(
     nc = _meta_int(metadata, "nc")
     if layout == "raw":
         if len(output.shape) != 3:
-            raise ModelError(f"raw output '{output.name}' has shape {list(output.shape)}; expected (N, A, 5 + nc)")
+            raise ModelError(
+                f"raw output '{output.name}' has shape {list(output.shape)}; "
+                "expected (N, A, 5 + nc)"
+            )
         columns = _static(output.shape[2])
         if nc is None:
             nc = len(names) if names else (columns - 5 if columns else None)
         if nc is None or nc < 1:
-            raise ModelError("cannot tell the number of classes (no 'nc' metadata, no static output shape)")
+            raise ModelError(
+                "cannot tell the number of classes (no 'nc' metadata, no static output shape)"
+            )
         if columns and columns != 5 + nc:
             raise ModelError(f"raw output has {columns} columns; expected 5 + nc = {5 + nc}")
     else:
         if len(output.shape) != 2 or _static(output.shape[1]) not in (None, 7):
-            raise ModelError(f"end2end output '{output.name}' has shape {list(output.shape)}; expected (K, 7)")
+            raise ModelError(
+                f"end2end output '{output.name}' has shape {list(output.shape)}; expected (K, 7)"
+            )
         if nc is None and names:
             nc = len(names)
     if names is None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import waitress
 from waitress import wasyncore
@@ -21,10 +22,16 @@ from waitress.channel import HTTPChannel
 log = logging.getLogger("serve")
 
 
+def _not_yet(environ: dict, start_response: Callable) -> list[bytes]:
+    raise RuntimeError("Server.serve(app) sets the application before the loop runs")
+
+
 class Server:
+    """Listens as soon as it is made (the kernel completes TCP handshakes from then on, even
+    while the application is still being imported); answers once `serve(app)` runs the loop."""
+
     def __init__(
         self,
-        app: Callable,
         host: str,
         port: int,
         threads: int,
@@ -35,7 +42,7 @@ class Server:
         self._stop = threading.Event()
         self.exit_code = 0
         self._waitress = waitress.create_server(
-            app,
+            _not_yet,
             host=host,
             port=port,
             threads=threads,
@@ -58,8 +65,9 @@ class Server:
         self._stop.set()
         self._waitress.pull_trigger()  # wake the loop now (a pipe write, no lock)
 
-    def serve(self) -> int:
-        """Serve until stop(), then drain; returns the exit code given to stop()."""
+    def serve(self, app: Callable) -> int:
+        """Serve `app` until stop(), then drain; returns the exit code given to stop()."""
+        self._waitress.application = app
         while not self._stop.is_set():
             wasyncore.loop(timeout=1.0, map=self._map, use_poll=True, count=1)
         self._drain()

@@ -21,8 +21,9 @@ for _path in (str(_HERE.parents[1]), str(_HERE)):  # the repository (serve), the
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from serve.config import VARIABLES  # noqa: E402
 from serve_models import head_model  # noqa: E402
+
+from serve.config import VARIABLES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
@@ -63,21 +64,25 @@ class ServerProcess:
         )
         base.update(env)
         self.log_path = workdir / f"server-{self.port}.log"
-        self._log = open(self.log_path, "wb")
+        self.stderr_path = workdir / f"server-{self.port}.stderr"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in close())
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "serve", *args],
             cwd=REPO,
             env=base,
             stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stderr=self._stderr,
         )
 
     # --- lifecycle -------------------------------------------------------------------------
-    def wait_ready(self, timeout: float = 60.0) -> "ServerProcess":
+    def wait_ready(self, timeout: float = 60.0) -> ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log_text()}")
+                raise AssertionError(
+                    f"server exited {self.proc.returncode}:\n{self.log_text()}{self.stderr_text()}"
+                )
             try:
                 if self.request("GET", "/ping", timeout=2).status == 200:
                     return self
@@ -106,11 +111,18 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait(10)
         self._log.close()
+        self._stderr.close()
 
     # --- logs ------------------------------------------------------------------------------
     def log_text(self) -> str:
+        """stdout: the structured log."""
         self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+    def stderr_text(self) -> str:
+        """stderr: nothing of ours; native decoders (libpng, libjpeg) may complain there."""
+        self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
 
     def log_records(self) -> list[dict]:
         records = []

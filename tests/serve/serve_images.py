@@ -8,7 +8,7 @@ import numpy as np
 
 
 def shapes_image(width: int, height: int, seed: int) -> np.ndarray:
-    """1-6 filled circles, squares and triangles, 1/12 to 1/3 of the short side, on a noisy gradient."""
+    """1-6 filled circles, squares, triangles (1/12 to 1/3 of the short side), noisy gradient."""
     rng = np.random.default_rng(seed)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     start, end = rng.uniform(30, 220, 3), rng.uniform(30, 220, 3)
@@ -25,9 +25,17 @@ def shapes_image(width: int, height: int, seed: int) -> np.ndarray:
         if kind == 0:
             cv2.circle(image, (cx, cy), side // 2, color, -1, cv2.LINE_AA)
         elif kind == 1:
-            cv2.rectangle(image, (cx - side // 2, cy - side // 2), (cx + side // 2, cy + side // 2), color, -1)
+            cv2.rectangle(
+                image, (cx - side // 2, cy - side // 2), (cx + side // 2, cy + side // 2), color, -1
+            )
         else:
-            pts = np.array([[cx, cy - side // 2], [cx - side // 2, cy + side // 2], [cx + side // 2, cy + side // 2]])
+            pts = np.array(
+                [
+                    [cx, cy - side // 2],
+                    [cx - side // 2, cy + side // 2],
+                    [cx + side // 2, cy + side // 2],
+                ]
+            )
             cv2.fillPoly(image, [pts.astype(np.int32)], color, cv2.LINE_AA)
     return image
 

@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import onnx
@@ -76,13 +76,20 @@ def _head_nodes(source: str, channels: int, size: int, nc: int, stride: int, see
         _const("grid_off", ((cell - 0.5) * stride).reshape(1, count, 2).astype(np.float32)),
         _const("xy_gain", np.array(2.0 * stride, np.float32)),
         _const("anchor4", (4.0 * anchor_rows).reshape(1, count, 2).astype(np.float32)),
-        _const("s0", np.array([0], np.int64)), _const("s2", np.array([2], np.int64)),
-        _const("s4", np.array([4], np.int64)), _const("send", np.array([columns], np.int64)),
+        _const("s0", np.array([0], np.int64)),
+        _const("s2", np.array([2], np.int64)),
+        _const("s4", np.array([4], np.int64)),
+        _const("send", np.array([columns], np.int64)),
         _const("ax2", np.array([2], np.int64)),
     ]
     nodes = [
-        helper.make_node("Conv", [source, "head_w", "head_b"], ["conv"],
-                         kernel_shape=[stride, stride], strides=[stride, stride]),
+        helper.make_node(
+            "Conv",
+            [source, "head_w", "head_b"],
+            ["conv"],
+            kernel_shape=[stride, stride],
+            strides=[stride, stride],
+        ),
         helper.make_node("Reshape", ["conv", "shape5"], ["r5"]),
         helper.make_node("Transpose", ["r5"], ["t5"], perm=[0, 1, 3, 4, 2]),
         helper.make_node("Sigmoid", ["t5"], ["sig"]),
@@ -110,19 +117,27 @@ def head_model(
     names = names or ["circle", "square", "triangle"]
     nodes, inits, count, columns = _head_nodes("images", 3, size, len(names), stride, seed)
     graph = helper.make_graph(
-        nodes, "head", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, count, columns])], inits,
+        nodes,
+        "head",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, count, columns])],
+        inits,
     )
     meta = contract_metadata(names, size) if metadata is True else (metadata or None)
     return _save(graph, path, meta)
 
 
-def slow_model(path: Path, size: int = 256, width: int = 64, layers: int = 200, seed: int = 0) -> Path:
+def slow_model(
+    path: Path, size: int = 256, width: int = 64, layers: int = 200, seed: int = 0
+) -> Path:
     """Heavy 3x3 convolutions before the head: an inference of roughly a second on two cores."""
     rng = np.random.default_rng(seed)
     inits = [
         _const("stem_w", (rng.normal(0, 0.3, (width, 3, 3, 3))).astype(np.float32)),
-        _const("body_w", (rng.normal(0, 1.0 / (3 * np.sqrt(width)), (width, width, 3, 3))).astype(np.float32)),
+        _const(
+            "body_w",
+            (rng.normal(0, 1.0 / (3 * np.sqrt(width)), (width, width, 3, 3))).astype(np.float32),
+        ),
         _const("neck_w", (rng.normal(0, 0.1, (3, width, 1, 1))).astype(np.float32)),
     ]
     nodes = [helper.make_node("Conv", ["images", "stem_w"], ["f0"], pads=[1, 1, 1, 1])]
@@ -133,7 +148,8 @@ def slow_model(path: Path, size: int = 256, width: int = 64, layers: int = 200, 
     nodes.append(helper.make_node("Sigmoid", ["neck"], ["features"]))
     head_nodes, head_inits, count, columns = _head_nodes("features", 3, size, 3, 8, seed)
     graph = helper.make_graph(
-        nodes + head_nodes, "slow",
+        nodes + head_nodes,
+        "slow",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, count, columns])],
         inits + head_inits,
@@ -162,9 +178,11 @@ def constant_model(
         helper.make_node("Add", ["fixed", "nothing"], [name]),
     ]
     graph = helper.make_graph(
-        nodes, "constant",
+        nodes,
+        "constant",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(values.shape))], inits,
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(values.shape))],
+        inits,
     )
     return _save(graph, path, metadata)
 
@@ -177,9 +195,12 @@ def flaky_model(path: Path, size: int = 64) -> Path:
     """
     rows = np.zeros((1, 4, 8), np.float32)
     inits = [
-        _const("rows", rows), _const("limit", np.array(0.3, np.float32)),
-        _const("wide", np.array([8], np.int64)), _const("narrow", np.array([3], np.int64)),
-        _const("start", np.array([0], np.int64)), _const("axis", np.array([2], np.int64)),
+        _const("rows", rows),
+        _const("limit", np.array(0.3, np.float32)),
+        _const("wide", np.array([8], np.int64)),
+        _const("narrow", np.array([3], np.int64)),
+        _const("start", np.array([0], np.int64)),
+        _const("axis", np.array([2], np.int64)),
     ]
     nodes = [
         helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
@@ -188,8 +209,10 @@ def flaky_model(path: Path, size: int = 64) -> Path:
         helper.make_node("Slice", ["rows", "start", "end", "axis"], ["output"]),
     ]
     graph = helper.make_graph(
-        nodes, "flaky",
+        nodes,
+        "flaky",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, "columns"])], inits,
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, "columns"])],
+        inits,
     )
     return _save(graph, path, contract_metadata(["circle", "square", "triangle"], size))

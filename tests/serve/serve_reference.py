@@ -101,11 +101,11 @@ def reference_detect(session: ort.InferenceSession, image: np.ndarray, size: int
 
 
 def reference_detect_end2end(session: ort.InferenceSession, image: np.ndarray, size: int):
-    """The end2end layout: NMS ran in the graph; only the way back to the original pixels is left."""
+    """The end2end layout: NMS ran in the graph; only the way back to the original is left."""
     tensor = reference_tensor(reference_letterbox(image, size))
     name = session.get_inputs()[0].name
     rows = session.run(None, {name: tensor})[0]
-    dets = [(r[1], r[2], r[3], r[4], r[6], int(round(r[5]))) for r in rows.tolist() if r[0] == 0]
+    dets = [(r[1], r[2], r[3], r[4], r[6], round(r[5])) for r in rows.tolist() if r[0] == 0]
     dets.sort(key=lambda d: -d[4])
     return reference_scale_back(dets, size, image.shape[0], image.shape[1])
 
@@ -121,7 +121,7 @@ def assert_same_detections(got: list[dict], expected: list[dict], box_tol=1.0, s
             if (
                 cand["class_id"] == exp["class_id"]
                 and abs(cand["score"] - exp["score"]) <= score_tol
-                and max(abs(a - b) for a, b in zip(cand["box"], exp["box"])) <= box_tol
+                and max(abs(a - b) for a, b in zip(cand["box"], exp["box"], strict=True)) <= box_tol
             ):
                 match = cand
                 break

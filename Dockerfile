@@ -1,0 +1,47 @@
+# The SageMaker serving image: onnxruntime on CPU, no torch. See docs/container.md.
+#   python -m export --weights weights/shapes-yolov7-tiny.pt --img-size 320 --output weights/model.onnx
+#   docker build -t yolov7-sagemaker .
+ARG BASE_IMAGE=python:3.11-slim
+
+# --- builder: a virtual environment with requirements-serve.txt, less what serving never loads.
+FROM ${BASE_IMAGE} AS builder
+COPY requirements-serve.txt /tmp/requirements-serve.txt
+# protobuf, flatbuffers and packaging serve only onnxruntime's tools/, quantization/ and
+# transformers/ (offline model tooling), removed with them. Test suites are never imported.
+# .pyc are compiled once here: the image never writes them at run time, and a cold start that
+# compiles numpy and falcon from source is slower. unchecked-hash: installed packages never change;
+# checked-hash for serve/, so a source file mounted over it in development is still honoured.
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --no-compile --disable-pip-version-check \
+        -r /tmp/requirements-serve.txt \
+    && /opt/venv/bin/pip uninstall --yes --no-cache-dir --disable-pip-version-check \
+        protobuf flatbuffers packaging setuptools pip \
+    && site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+    && rm -rf "$site"/onnxruntime/tools "$site"/onnxruntime/quantization \
+        "$site"/onnxruntime/transformers \
+    && find "$site" -depth -type d -name tests -exec rm -rf {} + \
+    && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash "$site"
+COPY serve/ /opt/program/serve/
+RUN /opt/venv/bin/python -m compileall -q --invalidation-mode checked-hash /opt/program/serve
+
+# --- the image: the base, the environment, the server and the default model.
+FROM ${BASE_IMAGE}
+LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
+# ORT_DISABLE_TELEMETRY: onnxruntime 1.32 otherwise writes a device id and an event database
+# under ~/.cache/Microsoft and tries to send them to mobile.events.data.microsoft.com.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/program \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    ORT_DISABLE_TELEMETRY=1
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/program /opt/program
+# The model served when /opt/ml/model holds none; a path inside the build context.
+ARG MODEL_FILE=weights/model.onnx
+COPY ${MODEL_FILE} /opt/model/model.onnx
+WORKDIR /opt/program
+EXPOSE 8080
+# Runs as root, as SageMaker expects (docs/container.md); the server writes nothing outside /tmp.
+# Exec form: python is PID 1 and gets SIGTERM itself (serve installs a handler that drains).
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "serve"]
+CMD ["serve"]

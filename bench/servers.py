@@ -1,0 +1,80 @@
+"""Start our server or the PyTorch + FastAPI baseline on 127.0.0.1 and time its cold start."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from demo.local_server import ROOT, free_port, local_server, wait_for_ping
+
+START_TIMEOUT_S = 180.0
+
+
+@dataclass
+class Running:
+    url: str
+    pid: int
+    ready_after: float  # seconds from process start to the first 200 from /ping
+
+
+@contextlib.contextmanager
+def ours(model: Path, env: dict[str, str] | None = None) -> Iterator[Running]:
+    """`python -m serve` with `model`; `env` adds server variables (ORT_INTRA_OP_THREADS, ...)."""
+    with local_server(model, env=env, timeout=START_TIMEOUT_S) as server:
+        yield Running(server.url, server.process.pid, server.ready_after)
+
+
+@contextlib.contextmanager
+def baseline(weights: Path, img_size: int) -> Iterator[Running]:
+    """`python -m bench.baseline_fastapi` on a free port of 127.0.0.1."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "bench.baseline_fastapi",
+        "--weights",
+        str(weights),
+        "--img-size",
+        str(img_size),
+        "--port",
+        str(port),
+    ]
+    # stderr goes to a file, shown if it fails to start (a pipe could fill up and block it)
+    with tempfile.TemporaryFile() as log:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=log
+        )
+        try:
+            yield _started(process, f"http://127.0.0.1:{port}", started, log)
+        finally:
+            _stop(process)
+
+
+def _started(process: subprocess.Popen, url: str, started: float, log: IO[bytes]) -> Running:
+    try:
+        wait_for_ping(url, process, START_TIMEOUT_S)
+    except RuntimeError as exc:
+        log.seek(0)
+        error = log.read().decode(errors="replace")[-2000:]
+        raise RuntimeError(f"baseline did not start: {exc}\n{error}") from None
+    return Running(url, process.pid, time.monotonic() - started)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

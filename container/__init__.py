@@ -1,0 +1,1 @@
+"""Build, run and measure the SageMaker serving image (see docs/container.md)."""

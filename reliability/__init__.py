@@ -1,0 +1,1 @@
+"""Reliability and security, measured: a corpus of bad requests, a soak, and their helpers."""

@@ -1,0 +1,85 @@
+"""The real serving image, built once per session, and the answers of the same server run locally.
+
+Without a container engine (or hadolint) the tests skip on a developer's machine, and fail in CI
+(CI=true), where .ci/run installs podman, runc and debootstrap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from container.engine import REPO, SAGEMAKER_PORT, Engine, base_image, export_onnx, find_engine
+from demo.local_server import local_server
+from tests.container.helpers import SAMPLES, detect, port_is_free, unavailable
+
+# In the build context (.dockerignore lets weights/*.onnx in; .gitignore keeps it out of git).
+BAKED_IN_CONTEXT = "weights/container-test.onnx"
+TEST_BASE = "localhost/yolov7-test-base:bookworm"
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    found = find_engine()
+    if found is None:
+        unavailable("no container engine: podman is not installed and no docker daemon answers")
+    can_make_base = shutil.which("debootstrap", path="/usr/sbin:/usr/bin") and os.geteuid() == 0
+    if (
+        found.name == "podman"
+        and not os.environ.get("CONTAINER_BASE_IMAGE")
+        and not found.image_exists(TEST_BASE)
+        and not can_make_base
+    ):
+        unavailable(f"no base image {TEST_BASE}: making one needs debootstrap, run as root")
+    return found
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """baked: the bundled model at 320; mounted: an end2end export at 256, so answers differ."""
+    mounted_dir = tmp_path_factory.mktemp("opt-ml-model")
+    mounted = export_onnx(mounted_dir / "model.onnx", img_size=256, end2end=True)
+    # Readable by any user: the non-root run reads it through the read-only mount.
+    mounted_dir.chmod(0o755)
+    mounted.chmod(0o644)
+    baked = tmp_path_factory.mktemp("baked") / "model.onnx"
+    export_onnx(baked, img_size=320)
+    return {"baked": baked, "mounted": mounted}
+
+
+@pytest.fixture(scope="session")
+def image(engine: Engine, models: dict[str, Path]) -> Iterator[str]:
+    tag = f"localhost/yolov7-sagemaker:test-{uuid.uuid4().hex[:8]}"
+    base = base_image(engine)
+    in_context = REPO / BAKED_IN_CONTEXT
+    shutil.copyfile(models["baked"], in_context)
+    try:
+        engine.build(tag, base, model_file=BAKED_IN_CONTEXT)
+    finally:
+        in_context.unlink(missing_ok=True)
+    try:
+        yield tag
+    finally:
+        engine.remove_image(tag)
+
+
+@pytest.fixture(scope="session")
+def expected(models: dict[str, Path]) -> dict[str, dict[str, dict]]:
+    """What the same server, run outside any container, answers for each model and sample."""
+    answers: dict[str, dict[str, dict]] = {}
+    for which, model in models.items():
+        with local_server(model) as server:
+            answers[which] = {sample.name: detect(server.url, sample) for sample in SAMPLES}
+    return answers
+
+
+@pytest.fixture
+def port_8080() -> int:
+    if not port_is_free(SAGEMAKER_PORT):
+        pytest.fail(f"port {SAGEMAKER_PORT} is in use: the container test serves on it")
+    return SAGEMAKER_PORT

@@ -1,0 +1,175 @@
+"""Helpers shared by `deploy`'s tests (the fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import socket
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.stub import Stubber
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from deploy.aws import Aws  # noqa: E402
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"  # moto's account
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/yolov7-sagemaker-execution"
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/yolov7-serve:20300101-000000"
+# Distinctive dummy credentials: tests grep every output for them.
+ACCESS_KEY = "AKIAMOTOTESTING00001"
+SECRET_KEY = "moto-dummy-secret-NEVER-PRINTED-7f3a9c"
+# moto's ECR token is base64("AWS:123456789012-auth-token").
+ECR_PASSWORD = f"{ACCOUNT}-auth-token"
+SYSTEM_PATH = "/usr/bin:/bin"
+TAG = {"Key": "managed-by", "Value": "yolov7-sagemaker-deploy"}
+
+
+# Loopback servers are never reached through an HTTP(S)_PROXY the machine may have set.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def ping(url: str) -> bool:
+    """True when GET url/ping answers 200."""
+    try:
+        with DIRECT.open(f"{url}/ping", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def aws_environment(moto_url: str, home: Path) -> dict[str, str]:
+    """A process environment that can reach only moto, with dummy credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_"))}
+    env.pop("DEPLOY_CONTAINER_CLI", None)
+    env.update(
+        AWS_ENDPOINT_URL=moto_url,
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE=str(home / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-aws-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_MAX_ATTEMPTS="3",
+        SAGEMAKER_ROLE_ARN=ROLE,
+        PATH=SYSTEM_PATH,
+        PYTHONPATH=str(ROOT),
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
+    return env
+
+
+@dataclass
+class Moto:
+    """The emulator as the tests see it: clients to check its state, and a reset."""
+
+    url: str
+
+    def client(self, service: str):
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        DIRECT.open(request, timeout=10).read()
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+    def error_line(self) -> str:
+        """A failure is exactly one line on stderr, `error: ...`, and no traceback."""
+        assert "Traceback" not in self.text, self.text
+        lines = [line for line in self.err.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1, self.err
+        return lines[0]
+
+
+def state(home: Path) -> dict:
+    return json.loads((home / ".deploy" / "state.json").read_text())
+
+
+class StubbedAws(Aws):
+    """An Aws whose clients are real botocore clients, each with a Stubber (no network)."""
+
+    def __init__(self, region: str = REGION):
+        session = boto3.Session(
+            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=region
+        )
+        super().__init__(session=session, region=region)
+        self.stubbers: dict[str, Stubber] = {}
+
+    def stub(self, service: str, region: str | None = None) -> Stubber:
+        if service not in self.stubbers:
+            self.stubbers[service] = Stubber(self.client(service, region))
+            self.stubbers[service].activate()
+        return self.stubbers[service]
+
+    def identity(self) -> dict:
+        return {"account": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/tester"}
+
+    def verify(self) -> None:
+        for stubber in self.stubbers.values():
+            stubber.assert_no_pending_responses()
+
+
+# --- what the code calls, against what the IAM policy allows ------------------------------------
+
+OPERATOR_POLICY = ROOT / "iam" / "deploy-operator-policy.json"
+NEEDS_NO_PERMISSION = {"sts:GetCallerIdentity"}
+# S3 API operations whose IAM action has another name.
+S3_ACTIONS = {
+    "HeadBucket": "ListBucket",
+    "ListObjectsV2": "ListBucket",
+    "CreateMultipartUpload": "PutObject",
+    "UploadPart": "PutObject",
+    "CompleteMultipartUpload": "PutObject",
+    "PutPublicAccessBlock": "PutBucketPublicAccessBlock",
+    "HeadObject": "GetObject",
+}
+
+
+def policy_patterns(path: Path = OPERATOR_POLICY) -> list[str]:
+    patterns = []
+    for statement in json.loads(path.read_text())["Statement"]:
+        if statement["Effect"] == "Allow":
+            listed = statement["Action"]
+            patterns += [listed] if isinstance(listed, str) else listed
+    return patterns
+
+
+def not_in_policy(actions) -> list[str]:
+    """The IAM actions that the operator policy does NOT allow (empty when all are covered)."""
+    patterns = [p.lower() for p in policy_patterns()]
+    return [
+        action
+        for action in sorted(set(actions) - NEEDS_NO_PERMISSION)
+        if not any(fnmatch.fnmatch(action.lower(), p) for p in patterns)
+    ]
