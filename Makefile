@@ -1,10 +1,12 @@
 # The two commands the README promises, plus the ones around them.
 #   make demo   export the bundled model, serve it on 127.0.0.1, detect on sample images
 #   make test   the whole test suite (what CI runs)
+#   make bench  the side-by-side benchmark (minutes; see docs/bench.md)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-REQUIREMENTS := requirements-export.txt requirements-serve.txt requirements-deploy.txt requirements-test.txt
+REQUIREMENTS := requirements-export.txt requirements-serve.txt requirements-deploy.txt \
+	requirements-bench.txt requirements-test.txt
 
 .PHONY: env test lint demo bench clean
 
@@ -24,6 +26,9 @@ lint: env
 
 test: lint
 	$(BIN)/python -m pytest
+
+bench: env
+	$(BIN)/python -m bench
 
 demo: env
 	$(BIN)/python -m demo

@@ -37,6 +37,7 @@ from serve.config import available_cpus
 
 IMAGES = [ROOT / "samples" / "bus.jpg", ROOT / "samples" / "zidane.jpg"]
 LOAD_MARGIN_S = 300.0  # the load process is killed if it outlives its duration by this much
+SIMD_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -81,16 +82,18 @@ def say(text: str) -> None:
 
 
 def machine() -> dict:
-    cpu = "unknown"
+    cpu, flags = "unknown", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown":
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
     return {
         "cpu_model": cpu,
+        "cpu_flags": sorted(flags & SIMD_FLAGS),  # what INT8 and float kernels can use
         "logical_cpus": os.cpu_count(),
         "cpus_available": available_cpus(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),

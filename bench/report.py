@@ -67,7 +67,8 @@ def _row(name: str, run: dict) -> str:
 def table(results: dict) -> str:
     mach = results["machine"]
     lines = [
-        f"machine: {mach['cpu_model']}, {mach['cpus_available']} CPUs available "
+        f"machine: {mach['cpu_model']} ({' '.join(mach.get('cpu_flags', []))}), "
+        f"{mach['cpus_available']} CPUs available "
         f"({mach['logical_cpus']} logical), {mach['memory_gb']} GB; onnxruntime "
         f"{mach['onnxruntime']}, torch {mach['torch']}; load average at start "
         f"{mach['load_average_at_start'][0]:.2f}",
@@ -164,7 +165,7 @@ def chart(results: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     families = list(results["models"])
-    fig, axes = plt.subplots(len(families), 2, figsize=(11, 4 * len(families)), squeeze=False)
+    fig, axes = plt.subplots(len(families), 3, figsize=(16, 4 * len(families)), squeeze=False)
     for row, family in zip(axes, families, strict=True):
         m = results["models"][family]
         series = {"ours": m["ours"]["levels"], "pytorch+fastapi": m["pytorch_fastapi"]["levels"]}
@@ -175,11 +176,18 @@ def chart(results: dict, path: Path) -> Path:
             style = "-o" if name in ("ours", "pytorch+fastapi") else ":."
             row[0].plot(xs, [r["throughput_rps"] for r in runs], style, label=name)
             row[1].plot(xs, [r.get("p50_ms", float("nan")) for r in runs], style, label=name)
+            cpu = [r.get("cpu_ms_per_request", float("nan")) for r in runs]
+            row[2].plot(xs, cpu, style, label=name)
         limit = m["bare"]["p50_ms"]
         row[0].axhline(1000 / limit, color="grey", ls="--", label="1 / bare p50")
         row[1].axhline(limit, color="grey", ls="--", label="bare session.run p50")
         row[0].set(title=f"{family}: throughput", xlabel="concurrency", ylabel="requests/s")
         row[1].set(title=f"{family}: p50 latency", xlabel="concurrency", ylabel="ms")
+        row[2].set(
+            title=f"{family}: server CPU time per request (the cost)",
+            xlabel="concurrency",
+            ylabel="CPU ms",
+        )
         ticks = sorted({r["concurrency"] for runs in series.values() for r in runs})
         for ax in row:
             ax.set_xscale("log", base=2)

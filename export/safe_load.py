@@ -180,6 +180,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     raw = path.read_bytes()
     if not raw:
         raise ExportError(f"checkpoint is empty: {path}")
+    if _is_torchscript(raw):  # torch.load would hand it to torch.jit.load, past the allow-list
+        raise ExportError(
+            f"refused to load {path.name}: it is a TorchScript archive, whose code torch.load "
+            "would compile and run (nothing in the file was run); give the training checkpoint"
+        )
     try:
         with warnings.catch_warnings():  # legacy files warn that "source code has changed"
             warnings.simplefilter("ignore")
@@ -224,6 +229,16 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         dtype=dtype,
         epoch=epoch if isinstance(epoch, int) else None,
     )
+
+
+def _is_torchscript(raw: bytes) -> bool:
+    """A zip holding TorchScript code or constants, as torch.jit.save writes."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return False  # not a zip: the legacy format, or garbage that torch.load refuses
+    return any(n.rsplit("/", 1)[-1] == "constants.pkl" or "/code/" in f"/{n}" for n in names)
 
 
 def _pick_model(obj: Any, path: Path) -> tuple[model.Model, str]:

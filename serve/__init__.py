@@ -3,4 +3,6 @@
 Run with `python -m serve`; see docs/serving.md.
 """
 
+from serve import config as _config  # noqa: F401  (first: it disables onnxruntime's telemetry)
+
 __version__ = "0.1.0"

@@ -104,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     from serve.app import create_app
     from serve.detector import Detector
 
-    detector = Detector(model_path, settings.intra_op_threads, settings.inter_op_threads)
+    detector = Detector(
+        model_path,
+        settings.intra_op_threads,
+        settings.inter_op_threads,
+        settings.inference_slots,
+    )
     app = create_app(detector, settings)
 
     def load() -> None:

@@ -16,6 +16,11 @@ from typing import TypeVar
 
 MIB = 1024 * 1024
 
+# Importing onnxruntime (1.32) writes a device id and a telemetry database under
+# $HOME/.cache/Microsoft unless this is set; the server writes nothing outside /tmp. serve/__init__
+# imports this module first, so it is set before anything imports onnxruntime.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 T = TypeVar("T")
 
 
@@ -83,6 +88,11 @@ VARIABLES: tuple[Variable, ...] = (
         "ORT_INTER_OP_THREADS", "1", "onnxruntime threads across operators (sequential execution)."
     ),
     Variable(
+        "SERVE_INFERENCE_SLOTS",
+        "CPUs / ORT_INTRA_OP_THREADS, at least 1",
+        "Inferences run at once; others wait (decoding still overlaps). Caps CPU and memory.",
+    ),
+    Variable(
         "SERVE_GRACE_SECONDS", "20", "On SIGTERM, how long in-flight requests may take to finish."
     ),
     Variable(
@@ -114,6 +124,7 @@ class Settings:
     threads: int
     intra_op_threads: int
     inter_op_threads: int
+    inference_slots: int
     grace_seconds: float
     log_level: int
 
@@ -130,6 +141,7 @@ class Settings:
         batch = get("SAGEMAKER_BATCH", _parse_bool, False)
         payload_mb = get("SAGEMAKER_MAX_PAYLOAD_IN_MB", _positive_int, None)
         body_default = payload_mb * MIB if (batch and payload_mb) else 6 * MIB
+        intra = get("ORT_INTRA_OP_THREADS", _positive_int, cpus)
         log_level = get("LOG_LEVEL", _parse_level, None)
         if log_level is None:
             log_level = get("SAGEMAKER_CONTAINER_LOG_LEVEL", _parse_level, logging.INFO)
@@ -146,8 +158,9 @@ class Settings:
             batch=batch,
             max_image_pixels=get("MAX_IMAGE_PIXELS", _positive_int, 50_000_000),
             threads=get("SERVE_THREADS", _positive_int, max(4, cpus + 2)),
-            intra_op_threads=get("ORT_INTRA_OP_THREADS", _positive_int, cpus),
+            intra_op_threads=intra,
             inter_op_threads=get("ORT_INTER_OP_THREADS", _positive_int, 1),
+            inference_slots=get("SERVE_INFERENCE_SLOTS", _positive_int, max(1, cpus // intra)),
             grace_seconds=get("SERVE_GRACE_SECONDS", _non_negative_float, 20.0),
             log_level=log_level,
         )

@@ -2,8 +2,10 @@
 
 A request flows through small pure steps: letterbox -> run -> NMS (raw layout) or filter
 (end2end layout) -> scale back. `ready` is set only after the model loaded and one warm-up
-inference passed. `detect` holds no lock: onnxruntime's `run` is thread-safe and releases the GIL,
-so one request's decoding and letterboxing overlap another's inference.
+inference passed. onnxruntime's `run` is thread-safe and releases the GIL, so one request's
+decoding and letterboxing overlap another's inference. Only the inference itself waits for one of
+`inference_slots`: more concurrent runs than the CPUs can take add memory (each run's buffers) and
+context switches, not throughput.
 """
 
 from __future__ import annotations
@@ -37,8 +39,15 @@ class Detections:
 
 
 class Detector:
-    def __init__(self, path: str | Path, intra_op_threads: int = 1, inter_op_threads: int = 1):
+    def __init__(
+        self,
+        path: str | Path,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        inference_slots: int = 1,
+    ):
         self.path = Path(path)
+        self._slots = threading.BoundedSemaphore(inference_slots)
         self._intra = intra_op_threads
         self._inter = inter_op_threads
         self._session: ort.InferenceSession | None = None
@@ -97,7 +106,8 @@ class Detector:
         start = time.perf_counter()
         tensor = to_tensor(letterbox(image, size), self._input_dtype)
         prepared = time.perf_counter()
-        output = session.run([info.output_name], {info.input_name: tensor})[0]
+        with self._slots:
+            output = session.run([info.output_name], {info.input_name: tensor})[0]
         inferred = time.perf_counter()
         if info.layout == "raw":
             rows = self._raw_rows(output, options)

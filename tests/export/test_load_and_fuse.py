@@ -105,6 +105,8 @@ def test_checkpoint_saved_from_cuda_loads_on_cpu(tmp_path):
     assert relative_difference(forward(loaded.model), forward(net.half().float())) < 1e-6
 
 
+# torch warns that it cannot store the source of our classes in the legacy format
+@pytest.mark.filterwarnings("ignore:Couldn't retrieve source code")
 def test_legacy_non_zip_checkpoint_loads(tmp_path):
     net = build_model("yolov7-tiny", nc=3)
     path = tmp_path / "legacy.pt"

@@ -114,6 +114,8 @@ def test_refusal_via_the_cli_is_one_line_exit_2_and_no_output(tmp_path, repo_roo
     assert not output.exists()
 
 
+# torch warns that it cannot store the source of our classes in the legacy format
+@pytest.mark.filterwarnings("ignore:Couldn't retrieve source code")
 def test_legacy_format_payload_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     buffer = io.BytesIO()

@@ -48,6 +48,7 @@ def test_every_variable_is_read_from_the_environment():
             "SERVE_THREADS": "9",
             "ORT_INTRA_OP_THREADS": "3",
             "ORT_INTER_OP_THREADS": "2",
+            "SERVE_INFERENCE_SLOTS": "2",
             "SERVE_GRACE_SECONDS": "5",
             "LOG_LEVEL": "debug",
         }
@@ -67,9 +68,17 @@ def test_every_variable_is_read_from_the_environment():
         threads=9,
         intra_op_threads=3,
         inter_op_threads=2,
+        inference_slots=2,
         grace_seconds=5.0,
         log_level=logging.DEBUG,
     )
+
+
+def test_inference_slots_default_to_the_cpus_each_inference_leaves_free():
+    cpus = available_cpus()
+    assert Settings.from_env({}).inference_slots == 1  # intra-op threads take every CPU
+    one_thread = Settings.from_env({"ORT_INTRA_OP_THREADS": "1"})
+    assert one_thread.inference_slots == cpus
 
 
 def test_batch_transform_payload_limit_applies_only_in_batch_mode():

@@ -1,0 +1,306 @@
+"""`python -m reliability.soak`: mixed good and bad requests at a fixed concurrency, for a time.
+
+Starts `python -m serve` on 127.0.0.1 (the bundled checkpoint, exported once to /tmp, unless
+--model or --url is given), warms it up with every case of the corpus, then keeps --concurrency
+clients busy. Every good request's detections are compared with the first good answer: one that
+is not 200 or differs is "lost". Reports requests served, answers by status, latency percentiles,
+the server's RSS and thread count after warm-up and at the end. Exit code 1 when a good request
+was lost, a bad one got an answer other than the documented one, or any 5xx was seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from reliability.corpus import CASES, GOOD, Case
+from reliability.wire import Answer, exchange
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLED = ROOT / "weights" / "shapes-yolov7-tiny.pt"
+CACHE = Path("/tmp/yolov7-sagemaker-reliability")
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """RSS (KiB) and thread count of a process, from /proc."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "Threads"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def same_detections(a: list[dict], b: list[dict]) -> bool:
+    """Same classes in the same order, boxes within 0.5 px, scores within 1e-3."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if x["class_id"] != y["class_id"] or abs(x["score"] - y["score"]) > 1e-3:
+            return False
+        if max(abs(p - q) for p, q in zip(x["box"], y["box"], strict=True)) > 0.5:
+            return False
+    return True
+
+
+def answer_is_right(case: Case, answer: Answer, baseline: list[dict] | None) -> bool:
+    """The documented status, a JSON body where the app answers, and for the good request the
+    baseline's detections."""
+    if answer.status != case.status:
+        return False
+    if case is GOOD and baseline is not None:
+        return same_detections(answer.json()["detections"], baseline)
+    if case.json_body and answer.status >= 400:
+        return answer.headers.get("content-type", "").startswith("application/json")
+    return True
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+@dataclass
+class Report:
+    duration_s: float  # warm-up load included
+    concurrency: int
+    requests: int = 0
+    good_requests: int = 0
+    good_lost: int = 0
+    bad_requests: int = 0
+    bad_unexpected: int = 0
+    server_errors: int = 0  # 5xx
+    client_exceptions: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    mismatches: dict[str, int] = field(default_factory=dict)  # case name -> count
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    rps: float = 0.0
+    rss_start_kib: int | None = None
+    rss_end_kib: int | None = None
+    rss_peak_kib: int | None = None
+    rss_growth_pct: float | None = None
+    threads_start: int | None = None
+    threads_end: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.good_lost or self.bad_unexpected or self.server_errors or self.client_exceptions
+        )
+
+
+class Soak:
+    def __init__(self, host: str, port: int, pid: int | None, concurrency: int, seed: int):
+        self.host, self.port, self.pid = host, port, pid
+        self.concurrency = concurrency
+        self.seed = seed
+        self.baseline: list[dict] | None = None
+        self._lock = threading.Lock()
+        self._status: Counter[str] = Counter()
+        self._mismatch: Counter[str] = Counter()
+        self._latency: dict[str, list[float]] = {"good": [], "bad": []}
+        self._counts: Counter[str] = Counter()
+        self._rss_peak = 0
+
+    def send(self, case: Case) -> Answer:
+        return exchange(self.host, self.port, case.build(), timeout=30, half_close=case.half_close)
+
+    def warm_up(self) -> None:
+        """The first good answer is the baseline; then every case once, then good requests."""
+        first = self.send(GOOD)
+        if first.status != 200:
+            raise SystemExit(f"soak: the good request got {first.status}: {first.body[:200]!r}")
+        self.baseline = first.json()["detections"]
+        for case in CASES:
+            self.send(case)
+        for _ in range(20):
+            self.send(GOOD)
+
+    def _one(self, case: Case) -> None:
+        good = case is GOOD
+        try:
+            answer = self.send(case)
+        except OSError:
+            with self._lock:
+                self._counts["client_exceptions"] += 1
+                self._counts["good_lost" if good else "bad_unexpected"] += 1
+                self._mismatch[case.name] += 1
+            return
+        right = answer_is_right(case, answer, self.baseline)
+        with self._lock:
+            self._counts["good" if good else "bad"] += 1
+            self._status[str(answer.status)] += 1
+            self._latency["good" if good else "bad"].append(answer.seconds * 1000)
+            if answer.status >= 500:
+                self._counts["server_errors"] += 1
+            if not right:
+                self._counts["good_lost" if good else "bad_unexpected"] += 1
+                self._mismatch[case.name] += 1
+
+    def _worker(self, index: int, deadline: float, bad_share: float) -> None:
+        rng = random.Random(self.seed * 1000 + index)
+        while time.monotonic() < deadline:
+            self._one(rng.choice(CASES) if rng.random() < bad_share else GOOD)
+
+    def _sample(self, stop: threading.Event, warm_until: float) -> None:
+        """RSS peak every half second; the start figures once the warm-up load has run."""
+        while self.pid and not stop.wait(0.5):
+            try:
+                status = proc_status(self.pid)
+            except (OSError, KeyError):
+                return
+            if time.monotonic() >= warm_until:
+                self._start = self._start or status
+                self._rss_peak = max(self._rss_peak, status["VmRSS"])
+
+    def run(self, duration: float, warm_up: float, bad_share: float = 0.5) -> Report:
+        """Every case once, then the mixed load for `warm_up` + `duration` seconds; RSS is
+        measured from the end of the warm-up load (allocator arenas and caches filled)."""
+        self.warm_up()
+        self._start: dict[str, int] = {}
+        began = time.monotonic()
+        deadline = began + warm_up + duration
+        stop = threading.Event()
+        sampler = threading.Thread(target=self._sample, args=(stop, began + warm_up), daemon=True)
+        sampler.start()
+        workers = [
+            threading.Thread(target=self._worker, args=(i, deadline, bad_share), daemon=True)
+            for i in range(self.concurrency)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        elapsed = time.monotonic() - began
+        stop.set()
+        sampler.join()
+        end = proc_status(self.pid) if self.pid else {}
+        return self._report(elapsed, self._start, end)
+
+    def _report(self, elapsed: float, start: dict[str, int], end: dict[str, int]) -> Report:
+        counts = self._counts
+        report = Report(
+            duration_s=round(elapsed, 1),
+            concurrency=self.concurrency,
+            good_requests=counts["good"],
+            good_lost=counts["good_lost"],
+            bad_requests=counts["bad"],
+            bad_unexpected=counts["bad_unexpected"],
+            server_errors=counts["server_errors"],
+            client_exceptions=counts["client_exceptions"],
+            by_status=dict(sorted(self._status.items())),
+            mismatches=dict(self._mismatch),
+        )
+        report.requests = report.good_requests + report.bad_requests
+        report.rps = round(report.requests / elapsed, 1) if elapsed else 0.0
+        every = [*self._latency["good"], *self._latency["bad"]]
+        for name, values in (*self._latency.items(), ("all", every)):
+            report.latency_ms[name] = {
+                f"p{q}": round(percentile(values, q), 1) for q in (50, 90, 99, 100)
+            }
+        if start and end:
+            report.rss_start_kib, report.rss_end_kib = start["VmRSS"], end["VmRSS"]
+            report.rss_peak_kib = max(self._rss_peak, end["VmRSS"])
+            report.rss_growth_pct = round((end["VmRSS"] / start["VmRSS"] - 1) * 100, 2)
+            report.threads_start, report.threads_end = start["Threads"], end["Threads"]
+        return report
+
+
+def default_model() -> Path:
+    """The bundled checkpoint exported to ONNX once, cached under /tmp."""
+    target = CACHE / "shapes-yolov7-tiny-320.onnx"
+    if not target.is_file():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial.onnx")
+        command = [sys.executable, "-m", "export", "--weights", str(BUNDLED), "--img-size", "320"]
+        subprocess.run([*command, "--output", str(partial)], cwd=ROOT, check=True)
+        partial.replace(target)
+    return target
+
+
+@contextmanager
+def target(args: argparse.Namespace) -> Iterator[tuple[str, int, int | None]]:
+    """(host, port, server pid or None) of the server under test."""
+    if args.url:
+        parts = urlsplit(args.url)
+        yield parts.hostname or "127.0.0.1", parts.port or 80, args.pid
+        return
+    from demo.local_server import local_server
+
+    model = Path(args.model) if args.model else default_model()
+    with local_server(model) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        yield "127.0.0.1", port, server.process.pid
+
+
+def print_report(report: Report) -> None:
+    print(f"soak: {report.duration_s} s at concurrency {report.concurrency}")
+    print(
+        f"  requests {report.requests} ({report.rps}/s): good {report.good_requests}, "
+        f"bad {report.bad_requests}"
+    )
+    print(f"  answers by status: {report.by_status}")
+    for name, values in report.latency_ms.items():
+        text = ", ".join(f"{k} {v} ms" for k, v in values.items())
+        print(f"  latency {name}: {text}")
+    if report.rss_start_kib is not None:
+        print(
+            f"  RSS after warm-up {report.rss_start_kib / 1024:.1f} MiB, end "
+            f"{report.rss_end_kib / 1024:.1f} MiB ({report.rss_growth_pct:+.2f} %), peak "
+            f"{report.rss_peak_kib / 1024:.1f} MiB; threads {report.threads_start} -> "
+            f"{report.threads_end}"
+        )
+    print(
+        f"  good requests lost: {report.good_lost}; bad requests with another answer: "
+        f"{report.bad_unexpected}; 5xx: {report.server_errors}"
+    )
+    if report.mismatches:
+        print(f"  mismatches: {report.mismatches}")
+    print("  OK" if report.ok else "  FAILED")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reliability.soak", description=__doc__)
+    parser.add_argument("--duration", type=float, default=300.0, help="seconds (default 300)")
+    parser.add_argument("--concurrency", type=int, default=8, help="clients (default 8)")
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        help="seconds of the same load before RSS is first measured (default: 10 %% of the "
+        "duration, 3-30 s); its requests are checked and counted too",
+    )
+    parser.add_argument("--bad-share", type=float, default=0.5, help="share of bad requests")
+    parser.add_argument("--model", help="ONNX model to serve (default: the bundled one)")
+    parser.add_argument("--url", help="soak a running server instead of starting one")
+    parser.add_argument("--pid", type=int, help="with --url: its process id, for RSS")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the report here, as JSON")
+    args = parser.parse_args(argv)
+    with target(args) as (host, port, pid):
+        warm_up = args.warm_up if args.warm_up is not None else min(30, max(3, args.duration / 10))
+        report = Soak(host, port, pid, args.concurrency, args.seed).run(
+            args.duration, warm_up, args.bad_share
+        )
+    print_report(report)
+    if args.json:
+        document: dict[str, Any] = {**asdict(report), "ok": report.ok}
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
