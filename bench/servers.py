@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from demo.local_server import ROOT, free_port, local_server, wait_for_ping
+from demo.local_server import ROOT, free_port, local_server, stop, wait_for_ping
 
 START_TIMEOUT_S = 180.0
 
@@ -57,7 +56,7 @@ def baseline(weights: Path, img_size: int) -> Iterator[Running]:
         try:
             yield _started(process, f"http://127.0.0.1:{port}", started, log)
         finally:
-            _stop(process)
+            stop(process)
 
 
 def _started(process: subprocess.Popen, url: str, started: float, log: IO[bytes]) -> Running:
@@ -68,13 +67,3 @@ def _started(process: subprocess.Popen, url: str, started: float, log: IO[bytes]
         error = log.read().decode(errors="replace")[-2000:]
         raise RuntimeError(f"baseline did not start: {exc}\n{error}") from None
     return Running(url, process.pid, time.monotonic() - started)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

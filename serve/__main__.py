@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from serve.config import ConfigError, Settings
+from serve.config import ConfigError, Settings, available_cpus, default_inference_slots
 from serve.errors import ModelError, one_line
 from serve.locate import locate_model
 from serve.logs import setup_logging
@@ -104,12 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     from serve.app import create_app
     from serve.detector import Detector
 
-    detector = Detector(
-        model_path,
-        settings.intra_op_threads,
-        settings.inter_op_threads,
-        settings.inference_slots,
+    slots = settings.inference_slots or default_inference_slots(
+        model_path.stat().st_size, settings.intra_op_threads, available_cpus()
     )
+    detector = Detector(model_path, settings.intra_op_threads, settings.inter_op_threads, slots)
     app = create_app(detector, settings)
 
     def load() -> None:

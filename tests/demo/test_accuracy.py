@@ -68,16 +68,20 @@ def test_served_shapes_model_finds_the_true_boxes_with_high_precision_and_recall
     assert total.recall >= 0.95
 
 
-def test_demo_command_writes_annotated_pictures_and_scores_the_samples(repo_root, tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "demo"],
+def run_demo(repo_root: Path, **env: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "demo"]
+    return subprocess.run(
+        command,
         cwd=repo_root,
-        env=env,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_demo_command_writes_annotated_pictures_and_scores_the_samples(repo_root, tmp_path):
+    result = run_demo(repo_root, OUT=str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     for marker in ("[1/4]", "[2/4]", "[3/4]", "[4/4]", "precision", "annotated pictures"):
         assert marker in result.stdout
@@ -91,14 +95,6 @@ def test_demo_command_writes_annotated_pictures_and_scores_the_samples(repo_root
 
 
 def test_demo_with_a_missing_weights_file_fails_with_one_line(repo_root, tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path), "WEIGHTS": str(tmp_path / "nope.pt")}
-    result = subprocess.run(
-        [sys.executable, "-m", "demo"],
-        cwd=repo_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_demo(repo_root, OUT=str(tmp_path), WEIGHTS=str(tmp_path / "nope.pt"))
     assert result.returncode == 2
     assert "not found" in result.stderr and "Traceback" not in result.stderr

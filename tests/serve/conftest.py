@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,16 +22,11 @@ for _path in (str(_HERE.parents[1]), str(_HERE)):  # the repository (serve), the
 
 from serve_models import head_model  # noqa: E402
 
+from demo.local_server import free_port  # noqa: E402 (tests import it from here)
 from serve.config import VARIABLES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -11,7 +11,14 @@ import pytest
 from conftest import REPO, SAMPLES
 
 from serve.app import create_app
-from serve.config import VARIABLES, ConfigError, Settings, available_cpus, cgroup_cpu_quota
+from serve.config import (
+    VARIABLES,
+    ConfigError,
+    Settings,
+    available_cpus,
+    cgroup_cpu_quota,
+    default_inference_slots,
+)
 from serve.detector import Detector
 from serve.errors import ModelError
 from serve.locate import locate_model
@@ -74,11 +81,13 @@ def test_every_variable_is_read_from_the_environment():
     )
 
 
-def test_inference_slots_default_to_the_cpus_each_inference_leaves_free():
-    cpus = available_cpus()
-    assert Settings.from_env({}).inference_slots == 1  # intra-op threads take every CPU
-    one_thread = Settings.from_env({"ORT_INTRA_OP_THREADS": "1"})
-    assert one_thread.inference_slots == cpus
+def test_inference_slots_default_by_model_size_and_free_cpus():
+    assert Settings.from_env({}).inference_slots is None  # chosen once the model is known
+    assert Settings.from_env({"SERVE_INFERENCE_SLOTS": "3"}).inference_slots == 3
+    tiny, large = 24 << 20, 146 << 20
+    assert default_inference_slots(tiny, intra_op_threads=2, cpus=2) == 2
+    assert default_inference_slots(large, intra_op_threads=2, cpus=2) == 1
+    assert default_inference_slots(large, intra_op_threads=1, cpus=4) == 4
 
 
 def test_batch_transform_payload_limit_applies_only_in_batch_mode():
