@@ -19,15 +19,13 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from export.errors import ExportError
+from serve.nms import MAX_WH  # the server's class offset: per-class NMS by shifting classes apart
 
 OPSET = 18
 INPUT_NAME = "images"
 RAW_OUTPUT = "output"
 END2END_OUTPUT = "detections"
 FOLD_LIMIT = 1 << 24  # elements; the largest constants here are decode grids (~1e5 at 1280)
-CLASS_OFFSET = (
-    4096.0  # per-class NMS by shifting each class's boxes apart, as the official NMS does
-)
 
 
 class _ImagesToDetections(torch.nn.Module):
@@ -100,7 +98,7 @@ def append_nms(
             _const("nms_iend", np.array([5 + nc], np.int64)),
             _const("nms_axis2", np.array([2], np.int64)),
             _const("nms_xyxy", xywh_to_xyxy),
-            _const("nms_offset", np.array(CLASS_OFFSET, np.float32)),
+            _const("nms_offset", np.array(MAX_WH, np.float32)),
             _const("nms_max_det", np.array([max_det], np.int64)),
             _const("nms_iou", np.array([iou], np.float32)),
             _const("nms_conf", np.array([conf], np.float32)),

@@ -1,16 +1,9 @@
 """Fixtures for the server's tests: ONNX models built on the spot, and real `python -m serve`
-processes (waitress on 127.0.0.1, a free port) talked to over HTTP with http.client."""
+processes (serve_server.ServerProcess) talked to over HTTP."""
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
-import signal
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,132 +14,7 @@ for _path in (str(_HERE.parents[1]), str(_HERE)):  # the repository (serve), the
         sys.path.insert(0, _path)
 
 from serve_models import head_model  # noqa: E402
-
-from demo.local_server import free_port  # noqa: E402 (tests import it from here)
-from serve.config import VARIABLES  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "samples"
-
-
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
-
-
-class ServerProcess:
-    """`python -m serve` in a subprocess, isolated from the machine's /opt/ml/model and env."""
-
-    def __init__(self, workdir: Path, env: dict[str, str], args: tuple[str, ...] = ()):
-        self.port = int(env.get("SAGEMAKER_BIND_TO_PORT") or free_port())
-        base = {k: v for k, v in os.environ.items() if k not in {v.name for v in VARIABLES}}
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "empty-model-dir").mkdir(exist_ok=True)
-        base.update(
-            PYTHONPATH=str(REPO),
-            SERVE_HOST="127.0.0.1",
-            SAGEMAKER_BIND_TO_PORT=str(self.port),
-            SAGEMAKER_MODEL_DIR=str(workdir / "empty-model-dir"),
-            BAKED_MODEL_PATH=str(workdir / "no-baked-model.onnx"),
-            SERVE_THREADS="4",
-            ORT_INTRA_OP_THREADS="2",
-        )
-        base.update(env)
-        self.log_path = workdir / f"server-{self.port}.log"
-        self.stderr_path = workdir / f"server-{self.port}.stderr"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in close())
-        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serve", *args],
-            cwd=REPO,
-            env=base,
-            stdout=self._log,
-            stderr=self._stderr,
-        )
-
-    # --- lifecycle -------------------------------------------------------------------------
-    def wait_ready(self, timeout: float = 60.0) -> ServerProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"server exited {self.proc.returncode}:\n{self.log_text()}{self.stderr_text()}"
-                )
-            try:
-                if self.request("GET", "/ping", timeout=2).status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"server not ready after {timeout}s:\n{self.log_text()}")
-
-    def wait_exit(self, timeout: float = 30.0) -> int:
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._log.flush()
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.wait_exit(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._log.close()
-        self._stderr.close()
-
-    # --- logs ------------------------------------------------------------------------------
-    def log_text(self) -> str:
-        """stdout: the structured log."""
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stderr_text(self) -> str:
-        """stderr: nothing of ours; native decoders (libpng, libjpeg) may complain there."""
-        self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")
-
-    def log_records(self) -> list[dict]:
-        records = []
-        for line in self.log_text().splitlines():
-            if line.strip():
-                records.append(json.loads(line))  # every line must be JSON
-        return records
-
-    # --- HTTP ------------------------------------------------------------------------------
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-        timeout: float = 60.0,
-    ) -> Response:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            data = resp.read()
-            return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
-        finally:
-            conn.close()
-
-    def invoke(self, body: bytes, content_type: str = "image/jpeg", **headers: str) -> Response:
-        hdrs = {"Content-Type": content_type}
-        hdrs.update({k.replace("_", "-"): v for k, v in headers.items()})
-        return self.request("POST", "/invocations", body, hdrs)
+from serve_server import ServerProcess  # noqa: E402
 
 
 @pytest.fixture(scope="session")

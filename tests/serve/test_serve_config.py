@@ -8,7 +8,7 @@ import re
 
 import falcon.testing
 import pytest
-from conftest import REPO, SAMPLES
+from serve_server import REPO, SAMPLES
 
 from serve.app import create_app
 from serve.config import (

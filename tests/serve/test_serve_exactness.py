@@ -15,13 +15,13 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import REPO, SAMPLES, ServerProcess
 from serve_images import encode, shapes_image
 from serve_reference import (
     assert_same_detections,
     reference_detect,
     reference_detect_end2end,
 )
+from serve_server import REPO, SAMPLES, ServerProcess
 
 IMG_SIZE = 320
 
