@@ -188,6 +188,28 @@ class Outcome:
     deleted: list[str] = field(default_factory=list)
 
 
+def create_model_and_config(ctx, sm, spec: Spec, found, tags: dict[str, str]) -> None:
+    """The model and its endpoint config, each recorded in the state file as soon as it exists,
+    so that an interrupted `up` or `update` can still be cleaned by `down`."""
+    model_arn = sm.create_model(
+        ModelName=found.model,
+        ExecutionRoleArn=spec.role,
+        PrimaryContainer=spec.container(),
+        Tags=names.as_aws(tags),
+    )["ModelArn"]
+    remember(ctx.state, "model", found.model, model_arn)
+    ctx.save()
+    ctx.log(f"created model {found.model}")
+    config_arn = sm.create_endpoint_config(
+        EndpointConfigName=found.config,
+        ProductionVariants=[spec.variant(found.model)],
+        Tags=names.as_aws(tags),
+    )["EndpointConfigArn"]
+    remember(ctx.state, "endpoint-config", found.config, config_arn)
+    ctx.save()
+    ctx.log(f"created endpoint config {found.config} ({describe_spec(spec)})")
+
+
 def up(
     ctx,
     spec: Spec,
@@ -214,24 +236,7 @@ def up(
     ctx.state["prefix"] = prefix
     ctx.state["tags"] = tags
 
-    model_arn = sm.create_model(
-        ModelName=found.model,
-        ExecutionRoleArn=spec.role,
-        PrimaryContainer=spec.container(),
-        Tags=names.as_aws(tags),
-    )["ModelArn"]
-    remember(ctx.state, "model", found.model, model_arn)
-    ctx.save()
-    ctx.log(f"created model {found.model}")
-
-    config_arn = sm.create_endpoint_config(
-        EndpointConfigName=found.config,
-        ProductionVariants=[spec.variant(found.model)],
-        Tags=names.as_aws(tags),
-    )["EndpointConfigArn"]
-    remember(ctx.state, "endpoint-config", found.config, config_arn)
-    ctx.save()
-    ctx.log(f"created endpoint config {found.config} ({describe_spec(spec)})")
+    create_model_and_config(ctx, sm, spec, found, tags)
 
     endpoint_arn = sm.create_endpoint(
         EndpointName=found.endpoint, EndpointConfigName=found.config, Tags=names.as_aws(tags)
@@ -389,23 +394,7 @@ def update(
         new = names.deployment(prefix, f"{when}-2", endpoint)
     tags = ctx.state.get("tags") or names.tags_for(prefix)
 
-    model_arn = sm.create_model(
-        ModelName=new.model,
-        ExecutionRoleArn=spec.role,
-        PrimaryContainer=spec.container(),
-        Tags=names.as_aws(tags),
-    )["ModelArn"]
-    remember(ctx.state, "model", new.model, model_arn)
-    ctx.save()
-    ctx.log(f"created model {new.model}")
-    config_arn = sm.create_endpoint_config(
-        EndpointConfigName=new.config,
-        ProductionVariants=[spec.variant(new.model)],
-        Tags=names.as_aws(tags),
-    )["EndpointConfigArn"]
-    remember(ctx.state, "endpoint-config", new.config, config_arn)
-    ctx.save()
-    ctx.log(f"created endpoint config {new.config} ({describe_spec(spec)})")
+    create_model_and_config(ctx, sm, spec, new, tags)
 
     type_changes = spec.serverless or spec.instance_type != current.get("instance_type")
     paused_scaling = None
