@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from export.architectures import FAMILIES
 from export.cli import Options, run
 from export.safe_load import load_checkpoint
 from export.verify import load_image
@@ -52,22 +53,8 @@ def sample_input(size: int, batch: int = 1) -> np.ndarray:
     return np.repeat(to_tensor(letterbox(load_image(None), size)), batch, axis=0)
 
 
-@pytest.mark.parametrize(
-    ("family", "form"),
-    [
-        ("yolov7-tiny", "training"),
-        ("yolov7-tiny", "deploy"),
-        ("yolov7-tiny-silu", "training"),
-        ("yolov7", "training"),
-        ("yolov7", "deploy"),
-        ("yolov7-w6", "training"),
-        ("yolov7-w6", "deploy"),
-        ("yolov7-e6", "training"),
-        ("yolov7-d6", "training"),
-        ("yolov7-e6e", "training"),
-        ("yolov7-e6e", "deploy"),
-    ],
-)
+@pytest.mark.parametrize("form", ["training", "deploy"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_exports_at_640_and_matches_unfused_pytorch(
     make_checkpoint, tmp_path, family, form
 ):
