@@ -12,6 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from serve_reference import reference_nms  # written from the reference facts; tests/conftest.py
 
 from export.architectures import FAMILIES
 from export.cli import Options, run
@@ -141,44 +142,6 @@ def test_img_size_is_rounded_up_to_the_largest_stride_with_a_message(make_checkp
     assert any("320" in m and "64" in m for m in messages)
 
 
-def reference_nms(raw: np.ndarray, conf: float, iou: float, max_det: int) -> np.ndarray:
-    """The official post-processing on one image, written plainly: rows of x1 y1 x2 y2 cls score."""
-    x = raw[raw[:, 4] > conf]
-    scores_all = x[:, 5:] * x[:, 4:5]
-    cls = scores_all.argmax(1)
-    score = scores_all.max(1)
-    keep = score > conf
-    x, cls, score = x[keep], cls[keep], score[keep]
-    boxes = np.stack(
-        [
-            x[:, 0] - x[:, 2] / 2,
-            x[:, 1] - x[:, 3] / 2,
-            x[:, 0] + x[:, 2] / 2,
-            x[:, 1] + x[:, 3] / 2,
-        ],
-        1,
-    )
-    order = np.argsort(-score, kind="stable")
-    kept: list[int] = []
-    for i in order:
-        ok = True
-        for j in kept:
-            if cls[i] != cls[j]:
-                continue
-            xx1, yy1 = np.maximum(boxes[i, :2], boxes[j, :2])
-            xx2, yy2 = np.minimum(boxes[i, 2:], boxes[j, 2:])
-            inter = max(0.0, xx2 - xx1) * max(0.0, yy2 - yy1)
-            area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
-            if inter / (area(boxes[i]) + area(boxes[j]) - inter) > iou:
-                ok = False
-                break
-        if ok:
-            kept.append(i)
-        if len(kept) == max_det:
-            break
-    return np.concatenate([boxes[kept], cls[kept, None], score[kept, None]], 1)
-
-
 def test_end2end_nms_in_graph_equals_the_official_post_processing(shapes_checkpoint, tmp_path):
     raw_path, e2e_path = tmp_path / "raw.onnx", tmp_path / "e2e.onnx"
     run(options(shapes_checkpoint, raw_path, img_size=320), log=lambda _: None)
@@ -192,13 +155,13 @@ def test_end2end_nms_in_graph_equals_the_official_post_processing(shapes_checkpo
     x = sample_input(320)
     raw = session(raw_path).run(None, {"images": x})[0][0]
     got = session(e2e_path).run(None, {"images": x})[0]
-    want = reference_nms(raw, 0.1, 0.5, 50)
+    want = np.array(reference_nms(raw, conf=0.1, iou=0.5, max_det=50))  # x1 y1 x2 y2 score cls
     assert len(want) > 0 and got.shape == (len(want), 7)
     assert np.all(got[:, 0] == 0)
     got = got[np.argsort(-got[:, 6], kind="stable")]
     np.testing.assert_allclose(got[:, 1:5], want[:, :4], atol=1e-3)
-    np.testing.assert_array_equal(got[:, 5], want[:, 4])
-    np.testing.assert_allclose(got[:, 6], want[:, 5], atol=1e-6)
+    np.testing.assert_array_equal(got[:, 5], want[:, 5])
+    np.testing.assert_allclose(got[:, 6], want[:, 4], atol=1e-6)
 
 
 def run_cli(repo_root: Path, *args: str) -> subprocess.CompletedProcess:
