@@ -34,18 +34,7 @@ class Exported:
 
 
 def export_onnx(weights: Path, output: Path, img_size: int, end2end: bool = False) -> Path:
-    options = Options(
-        weights=weights,
-        output=output,
-        img_size=img_size,
-        batch=1,
-        dynamic_batch=False,
-        end2end=end2end,
-        conf=0.25,
-        iou=0.45,
-        max_det=300,
-        verify_image=None,
-    )
+    options = Options(weights=weights, output=output, img_size=img_size, end2end=end2end)
     run(options, log=lambda line: None)
     return output
 

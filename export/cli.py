@@ -58,16 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 @dataclass
 class Options:
+    """What to export; the defaults are the CLI's."""
+
     weights: Path
     output: Path
-    img_size: int
-    batch: int
-    dynamic_batch: bool
-    end2end: bool
-    conf: float
-    iou: float
-    max_det: int
-    verify_image: Path | None
+    img_size: int = 640
+    batch: int = 1
+    dynamic_batch: bool = False
+    end2end: bool = False
+    conf: float = 0.25
+    iou: float = 0.45
+    max_det: int = 300
+    verify_image: Path | None = None
 
 
 def validate(args: argparse.Namespace) -> Options:

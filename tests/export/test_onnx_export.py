@@ -24,23 +24,6 @@ P5_ANCHORS_640 = 25200
 P6_ANCHORS_640 = 25500
 
 
-def options(weights: Path, output: Path, **overrides) -> Options:
-    base = dict(
-        weights=weights,
-        output=output,
-        img_size=640,
-        batch=1,
-        dynamic_batch=False,
-        end2end=False,
-        conf=0.25,
-        iou=0.45,
-        max_det=300,
-        verify_image=None,
-    )
-    base.update(overrides)
-    return Options(**base)
-
-
 def session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
@@ -61,7 +44,7 @@ def test_every_family_exports_at_640_and_matches_unfused_pytorch(
 ):
     weights = make_checkpoint(family, form)
     output = tmp_path / "model.onnx"
-    summary = run(options(weights, output), log=lambda _: None)
+    summary = run(Options(weights, output), log=lambda _: None)
     model = onnx.load(output)
     onnx.checker.check_model(model, full_check=True)
     assert model.opset_import[0].version >= 17
@@ -81,7 +64,7 @@ def test_every_family_exports_at_640_and_matches_unfused_pytorch(
 def test_metadata_carries_what_the_server_needs(make_checkpoint, tmp_path):
     weights = make_checkpoint("yolov7-tiny", nc=3)
     output = tmp_path / "tiny.onnx"
-    run(options(weights, output, img_size=320), log=lambda _: None)
+    run(Options(weights, output, img_size=320), log=lambda _: None)
     meta = session(output).get_modelmeta().custom_metadata_map
     assert json.loads(meta["names"]) == ["class0", "class1", "class2"]
     assert meta["nc"] == "3" and json.loads(meta["strides"]) == [8, 16, 32]
@@ -94,7 +77,7 @@ def test_metadata_carries_what_the_server_needs(make_checkpoint, tmp_path):
 
 def test_graph_is_constant_folded_with_no_dead_nodes(make_checkpoint, tmp_path):
     output = tmp_path / "m.onnx"
-    run(options(make_checkpoint("yolov7"), output, img_size=320, end2end=True), log=lambda _: None)
+    run(Options(make_checkpoint("yolov7"), output, img_size=320, end2end=True), log=lambda _: None)
     graph = onnx.load(output).graph
     constant = {i.name for i in graph.initializer}
     read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
@@ -109,14 +92,14 @@ def test_graph_is_constant_folded_with_no_dead_nodes(make_checkpoint, tmp_path):
 
 def test_tiny_at_320_has_the_right_anchor_count(make_checkpoint, tmp_path):
     output = tmp_path / "m.onnx"
-    run(options(make_checkpoint("yolov7-tiny"), output, img_size=320), log=lambda _: None)
+    run(Options(make_checkpoint("yolov7-tiny"), output, img_size=320), log=lambda _: None)
     assert session(output).get_outputs()[0].shape == [1, 6300, 8]
 
 
 def test_dynamic_batch_runs_any_batch_and_matches_pytorch(make_checkpoint, tmp_path):
     weights = make_checkpoint("yolov7-tiny")
     output = tmp_path / "dyn.onnx"
-    run(options(weights, output, img_size=320, dynamic_batch=True), log=lambda _: None)
+    run(Options(weights, output, img_size=320, dynamic_batch=True), log=lambda _: None)
     sess = session(output)
     assert isinstance(sess.get_inputs()[0].shape[0], str)
     for batch in (2, 3):
@@ -130,23 +113,23 @@ def test_dynamic_batch_runs_any_batch_and_matches_pytorch(make_checkpoint, tmp_p
 
 def test_fixed_batch_of_two(make_checkpoint, tmp_path):
     output = tmp_path / "b2.onnx"
-    run(options(make_checkpoint("yolov7-tiny"), output, img_size=320, batch=2), log=lambda _: None)
+    run(Options(make_checkpoint("yolov7-tiny"), output, img_size=320, batch=2), log=lambda _: None)
     assert session(output).get_inputs()[0].shape == [2, 3, 320, 320]
 
 
 def test_img_size_is_rounded_up_to_the_largest_stride_with_a_message(make_checkpoint, tmp_path):
     messages: list[str] = []
     output = tmp_path / "m.onnx"
-    run(options(make_checkpoint("yolov7-w6", "deploy"), output, img_size=300), log=messages.append)
+    run(Options(make_checkpoint("yolov7-w6", "deploy"), output, img_size=300), log=messages.append)
     assert session(output).get_inputs()[0].shape == [1, 3, 320, 320]
     assert any("320" in m and "64" in m for m in messages)
 
 
 def test_end2end_nms_in_graph_equals_the_official_post_processing(shapes_checkpoint, tmp_path):
     raw_path, e2e_path = tmp_path / "raw.onnx", tmp_path / "e2e.onnx"
-    run(options(shapes_checkpoint, raw_path, img_size=320), log=lambda _: None)
+    run(Options(shapes_checkpoint, raw_path, img_size=320), log=lambda _: None)
     run(
-        options(
+        Options(
             shapes_checkpoint, e2e_path, img_size=320, end2end=True, conf=0.1, iou=0.5, max_det=50
         ),
         log=lambda _: None,
