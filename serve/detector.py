@@ -61,9 +61,6 @@ class Detector:
 
     def load(self) -> None:
         """Open the session, read the metadata, run one warm-up inference; raise ModelError."""
-        # onnxruntime otherwise writes a device id and event files under ~/.cache and /tmp and
-        # tries to send them out: an endpoint must neither write nor phone home.
-        ort.disable_telemetry_events()
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._intra
         options.inter_op_num_threads = self._inter
