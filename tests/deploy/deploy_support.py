@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import socket
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from demo.local_server import free_port  # noqa: E402, F401 (the tests import it from here)
 from deploy.aws import Aws  # noqa: E402
 
 REGION = "eu-west-1"
@@ -44,12 +44,6 @@ def ping(url: str) -> bool:
             return answer.status == 200
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def aws_environment(moto_url: str, home: Path) -> dict[str, str]:
