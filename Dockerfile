@@ -1,7 +1,22 @@
 # The SageMaker serving image: onnxruntime on CPU, no torch. See docs/container.md.
-#   python -m export --weights weights/shapes-yolov7-tiny.pt --img-size 320 --output weights/model.onnx
-#   docker build -t yolov7-sagemaker .
+#   make image      exports weights/model.onnx when it is missing or stale, then builds this
+# By hand: python -m export --output weights/model.onnx, then a build that makes a Docker v2
+# manifest (SageMaker refuses OCI ones): podman build --format docker, or
+# docker buildx build --provenance=false --output type=docker.
 ARG BASE_IMAGE=python:3.11-slim
+
+# --- model: the ONNX file to bake in, checked first so that a build without one stops at once.
+# The trailing * lets a missing file reach the check (a COPY of it alone would end in a bare
+# "stat: no such file"); requirements-serve.txt is there so that the COPY always has a source.
+FROM ${BASE_IMAGE} AS model
+ARG MODEL_FILE=weights/model.onnx
+COPY requirements-serve.txt ${MODEL_FILE}* /tmp/context/
+RUN model="/tmp/context/${MODEL_FILE##*/}" \
+    && if [ ! -f "$model" ]; then \
+        echo "error: no ${MODEL_FILE} in the build context; run \`make image\` (it exports the bundled checkpoint and builds)" >&2; \
+        exit 1; \
+    fi \
+    && mkdir -p /opt/model && mv "$model" /opt/model/model.onnx
 
 # --- builder: a virtual environment with requirements-serve.txt, less what serving never loads.
 FROM ${BASE_IMAGE} AS builder
@@ -36,9 +51,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     ORT_DISABLE_TELEMETRY=1
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/program /opt/program
-# The model served when /opt/ml/model holds none; a path inside the build context.
-ARG MODEL_FILE=weights/model.onnx
-COPY ${MODEL_FILE} /opt/model/model.onnx
+# The model served when /opt/ml/model holds none (MODEL_FILE, a path inside the build context).
+COPY --from=model /opt/model /opt/model
 WORKDIR /opt/program
 EXPOSE 8080
 # Runs as root, as SageMaker expects (docs/container.md); the server writes nothing outside /tmp.

@@ -1,27 +1,39 @@
 # The two commands the README promises, plus the ones around them.
 #   make demo   export the bundled model, serve it on 127.0.0.1, detect on sample images
 #   make test   the whole test suite (what CI runs)
+#   make image  the serving image (exports weights/model.onnx first when it is missing or stale)
 #   make bench  the side-by-side benchmark (minutes; see docs/bench.md)
 PYTHON ?= python3
 VENV ?= .venv
-BIN := $(VENV)/bin
+BIN := $(abspath $(VENV))/bin
 REQUIREMENTS := requirements-export.txt requirements-serve.txt requirements-deploy.txt \
 	requirements-bench.txt requirements-test.txt
 
-.PHONY: env test lint demo bench clean
+# The machine's Python, resolved once on the caller's PATH; then every recipe runs with PATH
+# holding only the venv and the system directories, so a tool installed by hand anywhere else
+# (pip --user, /usr/local/bin, pyenv) can never stand in for a missing install step.
+SYSTEM_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
+export PATH := $(BIN):/usr/sbin:/usr/bin:/sbin:/bin
+
+# For `make image` (and `make demo`): another checkpoint, export size, base image or tag.
+IMAGE_ARGS := $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(IMG_SIZE),--img-size $(IMG_SIZE)) \
+	$(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(TAG),--tag $(TAG))
+
+.PHONY: env test lint demo bench image clean
 
 env: $(VENV)/.installed
 
 $(VENV)/.installed: $(REQUIREMENTS)
-	@echo "==> creating $(VENV) from $(REQUIREMENTS)"
-	$(PYTHON) -m venv $(VENV)
+	@test -n "$(SYSTEM_PYTHON)" || { echo "error: $(PYTHON) not found: make PYTHON=/path/to/python3.11"; exit 2; }
+	@echo "==> creating $(VENV) with $(SYSTEM_PYTHON) from $(REQUIREMENTS)"
+	$(SYSTEM_PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS))
 	@touch $@
 
 lint: env
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 	$(BIN)/hadolint Dockerfile
 
 test: lint
@@ -32,6 +44,9 @@ bench: env
 
 demo: env
 	$(BIN)/python -m demo
+
+image: env
+	$(BIN)/python -m container.image $(IMAGE_ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

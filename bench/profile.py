@@ -4,8 +4,8 @@ code it called: onnxruntime, OpenCV, numpy)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 # step -> substrings of "function (file" that mark it, checked innermost first
@@ -24,8 +24,8 @@ STEPS = {
 
 def record(pid: int, seconds: float, output: Path) -> subprocess.Popen | None:
     """Start py-spy on `pid` for `seconds`; None when py-spy is not installed."""
-    spy = shutil.which("py-spy")
-    if spy is None:
+    spy = Path(sys.executable).parent / "py-spy"  # requirements-bench.txt's, never PATH's
+    if not spy.is_file():
         return None
     command = [spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(output)]
     command += ["--duration", str(max(1, round(seconds))), "--rate", "250", "--nonblocking"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from demo.local_server import wait_for_ping
+from deploy.images import build_command
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_BASE_IMAGE = "localhost/yolov7-test-base:bookworm"
@@ -58,15 +59,18 @@ class Engine:
         return int(self("image", "inspect", "--format", "{{.Size}}", image).strip())
 
     def build(self, tag: str, base_image: str, model_file: str = "weights/model.onnx") -> None:
-        """Build the Dockerfile at the repository root; model_file is relative to it."""
+        """Build the Dockerfile at the repository root with `deploy push`'s command line (so with
+        its manifest format), for this machine's platform; model_file is relative to the root."""
+        argv = build_command(
+            self.name,
+            tag,
+            REPO,
+            platform=None,
+            build_args=[f"BASE_IMAGE={base_image}", f"MODEL_FILE={model_file}"],
+        )
         # podman keeps every step as an image unless told not to: they would outlive `rmi`.
         layers = ("--layers=false",) if self.name == "podman" else ()
-        self(
-            "build", *layers, "--network", "host", *self.limits,
-            "--build-arg", f"BASE_IMAGE={base_image}",
-            "--build-arg", f"MODEL_FILE={model_file}",
-            "--tag", tag, str(REPO),
-        )  # fmt: skip
+        self(*argv[1:-1], *layers, "--network", "host", *self.limits, argv[-1])
 
     def remove_image(self, image: str) -> None:
         if self.image_exists(image):

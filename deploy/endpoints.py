@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from botocore.exceptions import ClientError
 
-from deploy import config, names, scaling
+from deploy import config, image_check, names, scaling
 from deploy.aws import ROLE_ARN
 from deploy.errors import AwsError, UserError
 from deploy.state import forget, now_iso, remember
@@ -228,6 +228,7 @@ def up(
         )
     spec.check()
     prefix = names.check_prefix(ctx.name_prefix)
+    image_check.check(ctx, spec.image)
     if endpoint_name:
         names.check_name(endpoint_name, "--endpoint-name")
     sm = ctx.aws.client("sagemaker")
@@ -368,6 +369,7 @@ def update(
     if "instance_type" in changes or "instance_count" in changes:
         spec = replace(spec, serverless_memory=None, serverless_concurrency=None)
     spec.check()
+    image_check.check(ctx, spec.image)
     sm = ctx.aws.client("sagemaker")
     endpoint = current["name"]
     live = describe_endpoint(sm, endpoint)

@@ -7,6 +7,7 @@ child's stdin: never on a command line, never printed, and scrubbed from any out
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 import shlex
 import shutil
@@ -22,6 +23,20 @@ from deploy.errors import CommandFailed, UserError
 from deploy.state import now_iso
 
 CLIS = ("docker", "podman")
+# SageMaker's CreateModel accepts Docker image manifest v2 schema 2 only: an OCI manifest, or the
+# OCI index that buildx makes for its provenance attestation, is refused ("Unsupported manifest
+# media type"). These flags make each CLI build and push a single-platform v2s2 manifest; a test
+# pushes the real image to a real registry with them and reads the stored media type back.
+FORMAT_FLAGS = {
+    "docker": (
+        "--provenance=false",
+        "--sbom=false",
+        "--output",
+        "type=docker,oci-mediatypes=false",
+    ),
+    "podman": ("--format", "docker"),
+}
+PUSH_FORMAT_FLAGS = {"docker": (), "podman": ("--format", "v2s2")}
 REPOSITORY = r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
 
 
@@ -122,19 +137,37 @@ def plan(
     remote = f"{repository_uri}:{tag}"
     commands = []
     if build:
-        argv = [cli, "build", "-t", local]
-        if dockerfile:
-            argv += ["-f", str(dockerfile)]
-        if platform:
-            argv += ["--platform", platform]
-        for pair in build_args:
-            argv += ["--build-arg", pair]
-        argv.append(str(context))
+        argv = build_command(cli, local, context, dockerfile, platform, build_args)
         commands.append(Command(argv))
     commands.append(Command([cli, "tag", local, remote]))
     commands.append(Command([cli, "login", "--username", user, "--password-stdin", registry], True))
-    commands.append(Command([cli, "push", remote]))
+    commands.append(Command([cli, "push", *PUSH_FORMAT_FLAGS[cli], remote]))
     return PushPlan(cli, repository, repository_uri, registry, tag, local, remote, commands)
+
+
+def build_command(
+    cli: str,
+    tag: str,
+    context: Path,
+    dockerfile: Path | None = None,
+    platform: str | None = config.DEFAULT_PLATFORM,
+    build_args: list[str] | tuple[str, ...] = (),
+) -> list[str]:
+    """The build that `push` and `make image` run: one platform, a manifest SageMaker accepts.
+
+    docker goes through buildx (the default builder since Docker 23) so that its output is
+    stated, not left to whichever image store the engine uses.
+    """
+    argv = [cli, "buildx", "build"] if cli == "docker" else [cli, "build"]
+    argv += [*FORMAT_FLAGS[cli], "-t", tag]
+    if dockerfile:
+        argv += ["-f", str(dockerfile)]
+    if platform:
+        argv += ["--platform", platform]
+    for pair in build_args:
+        argv += ["--build-arg", pair]
+    argv.append(str(context))
+    return argv
 
 
 def run_plan(push_plan: PushPlan, password: str, log=None, popen=subprocess.Popen) -> None:
@@ -162,7 +195,7 @@ def run_plan(push_plan: PushPlan, password: str, log=None, popen=subprocess.Pope
             log(f"  {clean}")
         code = child.wait()
         if code != 0:
-            what = " ".join(command.argv[:2])
+            what = " ".join(itertools.takewhile(lambda arg: not arg.startswith("-"), command.argv))
             raise CommandFailed(
                 f"`{what}` exited with {code}: {tail[-1] if tail else 'no output'}",
                 "read the output above",

@@ -7,7 +7,10 @@ Without a container engine (or hadolint) the tests skip on a developer's machine
 from __future__ import annotations
 
 import os
+import platform
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,12 @@ from tests.container.helpers import SAMPLES, detect, port_is_free, unavailable
 # In the build context (.dockerignore lets weights/*.onnx in; .gitignore keeps it out of git).
 BAKED_IN_CONTEXT = "weights/container-test.onnx"
 TEST_BASE = "localhost/yolov7-test-base:bookworm"
+
+
+def native_platform() -> str:
+    """This machine's platform as the engines name it: the tests run what they build."""
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    return f"linux/{arch}"
 
 
 @pytest.fixture(scope="session")
@@ -54,14 +63,27 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def image(engine: Engine, models: dict[str, Path]) -> Iterator[str]:
+    """What `make image` builds (`python -m container.image`, so `deploy push`'s build command).
+
+    The baked model is put in the build context first: the tool must find it up to date and
+    build with it as it is.
+    """
     tag = f"localhost/yolov7-sagemaker:test-{uuid.uuid4().hex[:8]}"
     base = base_image(engine)
     in_context = REPO / BAKED_IN_CONTEXT
     shutil.copyfile(models["baked"], in_context)
+    command = [
+        sys.executable, "-m", "container.image", "--model", str(in_context), "--tag", tag,
+        "--base-image", base, "--cli", engine.name, "--platform", native_platform(),
+    ]  # fmt: skip
     try:
-        engine.build(tag, base, model_file=BAKED_IN_CONTEXT)
+        done = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False
+        )
     finally:
         in_context.unlink(missing_ok=True)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert f"{BAKED_IN_CONTEXT} is up to date" in done.stdout, done.stdout[-2000:]
     try:
         yield tag
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import sys
 import urllib.request
@@ -46,5 +45,6 @@ def port_is_free(port: int) -> bool:
 
 
 def hadolint_path() -> str | None:
-    beside_python = Path(sys.executable).parent / "hadolint"  # the venv's, when not on PATH
-    return shutil.which("hadolint") or (str(beside_python) if beside_python.exists() else None)
+    """The venv's hadolint (requirements-test.txt), never one found on PATH."""
+    beside_python = Path(sys.executable).parent / "hadolint"
+    return str(beside_python) if beside_python.is_file() else None

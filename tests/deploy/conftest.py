@@ -22,6 +22,7 @@ if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
 from deploy_support import (  # noqa: E402
+    DOCKER_V2S2,
     ROOT,
     S3_ACTIONS,
     Moto,
@@ -30,6 +31,7 @@ from deploy_support import (  # noqa: E402
     aws_environment,
     free_port,
     ping,
+    seed_images,
 )
 
 from deploy.cli import main  # noqa: E402
@@ -53,6 +55,7 @@ def moto(moto_url, monkeypatch, tmp_path) -> Moto:
     """A clean emulator, this process pointed at it, and the cwd in tmp_path (the state's home)."""
     emulator = Moto(moto_url)
     emulator.reset()
+    seed_images(emulator)
     env = aws_environment(moto_url, tmp_path)
     for key in list(os.environ):
         if key not in env:
@@ -144,13 +147,24 @@ with open(os.environ["FAKE_CLI_LOG"], "a") as log:
 if args[:1] == ["info"] and os.environ.get("FAKE_DOCKER_ENGINE") == "down":
     print("Cannot connect to the Docker daemon at unix:///var/run/docker.sock", file=sys.stderr)
     sys.exit(1)
-if args[:1] == [os.environ.get("FAKE_CLI_FAIL", "")]:
+if os.environ.get("FAKE_CLI_FAIL") in args[:2]:
     print("step 3/7: RUN pip install ... failed: exit code 1")
     sys.exit(3)
 if args[:1] == ["login"]:
     print("Login Succeeded")
 if args[:1] == ["push"]:
-    print(args[1].split(":")[-1] + ": digest: sha256:" + "ab" * 32 + " size: 2412")
+    # What a push leaves in ECR (moto's, through AWS_ENDPOINT_URL): a Docker v2s2 manifest. Which
+    # flags make a real push store that is proven against a real registry (tests/container).
+    import boto3
+    remote = args[-1]
+    repository, _, tag = remote.partition("/")[2].rpartition(":")
+    config = {{"size": 7023, "digest": "sha256:" + "cd" * 32,
+              "mediaType": "application/vnd.docker.container.image.v1+json"}}
+    manifest = json.dumps({{"schemaVersion": 2, "mediaType": "{media_type}", "config": config,
+                           "layers": []}})
+    boto3.client("ecr").put_image(repositoryName=repository, imageTag=tag, imageManifest=manifest,
+                                  imageManifestMediaType="{media_type}")
+    print(tag + ": digest: sha256:" + "ab" * 32 + " size: 2412")
 """
 
 
@@ -179,7 +193,7 @@ def fake_cli(tmp_path, monkeypatch):
         bin_dir.mkdir(exist_ok=True)
         for name in names:
             script = bin_dir / name
-            script.write_text(FAKE_CLI.format(python=sys.executable))
+            script.write_text(FAKE_CLI.format(python=sys.executable, media_type=DOCKER_V2S2))
             script.chmod(0o755)
         fake = FakeCli(bin_dir, tmp_path / "fake-cli.jsonl")
         for key, value in fake.env().items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -23,7 +24,12 @@ from deploy.aws import Aws  # noqa: E402
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's account
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/yolov7-sagemaker-execution"
-IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/yolov7-serve:20300101-000000"
+# Images that each test finds in moto's ECR, as `push` would have left them (see seed_images).
+PREBUILT = "yolov7-prebuilt"
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{PREBUILT}:20300101-000000"
+NEW_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{PREBUILT}:v2"
+DOCKER_V2S2 = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 # Distinctive dummy credentials: tests grep every output for them.
 ACCESS_KEY = "AKIAMOTOTESTING00001"
 SECRET_KEY = "moto-dummy-secret-NEVER-PRINTED-7f3a9c"
@@ -104,6 +110,43 @@ class Result:
         lines = [line for line in self.err.splitlines() if line.startswith("error: ")]
         assert len(lines) == 1, self.err
         return lines[0]
+
+
+def manifest(media_type: str = DOCKER_V2S2, layer_bytes: int = 120_000_000) -> str:
+    """An image manifest of that media type (moto reports imageSizeInBytes from config.size)."""
+    digest = "sha256:" + "0" * 64
+    config_type = (
+        "application/vnd.docker.container.image.v1+json"
+        if media_type == DOCKER_V2S2
+        else "application/vnd.oci.image.config.v1+json"
+    )
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": {"mediaType": config_type, "size": layer_bytes, "digest": digest},
+            "layers": [{"mediaType": config_type, "size": layer_bytes, "digest": digest}],
+        }
+    )
+
+
+def put_image(emulator: Moto, uri: str, media_type: str = DOCKER_V2S2, size: int = 120_000_000):
+    """Store an image in moto's ECR under uri (repository created when missing)."""
+    repository, _, tag = uri.partition("/")[2].partition(":")
+    ecr = emulator.client("ecr")
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=repository)
+    ecr.put_image(
+        repositoryName=repository,
+        imageManifest=manifest(media_type, size),
+        imageManifestMediaType=media_type,
+        imageTag=tag,
+    )
+
+
+def seed_images(emulator: Moto) -> None:
+    for uri in (IMAGE, NEW_IMAGE):
+        put_image(emulator, uri)
 
 
 def state(home: Path) -> dict:

@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from deploy_support import (
     ACCOUNT,
     ECR_PASSWORD,
+    PREBUILT,
     REGION,
     ROLE,
     ROOT,
@@ -50,7 +51,7 @@ def test_whole_life_push_to_down_leaves_nothing_behind(
     assert pushed.out.strip().splitlines()[-1] == image
     repo = ecr.describe_repositories(repositoryNames=["yolov7-serve"])["repositories"][0]
     assert TAG in ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"]
-    assert [c["argv"][0] for c in docker.calls()] == ["info", "build", "tag", "login", "push"]
+    assert [c["argv"][0] for c in docker.calls()] == ["info", "buildx", "tag", "login", "push"]
     assert state(tmp_path)["image"]["uri"] == image
 
     # package: model.tar.gz with the ONNX at its root, in a private, tagged bucket
@@ -201,7 +202,8 @@ def test_whole_life_push_to_down_leaves_nothing_behind(
     assert sm.list_endpoint_configs()["EndpointConfigs"] == []
     assert aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
-    assert ecr.describe_repositories()["repositories"] == []
+    left = [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]
+    assert left == [PREBUILT]  # only the one the test seeded; `push`'s own is gone
     assert not (tmp_path / ".deploy" / "state.json").exists()
     again = cli("down")
     assert again.code == 0 and again.out.strip() == "nothing to delete"

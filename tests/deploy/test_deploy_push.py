@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import base64
 
-from deploy_support import ACCOUNT, ECR_PASSWORD, REGION, SECRET_KEY, TAG, not_in_policy, state
+from deploy_support import (
+    ACCOUNT,
+    ECR_PASSWORD,
+    PREBUILT,
+    REGION,
+    SECRET_KEY,
+    TAG,
+    not_in_policy,
+    state,
+)
 
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 TOKEN = base64.b64encode(f"AWS:{ECR_PASSWORD}".encode()).decode()
@@ -28,7 +37,9 @@ def test_push_builds_tags_logs_in_and_pushes_with_the_password_on_stdin(
         (
             "docker",
             [
-                "build", "-t", "yolov7-serve:v7", "--platform", "linux/amd64",
+                "buildx", "build", "--provenance=false", "--sbom=false",
+                "--output", "type=docker,oci-mediatypes=false",
+                "-t", "yolov7-serve:v7", "--platform", "linux/amd64",
                 "--build-arg", "BASE_IMAGE=base:1", str(build_context),
             ],
         ),
@@ -67,10 +78,25 @@ def test_podman_is_used_where_the_docker_engine_does_not_answer(
     ]
 
 
-def test_podman_alone_is_enough(moto, cli, fake_cli, build_context):
+def test_podman_alone_is_enough_and_builds_and_pushes_docker_v2s2(
+    moto, cli, fake_cli, build_context
+):
     fake = fake_cli("podman")
     assert cli("push", "--context", build_context, "--tag", "v1").code == 0
-    assert {c["cli"] for c in fake.calls()} == {"podman"}
+    remote = f"{REGISTRY}/yolov7-serve:v1"
+    # podman's default is OCI, which SageMaker refuses (tests/container pushes for real).
+    assert [(c["cli"], c["argv"]) for c in fake.calls()] == [
+        (
+            "podman",
+            [
+                "build", "--format", "docker", "-t", "yolov7-serve:v1",
+                "--platform", "linux/amd64", str(build_context),
+            ],
+        ),
+        ("podman", ["tag", "yolov7-serve:v1", remote]),
+        ("podman", ["login", "--username", "AWS", "--password-stdin", REGISTRY]),
+        ("podman", ["push", "--format", "v2s2", remote]),
+    ]  # fmt: skip
 
 
 def test_no_container_cli_at_all_is_an_input_error(moto, cli, fake_cli, build_context):
@@ -90,10 +116,10 @@ def test_a_failed_build_stops_before_login_and_says_so(
     result = cli("push", "--context", build_context, "--tag", "v1")
     assert result.code == 1
     assert result.error_line() == (
-        "error: `docker build` exited with 3: step 3/7: RUN pip install ... failed: exit code 1. "
-        "Read the output above."
+        "error: `docker buildx build` exited with 3: step 3/7: RUN pip install ... failed: "
+        "exit code 1. Read the output above."
     )
-    assert [c["argv"][0] for c in fake.calls()] == ["info", "build"]
+    assert [c["argv"][0] for c in fake.calls()] == ["info", "buildx"]
 
 
 def test_dry_run_prints_the_commands_and_creates_nothing(
@@ -104,14 +130,16 @@ def test_dry_run_prints_the_commands_and_creates_nothing(
     assert result.code == 0, result.err
     remote = f"{REGISTRY}/yolov7-serve:v2"
     assert result.out.splitlines() == [
-        f"docker build -t yolov7-serve:v2 --platform linux/amd64 {build_context}",
+        "docker buildx build --provenance=false --sbom=false --output type=docker,oci-mediatypes="
+        f"false -t yolov7-serve:v2 --platform linux/amd64 {build_context}",
         f"docker tag yolov7-serve:v2 {remote}",
         f"docker login --username AWS --password-stdin {REGISTRY} < (ECR password on stdin)",
         f"docker push {remote}",
         remote,
     ]
     assert "would create ECR repository yolov7-serve" in result.err
-    assert moto.client("ecr").describe_repositories()["repositories"] == []
+    repositories = moto.client("ecr").describe_repositories()["repositories"]
+    assert [r["repositoryName"] for r in repositories] == [PREBUILT]  # the seeded one only
     assert [c["argv"] for c in fake.calls()] == [["info"]]  # only the engine probe ran
     assert ECR_PASSWORD not in result.out + result.err
     assert not_in_policy(api_calls) == []

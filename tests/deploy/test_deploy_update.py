@@ -11,12 +11,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from deploy_support import ACCOUNT, IMAGE, REGION, ROLE, TAG, not_in_policy, state
+from deploy_support import ACCOUNT, IMAGE, NEW_IMAGE, REGION, ROLE, TAG, not_in_policy, state
 
 from deploy import names
 
 NOW = datetime(2030, 1, 1, 0, 0, tzinfo=UTC)
-NEW_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/yolov7-serve:v2"
 STAMP = "20300101-000000"
 NEW_MODEL, NEW_CONFIG = f"yolov7-model-{STAMP}", f"yolov7-config-{STAMP}"
 TAGS = [TAG, {"Key": "yolov7-deployment", "Value": "yolov7"}]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.programs import venv_command
+
 SPEC = Path(__file__).resolve().parents[2] / "serve" / "openapi.yaml"
 CHECKS = (
     "not_a_server_error,response_schema_conformance,content_type_conformance,"
@@ -24,11 +26,18 @@ def test_openapi_describes_the_three_sagemaker_paths():
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(live_server, tmp_path):
     command = [
-        *("schemathesis", "run", str(SPEC), "--url", live_server.url),
+        *venv_command("schemathesis"),
+        "run",
+        str(SPEC),
+        "--url",
+        live_server.url,
         *("--checks", CHECKS, "--max-examples", "20", "--seed", "7"),
         *("--max-time", "15", "--request-timeout", "10", "--workers", "2"),
         *("--report", "junit", "--report-dir", str(tmp_path)),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+    # cwd: schemathesis keeps a cache of its findings in ./.schemathesis, never in the repo.
+    result = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=90, check=False
+    )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert "passed" in result.stdout
