@@ -18,29 +18,19 @@ RUN model="/tmp/context/${MODEL_FILE##*/}" \
     fi \
     && mkdir -p /opt/model && mv "$model" /opt/model/model.onnx
 
-# --- builder: a virtual environment with requirements-serve.txt, less what serving never loads.
+# --- builder: a virtual environment with requirements-serve.txt and the runtime (RUNTIME:
+# onnxruntime, the default, or openvino), less what serving never loads (container/install_venv.sh).
 FROM ${BASE_IMAGE} AS builder
-COPY requirements-serve.txt /tmp/requirements-serve.txt
-# protobuf, flatbuffers and packaging serve only onnxruntime's tools/, quantization/ and
-# transformers/ (offline model tooling), removed with them. Test suites are never imported.
-# .pyc are compiled once here: the image never writes them at run time, and a cold start that
-# compiles numpy and falcon from source is slower. unchecked-hash: installed packages never change;
+ARG RUNTIME=onnxruntime
+COPY requirements-serve.txt requirements-openvino.txt container/install_venv.sh /tmp/build/
+RUN sh /tmp/build/install_venv.sh "$RUNTIME" /tmp/build && rm -rf /tmp/build
 # checked-hash for serve/, so a source file mounted over it in development is still honoured.
-RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --no-compile --disable-pip-version-check \
-        -r /tmp/requirements-serve.txt \
-    && /opt/venv/bin/pip uninstall --yes --no-cache-dir --disable-pip-version-check \
-        protobuf flatbuffers packaging setuptools pip \
-    && site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
-    && rm -rf "$site"/onnxruntime/tools "$site"/onnxruntime/quantization \
-        "$site"/onnxruntime/transformers \
-    && find "$site" -depth -type d -name tests -exec rm -rf {} + \
-    && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash "$site"
 COPY serve/ /opt/program/serve/
 RUN /opt/venv/bin/python -m compileall -q --invalidation-mode checked-hash /opt/program/serve
 
 # --- the image: the base, the environment, the server and the default model.
 FROM ${BASE_IMAGE}
+ARG RUNTIME=onnxruntime
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
 # ORT_DISABLE_TELEMETRY: onnxruntime 1.32 otherwise writes a device id and an event database
 # under ~/.cache/Microsoft and tries to send them to mobile.events.data.microsoft.com.
@@ -48,7 +38,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/opt/program \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    ORT_DISABLE_TELEMETRY=1
+    ORT_DISABLE_TELEMETRY=1 \
+    SERVE_RUNTIME=${RUNTIME}
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/program /opt/program
 # The model served when /opt/ml/model holds none (MODEL_FILE, a path inside the build context).

@@ -6,8 +6,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
-REQUIREMENTS := requirements-export.txt requirements-serve.txt requirements-deploy.txt \
-	requirements-bench.txt requirements-test.txt
+REQUIREMENTS := requirements-export.txt requirements-serve.txt requirements-openvino.txt \
+	requirements-deploy.txt requirements-bench.txt requirements-test.txt
 
 # The machine's Python, resolved once on the caller's PATH; then every recipe runs with PATH
 # holding only the venv and the system directories, so a tool installed by hand anywhere else
@@ -15,9 +15,10 @@ REQUIREMENTS := requirements-export.txt requirements-serve.txt requirements-depl
 SYSTEM_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
 export PATH := $(BIN):/usr/sbin:/usr/bin:/sbin:/bin
 
-# For `make image` (and `make demo`): another checkpoint, export size, base image or tag.
+# For `make image` (and `make demo`): another checkpoint, export size, base image, tag, runtime.
 IMAGE_ARGS := $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(IMG_SIZE),--img-size $(IMG_SIZE)) \
-	$(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(TAG),--tag $(TAG))
+	$(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(TAG),--tag $(TAG)) \
+	$(if $(RUNTIME),--runtime $(RUNTIME))
 
 .PHONY: env test lint demo bench image clean
 

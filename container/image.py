@@ -85,12 +85,14 @@ def export(model: Path, wanted: Wanted) -> None:
         raise ImageError(f"exporting {_shown(wanted.weights)} failed (see above)")
 
 
-def build(cli: str, tag: str, model: Path, base_image: str | None, platform: str | None) -> None:
+def build(
+    cli: str, tag: str, model: Path, base_image: str | None, platform: str | None, runtime: str
+) -> None:
     try:
         in_context = model.resolve().relative_to(REPO)
     except ValueError:
         raise ImageError(f"{model} is outside the build context {REPO}") from None
-    build_args = [f"MODEL_FILE={in_context.as_posix()}"]
+    build_args = [f"MODEL_FILE={in_context.as_posix()}", f"RUNTIME={runtime}"]
     if base_image:
         build_args.append(f"BASE_IMAGE={base_image}")
     argv = build_command(cli, tag, REPO, platform=platform, build_args=build_args)
@@ -116,7 +118,7 @@ def make_image(args: argparse.Namespace) -> None:
         cli = pick_cli(args.cli)
     except DeployError as exc:
         raise ImageError(exc.line()) from None
-    build(cli, args.tag, args.model, args.base_image, args.platform)
+    build(cli, args.tag, args.model, args.base_image, args.platform, args.runtime)
     print(f"==> built {args.tag} with {cli}; run it: {cli} run --rm -p 8080:8080 {args.tag}")
 
 
@@ -137,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default=DEFAULT_TAG, help=f"image tag (default {DEFAULT_TAG})")
     p.add_argument("--base-image", help="BASE_IMAGE build argument (default python:3.11-slim)")
     p.add_argument("--cli", choices=("docker", "podman"), help="default: docker, else podman")
+    p.add_argument(
+        "--runtime",
+        choices=("onnxruntime", "openvino"),
+        default="onnxruntime",
+        help="what the image runs the model with (default onnxruntime)",
+    )
     p.add_argument(
         "--platform", default=deploy_config.DEFAULT_PLATFORM, help="default: what push builds"
     )

@@ -19,6 +19,7 @@ from serve.config import ConfigError, Settings, available_cpus, default_inferenc
 from serve.errors import ModelError, one_line
 from serve.locate import locate_model
 from serve.logs import setup_logging
+from serve.runtimes.precision import choose, cpu_flags
 from serve.server import Server
 
 log = logging.getLogger("serve")
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error(f"cannot start: {exc}")
         return EXIT_CONFIG
     setup_logging(settings.log_level)
+    try:  # before listening: a runtime that is not installed or a precision the CPU lacks
+        choice = choose(settings.runtime, settings.precision, cpu_flags())
+    except ConfigError as exc:
+        log.error(f"cannot start: {exc}")
+        return EXIT_CONFIG
 
     try:
         model_path = locate_model(
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 "host": settings.host,
                 "port": server.port,
                 "threads": settings.threads,
+                "runtime": choice.runtime,
                 "ort_intra_op_threads": settings.intra_op_threads,
                 "model_path": str(model_path),
             }
@@ -100,14 +107,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    # The heavy imports (onnxruntime, OpenCV, numpy) come after the socket listens.
+    # The heavy imports (onnxruntime or OpenVINO, OpenCV, numpy) come after the socket listens.
     from serve.app import create_app
     from serve.detector import Detector
 
     slots = settings.inference_slots or default_inference_slots(
         model_path.stat().st_size, settings.intra_op_threads, available_cpus()
     )
-    detector = Detector(model_path, settings.intra_op_threads, settings.inter_op_threads, slots)
+    detector = Detector(
+        model_path,
+        settings.intra_op_threads,
+        settings.inter_op_threads,
+        slots,
+        runtime=choice.runtime,
+        precision=choice.precision,
+    )
     app = create_app(detector, settings)
 
     def load() -> None:
@@ -131,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                     "layout": info.layout,
                     "img_size": info.img_size,
                     "classes": len(info.names),
+                    "runtime": detector.runtime,
+                    "precision": detector.precision,
+                    "precision_why": choice.why,
                 }
             },
         )
@@ -140,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     code = server.serve(app)
     if received:
         log.info("stopped", extra={"fields": {"signal": signal.Signals(received[0]).name}})
-    if loader.is_alive():  # stopped while loading: don't wait for onnxruntime
+    if loader.is_alive():  # stopped while loading: don't wait for the runtime
         sys.stdout.flush()
         os._exit(code)
     return code

@@ -21,7 +21,7 @@ import falcon
 import falcon.media
 
 from serve.config import Settings
-from serve.decode import decode_image
+from serve.decode import decode_for_model, decode_image
 from serve.detector import Detections, Detector
 from serve.errors import (
     BadJson,
@@ -139,7 +139,13 @@ class Ping:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not self._detector.ready:
             raise NotReady()
-        resp.media = {"status": "ok", "model": self._detector.info.name}
+        detector = self._detector
+        resp.media = {
+            "status": "ok",
+            "model": detector.info.name,
+            "runtime": detector.runtime,
+            "precision": detector.precision,
+        }
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not self._detector.ready:
@@ -166,6 +172,7 @@ class Invocations:
         self._detector = detector
         self._max_body = settings.max_body_bytes
         self._max_pixels = settings.max_image_pixels
+        self._exact_decode = settings.exact_decode
         self._defaults = Options(conf=settings.conf, iou=settings.iou, max_det=settings.max_det)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -195,17 +202,24 @@ class Invocations:
             raise BodyTooLarge(len(data), self._max_body)
         info = detector.info
         options = resolve(self._defaults, overrides, info.names, info.nc)
-        image = decode_image(data, self._max_pixels)
+        img_size = None if self._exact_decode else info.img_size
+        decoded = decode_for_model(data, self._max_pixels, img_size)
         decode_ms = (time.perf_counter() - started) * 1000
 
-        result = detector.detect(image, options)
+        original_size = (decoded.width, decoded.height)
+        result = detector.detect(decoded.pixels, options, decoded.factor, original_size)
         req.context.detections = len(result)
         resp.set_header(CUSTOM_ATTRIBUTES, f"detections={len(result)}")
         if answer_type == JSON:
-            resp.media = _answer(result, image.shape, info.name, detector.info.label, decode_ms)
+            resp.media = _answer(result, original_size, info.name, info.label, decode_ms)
         else:
+            # The same detections whatever the answer, drawn on the picture at its own size.
+            picture = (
+                decoded.pixels if decoded.factor == 1 else decode_image(data, self._max_pixels)
+            )
             resp.data = encode(
-                draw(image, result.boxes, result.scores, result.class_ids, info.label), answer_type
+                draw(picture, result.boxes, result.scores, result.class_ids, info.label),
+                answer_type,
             )
             resp.content_type = answer_type
 
@@ -231,7 +245,7 @@ def _image_from_json(document: Any) -> tuple[bytes, dict[str, Any]]:
 
 
 def _answer(
-    result: Detections, shape: tuple, model: str, label: Any, decode_ms: float
+    result: Detections, size: tuple[int, int], model: str, label: Any, decode_ms: float
 ) -> dict[str, Any]:
     detections = [
         {
@@ -245,7 +259,7 @@ def _answer(
     timings = {"decode": decode_ms, **result.timings_ms}
     return {
         "detections": detections,
-        "image": {"width": int(shape[1]), "height": int(shape[0])},
+        "image": {"width": size[0], "height": size[1]},
         "model": model,
         "timing_ms": {key: round(value, 2) for key, value in timings.items()},
     }

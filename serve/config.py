@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from serve.runtimes import BF16, FP32, RUNTIMES  # names only: imports no runtime
+
 MIB = 1024 * 1024
 
 # Importing onnxruntime (1.32) writes a device id and a telemetry database under
@@ -83,7 +85,29 @@ VARIABLES: tuple[Variable, ...] = (
         "CPUs + 2, at least 4",
         "Waitress worker threads (requests handled at once).",
     ),
-    Variable("ORT_INTRA_OP_THREADS", "CPUs", "onnxruntime threads inside one operator."),
+    Variable(
+        "SERVE_RUNTIME",
+        "onnxruntime",
+        "What runs the graph: onnxruntime, or openvino (needs requirements-openvino.txt).",
+    ),
+    Variable(
+        "SERVE_PRECISION",
+        "auto",
+        "auto, fp32 or bf16; auto is bf16 where the CPU has AVX512_BF16 or AMX and the runtime "
+        "uses it (openvino), else fp32.",
+    ),
+    Variable(
+        "SERVE_EXACT_DECODE",
+        "false",
+        "true: decode every image in full; false: a JPEG of at least 4 MP whose long side is at "
+        "least twice the model input is decoded at half size (DCT scaling); boxes stay in its "
+        "own pixels.",
+    ),
+    Variable(
+        "ORT_INTRA_OP_THREADS",
+        "CPUs",
+        "Threads inside one inference (onnxruntime: per operator; openvino: the same number).",
+    ),
     Variable(
         "ORT_INTER_OP_THREADS", "1", "onnxruntime threads across operators (sequential execution)."
     ),
@@ -106,6 +130,7 @@ VARIABLES: tuple[Variable, ...] = (
 )
 
 MAX_DET_LIMIT = 1000
+PRECISIONS = ("auto", FP32, BF16)
 
 
 @dataclass(frozen=True)
@@ -125,8 +150,11 @@ class Settings:
     intra_op_threads: int
     inter_op_threads: int
     inference_slots: int | None  # None: chosen from the model by default_inference_slots()
+    runtime: str
+    precision: str  # asked: auto, fp32 or bf16 (serve.runtimes.precision decides auto)
     grace_seconds: float
     log_level: int
+    exact_decode: bool = False  # True: no reduced (DCT-scaled) JPEG decoding
 
     @property
     def max_payload_mb(self) -> int:
@@ -161,8 +189,11 @@ class Settings:
             intra_op_threads=intra,
             inter_op_threads=get("ORT_INTER_OP_THREADS", _positive_int, 1),
             inference_slots=get("SERVE_INFERENCE_SLOTS", _positive_int, None),
+            runtime=get("SERVE_RUNTIME", _one_of(tuple(RUNTIMES)), "onnxruntime"),
+            precision=get("SERVE_PRECISION", _one_of(PRECISIONS), "auto"),
             grace_seconds=get("SERVE_GRACE_SECONDS", _non_negative_float, 20.0),
             log_level=log_level,
+            exact_decode=get("SERVE_EXACT_DECODE", _parse_bool, False),
         )
 
 
@@ -224,6 +255,15 @@ def _max_det(text: str) -> int:
     if not 1 <= value <= MAX_DET_LIMIT:
         raise ValueError(f"expected an integer 1-{MAX_DET_LIMIT}")
     return value
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text.lower()
+
+    return parse
 
 
 def _parse_level(text: str) -> int:

@@ -3,6 +3,10 @@
 The header of each supported format (JPEG, PNG, WebP, BMP) is parsed here to learn the image's
 size; only then does OpenCV decode it. Other formats are refused: OpenCV can read many more, and
 each is more attack surface that nobody asked for.
+
+A JPEG much larger than the model input may be decoded reduced (`decode_for_model`): libjpeg's
+DCT scaling decodes 1/2, 1/4 or 1/8 of each side directly from the coefficients, several times
+faster than the full decode that the letterbox would shrink anyway.
 """
 
 from __future__ import annotations
@@ -22,6 +26,18 @@ _JPEG_SOF = frozenset(
     {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 )
 _JPEG_STANDALONE = frozenset({0x01, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8})
+
+# libjpeg's DCT scaling: IMREAD_REDUCED_COLOR_2 decodes 1/2 of each side (rounded up) straight from
+# the coefficients. Only 1/2: at 1/4 and 1/8 (the chroma of a 4:2:0 JPEG then 1/8 and 1/16) the
+# detections moved 3-5x more for little more speed (docs/serving.md, "Big photos"). Other formats
+# would be decoded in full and then resized, which saves nothing, so only JPEGs are reduced.
+REDUCED_FACTOR = 2
+_REDUCED_FLAG = cv2.IMREAD_REDUCED_COLOR_2
+# Below this many pixels a photo is decoded in full whatever the model input: decoding a ~1 MP JPEG
+# takes ~6 ms against a 12 MP one's ~50 ms, so the saving there is small, and the default
+# configuration then answers exactly as the official pipeline on everyday photos (the exactness
+# tests run in it). Phone and drone photos (8-50 MP) are all above it.
+REDUCED_MIN_PIXELS = 4_000_000
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
@@ -162,8 +178,49 @@ def _jpeg_size(data: bytes) -> tuple[int, int, bool]:
     return (*size, False)
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """Decoded pixels, and the size of the image they come from (after EXIF orientation)."""
+
+    pixels: np.ndarray  # HxWx3 uint8 BGR
+    width: int  # the original image's, whatever `factor`
+    height: int
+    factor: int = 1  # pixels are the original reduced by this on each side: x_original = f * x
+
+
+def reduction_factor(header: Header, img_size: int) -> int:
+    """REDUCED_FACTOR for a JPEG of at least REDUCED_MIN_PIXELS whose long side is at least
+    REDUCED_FACTOR * img_size, else 1.
+
+    The letterbox scales the long side to img_size (the short side by the same ratio), so the
+    reduced image still has at least as many pixels as the model sees on every side: the letterbox
+    shrinks it or keeps it, never enlarges it.
+    """
+    if header.format != "JPEG" or header.width * header.height < REDUCED_MIN_PIXELS:
+        return 1
+    return REDUCED_FACTOR if max(header.width, header.height) >= REDUCED_FACTOR * img_size else 1
+
+
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """Decode to an HxWx3 uint8 BGR array, as cv2.imread does (EXIF orientation applied)."""
+    header = _checked_header(data, max_pixels)
+    return _decode_exact(data, header, max_pixels)
+
+
+def decode_for_model(data: bytes, max_pixels: int, img_size: int | None) -> Decoded:
+    """Decode for a model with img_size x img_size input: a large JPEG reduced by
+    `reduction_factor`, anything else exactly; img_size None: always exactly."""
+    header = _checked_header(data, max_pixels)
+    factor = 1 if img_size is None else reduction_factor(header, img_size)
+    if factor > 1:
+        reduced = _decode_reduced(data, header, factor)
+        if reduced is not None:
+            return reduced
+    image = _decode_exact(data, header, max_pixels)
+    return Decoded(image, image.shape[1], image.shape[0])
+
+
+def _checked_header(data: bytes, max_pixels: int) -> Header:
     header = read_header(data)
     fmt, width, height = header.format, header.width, header.height
     if width <= 0 or height <= 0:
@@ -172,9 +229,34 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise ImageTooLarge(width, height, max_pixels)
     if not header.complete:
         raise _truncated(fmt)
+    return header
+
+
+def _decode_exact(data: bytes, header: Header, max_pixels: int) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise UnreadableImage(f"the {fmt} image could not be decoded (truncated or corrupt)")
+        raise UnreadableImage(
+            f"the {header.format} image could not be decoded (truncated or corrupt)"
+        )
     if image.shape[0] * image.shape[1] > max_pixels:  # the header lied
         raise ImageTooLarge(image.shape[1], image.shape[0], max_pixels)
     return image
+
+
+def _decode_reduced(data: bytes, header: Header, factor: int) -> Decoded | None:
+    """The JPEG decoded at 1/factor; None (decode it exactly instead) where the result does not
+    tell the original size: a size that is not the header's, or an EXIF rotation that cannot be
+    told from the reduced shape (a nearly square image)."""
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _REDUCED_FLAG)
+    if image is None:
+        return None  # the exact decode gives the error message
+    width, height = header.width, header.height
+    as_stored = (-(-width // factor), -(-height // factor))  # (w, h), rounded up
+    shape = (image.shape[1], image.shape[0])
+    if width != height and as_stored[0] == as_stored[1]:
+        return None
+    if shape == as_stored:
+        return Decoded(image, width, height, factor)
+    if shape == as_stored[::-1]:  # EXIF orientation 5-8: rotated by 90 degrees
+        return Decoded(image, height, width, factor)
+    return None

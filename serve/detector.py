@@ -1,11 +1,11 @@
-"""The detector: one onnxruntime session shared by every request, its metadata, a ready flag.
+"""The detector: one loaded model shared by every request, its metadata, a ready flag.
 
 A request flows through small pure steps: letterbox -> run -> NMS (raw layout) or filter
 (end2end layout) -> scale back. `ready` is set only after the model loaded and one warm-up
-inference passed. onnxruntime's `run` is thread-safe and releases the GIL, so one request's
-decoding and letterboxing overlap another's inference. Only the inference itself waits for one of
-`inference_slots`: more concurrent runs than the CPUs can take add memory (each run's buffers) and
-context switches, not throughput.
+inference passed. The runtime (serve/runtimes: onnxruntime or OpenVINO) only runs the graph; it is
+thread-safe and releases the GIL, so one request's decoding and letterboxing overlap another's
+inference. Only the inference itself waits for one of `inference_slots`: more concurrent runs than
+the CPUs can take add memory (each run's buffers) and context switches, not throughput.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from serve.errors import ModelError, one_line
-from serve.letterbox import letterbox, scale_boxes, to_tensor
-from serve.model_info import ModelInfo, Port, read_model_info
+from serve.letterbox import letterbox, scale_boxes, to_tensor, undo_reduction
+from serve.model_info import ModelInfo, read_model_info
 from serve.nms import non_max_suppression
 from serve.options import Options
+from serve.runtimes import FP32, Loaded, Threads, import_runtime
 
 
 @dataclass
@@ -45,12 +45,16 @@ class Detector:
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
         inference_slots: int = 1,
+        runtime: str = "onnxruntime",
+        precision: str = FP32,
     ):
         self.path = Path(path)
+        self.runtime = runtime
+        self.precision = precision  # asked; after load(), what the runtime uses
         self._slots = threading.BoundedSemaphore(inference_slots)
-        self._intra = intra_op_threads
-        self._inter = inter_op_threads
-        self._session: ort.InferenceSession | None = None
+        self._requests = inference_slots
+        self._threads = Threads(intra_op_threads, inter_op_threads)
+        self._model: Loaded | None = None
         self.info: ModelInfo | None = None
         self._ready = threading.Event()
         self._input_dtype: type = np.float32
@@ -60,31 +64,12 @@ class Detector:
         return self._ready.is_set()
 
     def load(self) -> None:
-        """Open the session, read the metadata, run one warm-up inference; raise ModelError."""
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self._intra
-        options.inter_op_num_threads = self._inter
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: warnings would break the JSON log stream
-        # Idle worker threads sleep instead of spinning, leaving the CPU to decoding and to
-        # other requests between inferences.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        try:
-            session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises several unrelated types
-            raise ModelError(f"cannot load model {self.path}: {one_line(exc)}") from None
-        metadata = session.get_modelmeta().custom_metadata_map or {}
-        info = read_model_info(
-            metadata,
-            [Port(p.name, tuple(p.shape), p.type) for p in session.get_inputs()],
-            [Port(p.name, tuple(p.shape), p.type) for p in session.get_outputs()],
-            self.path.stem,
+        """Load the model, read the metadata, run one warm-up inference; raise ModelError."""
+        model = import_runtime(self.runtime).load(
+            self.path, self._threads, self.precision, self._requests
         )
-        self._session, self.info = session, info
+        info = read_model_info(model.metadata, model.inputs, model.outputs, self.path.stem)
+        self._model, self.info, self.precision = model, info, model.precision
         self._input_dtype = np.float16 if info.input_type == "tensor(float16)" else np.float32
         grey = np.full((info.img_size, info.img_size, 3), 114, dtype=np.uint8)
         try:
@@ -93,10 +78,17 @@ class Detector:
             raise ModelError(f"warm-up inference of {self.path} failed: {one_line(exc)}") from None
         self._ready.set()
 
-    def detect(self, image: np.ndarray, options: Options) -> Detections:
-        """Detections on one HxWx3 BGR image, in its own pixels."""
-        info, session = self.info, self._session
-        assert info is not None and session is not None, "load() first"
+    def detect(
+        self,
+        image: np.ndarray,
+        options: Options,
+        reduction: int = 1,
+        original_size: tuple[int, int] | None = None,
+    ) -> Detections:
+        """Detections on one HxWx3 BGR image, in its own pixels; or, for an image decoded at
+        1/reduction of an original of original_size (width, height), in the original's."""
+        info, model = self.info, self._model
+        assert info is not None and model is not None, "load() first"
         height, width = image.shape[:2]
         size = info.img_size
 
@@ -104,13 +96,16 @@ class Detector:
         tensor = to_tensor(letterbox(image, size), self._input_dtype)
         prepared = time.perf_counter()
         with self._slots:
-            output = session.run([info.output_name], {info.input_name: tensor})[0]
+            output = model.run(tensor, info.output_name)
         inferred = time.perf_counter()
         if info.layout == "raw":
             rows = self._raw_rows(output, options)
         else:
             rows = self._end2end_rows(output, options)
         boxes = scale_boxes(rows[:, :4], size, height, width)
+        if reduction > 1:
+            assert original_size is not None, "a reduced image needs the original's size"
+            boxes = undo_reduction(boxes, reduction, original_size[1], original_size[0])
         result = Detections(boxes, rows[:, 4].astype(np.float64), rows[:, 5].astype(np.int64))
         done = time.perf_counter()
         result.timings_ms = {

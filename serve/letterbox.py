@@ -51,3 +51,12 @@ def scale_boxes(boxes: np.ndarray, size: int, height: int, width: int) -> np.nda
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
     out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
     return out
+
+
+def undo_reduction(boxes: np.ndarray, factor: int, height: int, width: int) -> np.ndarray:
+    """Boxes in the pixels of an image decoded at 1/factor (DCT scaling) -> the original's pixels,
+    clipped to its height x width: reduced pixel x covers original pixels [f*x, f*(x+1))."""
+    out = boxes * float(factor)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    return out

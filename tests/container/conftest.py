@@ -61,20 +61,20 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return {"baked": baked, "mounted": mounted}
 
 
-@pytest.fixture(scope="session")
-def image(engine: Engine, models: dict[str, Path]) -> Iterator[str]:
+def make_image(engine: Engine, baked: Path, runtime: str = "onnxruntime") -> str:
     """What `make image` builds (`python -m container.image`, so `deploy push`'s build command).
 
     The baked model is put in the build context first: the tool must find it up to date and
     build with it as it is.
     """
-    tag = f"localhost/yolov7-sagemaker:test-{uuid.uuid4().hex[:8]}"
+    tag = f"localhost/yolov7-sagemaker:test-{runtime}-{uuid.uuid4().hex[:8]}"
     base = base_image(engine)
     in_context = REPO / BAKED_IN_CONTEXT
-    shutil.copyfile(models["baked"], in_context)
+    shutil.copyfile(baked, in_context)
     command = [
         sys.executable, "-m", "container.image", "--model", str(in_context), "--tag", tag,
         "--base-image", base, "--cli", engine.name, "--platform", native_platform(),
+        "--runtime", runtime,
     ]  # fmt: skip
     try:
         done = subprocess.run(
@@ -84,6 +84,22 @@ def image(engine: Engine, models: dict[str, Path]) -> Iterator[str]:
         in_context.unlink(missing_ok=True)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert f"{BAKED_IN_CONTEXT} is up to date" in done.stdout, done.stdout[-2000:]
+    return tag
+
+
+@pytest.fixture(scope="session")
+def image(engine: Engine, models: dict[str, Path]) -> Iterator[str]:
+    tag = make_image(engine, models["baked"])
+    try:
+        yield tag
+    finally:
+        engine.remove_image(tag)
+
+
+@pytest.fixture(scope="session")
+def openvino_image(engine: Engine, models: dict[str, Path]) -> Iterator[str]:
+    """`make image RUNTIME=openvino`: the same server and model, OpenVINO instead of onnxruntime."""
+    tag = make_image(engine, models["baked"], runtime="openvino")
     try:
         yield tag
     finally:

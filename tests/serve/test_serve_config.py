@@ -56,6 +56,8 @@ def test_every_variable_is_read_from_the_environment():
             "ORT_INTRA_OP_THREADS": "3",
             "ORT_INTER_OP_THREADS": "2",
             "SERVE_INFERENCE_SLOTS": "2",
+            "SERVE_RUNTIME": "openvino",
+            "SERVE_PRECISION": "bf16",
             "SERVE_GRACE_SECONDS": "5",
             "LOG_LEVEL": "debug",
         }
@@ -76,6 +78,8 @@ def test_every_variable_is_read_from_the_environment():
         intra_op_threads=3,
         inter_op_threads=2,
         inference_slots=2,
+        runtime="openvino",
+        precision="bf16",
         grace_seconds=5.0,
         log_level=logging.DEBUG,
     )
@@ -120,6 +124,8 @@ def test_log_level_comes_from_log_level_else_sagemakers_variable():
         ("SAGEMAKER_BATCH", "perhaps"),
         ("LOG_LEVEL", "LOUD"),
         ("SERVE_GRACE_SECONDS", "nan"),
+        ("SERVE_RUNTIME", "tensorrt"),
+        ("SERVE_PRECISION", "int4"),
     ],
 )
 def test_a_bad_value_names_the_variable(name, value):

@@ -41,7 +41,12 @@ def assert_still_serving(server) -> None:
 def test_ping_answers_200_with_a_small_json_body_once_ready(server):
     resp = server.request("GET", "/ping")
     assert resp.status == 200
-    assert resp.json() == {"status": "ok", "model": "test-model"}
+    assert resp.json() == {
+        "status": "ok",
+        "model": "test-model",
+        "runtime": "onnxruntime",
+        "precision": "fp32",
+    }
 
 
 def test_head_ping_answers_200_without_a_body(server):
