@@ -86,6 +86,35 @@ class BareRun:
         }
 
 
+class OpenVinoBareRun(BareRun):
+    """OpenVINO's `infer` on the letterboxed photos: the peer of bare session.run. Compiled as
+    serve/runtimes/openvino.py compiles (latency hint, one stream, threads not pinned), in
+    `precision` (fp32 or bf16), with one infer request, as a single client uses it."""
+
+    def __init__(self, model: Path, images: list[Path], size: int, intra: int, precision: str):
+        import openvino as ov
+
+        began = time.perf_counter()
+        config = {
+            "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            "INFERENCE_NUM_THREADS": intra,
+            "ENABLE_CPU_PINNING": False,
+        }
+        compiled = ov.Core().compile_model(str(model), "CPU", config)
+        self._request = compiled.create_infer_request()
+        self._load_s = time.perf_counter() - began
+        self._inputs = tensors(images, size)
+        self._level, self._intra = f"openvino {precision}", intra
+        for x in self._inputs[:2]:
+            self._request.infer({0: x}, share_inputs=True)
+        self.times = []
+
+    def _step(self, i: int) -> None:
+        self._request.infer({0: self._inputs[i % len(self._inputs)]}, share_inputs=True)
+
+
 class PipelineRun(BareRun):
     """serve's Detector on the photos' bytes (decode, letterbox, run, NMS, scale), no HTTP."""
 

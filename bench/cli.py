@@ -1,17 +1,21 @@
-"""`python -m bench`: every measurement of issue 6 in one run, on this machine.
+"""`python -m bench`: every measurement of issues 6 and 12 in one run, on this machine.
 
 For each model (full-size yolov7-tiny and yolov7, random weights, official checkpoint layout):
-bare session.run (the limit); serve's pipeline in-process; our server and the PyTorch + FastAPI
-baseline over HTTP on 127.0.0.1 at each concurrency (load from a separate process); cold starts;
-and, for the first model, variants of ours (end2end NMS, thread settings, INT8) and graph
-optimisation levels. INT8's effect on accuracy is measured on the bundled shapes model. Writes a
-table to stdout, out/bench/results.json and out/bench/chart.png.
+bare session.run (the limit) and its peers (bare OpenVINO infer in fp32 and bf16, both runtimes on
+the INT8 QDQ model); serve's pipeline in-process; our server in every configuration (runtime x
+precision x model x threads, bench/configs.py) and the PyTorch + FastAPI baseline over HTTP on
+127.0.0.1 (load from a separate process); cold starts; for the first model a 12 MP photo beside
+the ~1 MP ones, graph optimisation levels and thread layouts. Every configuration's accuracy is
+measured on the bundled shapes model, and each speed figure is printed next to it, with its cost
+per million images and issue 12's goals (met or missed). Writes a table to stdout,
+out/bench/results.json and out/bench/chart.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -23,21 +27,39 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import cv2
 import onnxruntime
 import torch
 
-from bench import bare, models, report
+from bench import bare, cost, goals, models, report
 from bench import profile as spying
-from bench.accuracy import int8_accuracy
+from bench.accuracy import configuration_accuracy
+from bench.configs import ALL, EXACT, Config, available
 from bench.load import latency_summary
 from bench.monitor import TreeMonitor
+from bench.photos import twelve_megapixel
 from bench.servers import Running, baseline, ours
 from demo.local_server import ROOT
 from serve.config import available_cpus
 
 IMAGES = [ROOT / "samples" / "bus.jpg", ROOT / "samples" / "zidane.jpg"]
 LOAD_MARGIN_S = 300.0  # the load process is killed if it outlives its duration by this much
-SIMD_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"}
+SIMD_FLAGS = {
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_int8",
+    "amx_bf16",
+    "asimddp",  # Arm dot product (Graviton)
+    "bf16",  # Arm bf16 (Graviton 3 and later)
+}
+# the 12 MP photo goes through the default and the configurations a user would switch to for it
+BIG_PHOTO_CONFIGS = (EXACT, "ort_int8", "ov_fp32", "ov_bf16", "ov_int8")
+# one of each code path: runtime x model, and bf16 (fp32 on openvino: the INT8 model)
+SMOKE_CONFIGS = f"{EXACT},ort_int8,ov_bf16,ov_int8"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,6 +75,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cold-starts", type=int, default=3, help="cold starts per server")
     p.add_argument("--bare-seconds", type=float, default=4.0, help="time per bare measurement")
     p.add_argument("--accuracy-images", type=int, default=100)
+    p.add_argument(
+        "--shapes-calibration",
+        type=int,
+        default=64,
+        help="generated images for the shapes model's INT8 export (1 in 4 held out)",
+    )
+    p.add_argument(
+        "--calibration-images",
+        type=int,
+        default=4,
+        help="calibration images for the random-weight models' INT8 (speed only)",
+    )
+    p.add_argument(
+        "--configs", default="", help="comma-separated configurations (default: every one)"
+    )
+    p.add_argument(
+        "--price-per-hour",
+        type=float,
+        default=cost.DEFAULT_PRICE_PER_HOUR,
+        help=f"instance price in USD per hour (default: {cost.DEFAULT_INSTANCE}, assumed)",
+    )
+    p.add_argument("--instance", default=cost.DEFAULT_INSTANCE, help="the priced instance's name")
+    p.add_argument(
+        "--instance-vcpus",
+        type=int,
+        default=cost.DEFAULT_INSTANCE_VCPUS,
+        help="its vCPUs: the measured throughput is scaled to them",
+    )
+    p.add_argument("--no-big-photo", action="store_true", help="skip the 12 MP photo")
     p.add_argument("--no-variants", action="store_true", help="skip the variants of ours")
     p.add_argument("--no-profile", action="store_true", help="skip py-spy on our server (c=1)")
     p.add_argument("--out", type=Path, default=ROOT / "out" / "bench")
@@ -62,15 +113,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds, not minutes: yolov7-tiny at 320, 1 s loads, levels 1 and 4 (CI)",
     )
     args = p.parse_args(argv)
+    args.photo_scale = 1.0
     if args.smoke:
         args.models, args.img_size, args.duration = "yolov7-tiny", 320, 1.0
         args.concurrency, args.variant_concurrency = "1,4", "1"
-        args.cold_starts, args.bare_seconds, args.accuracy_images = 1, 0.5, 10
+        args.cold_starts, args.bare_seconds, args.accuracy_images = 1, 0.3, 10
         args.no_profile, args.rounds = True, 1
+        args.shapes_calibration, args.calibration_images = 16, 2
+        args.photo_scale = 0.5  # a 3 MP photo: the same code path, a quarter of the decoding
+        args.configs = args.configs or SMOKE_CONFIGS
     args.levels = [int(c) for c in args.concurrency.split(",")]
     args.variant_levels = [int(c) for c in args.variant_concurrency.split(",")]
     if args.duration <= 0 or args.rounds < 1 or min(args.levels + args.variant_levels) < 1:
         p.error("--duration and --rounds must be > 0, concurrency levels >= 1")
+    if args.price_per_hour <= 0 or args.instance_vcpus < 1:
+        p.error("--price-per-hour must be > 0 and --instance-vcpus >= 1")
+    if args.shapes_calibration < 16 or args.calibration_images < 1:
+        p.error("--shapes-calibration must be >= 16 (12 + 4 held out), --calibration-images >= 1")
+    args.config_names = [n for n in args.configs.split(",") if n]
+    known = {c.name for c in ALL}
+    unknown = [n for n in args.config_names if n not in known]
+    if unknown:
+        p.error(f"unknown configuration {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if args.config_names and EXACT not in args.config_names:
+        p.error(f"--configs must include {EXACT}, the exact configuration the others are judged by")
     return args
 
 
@@ -100,12 +166,20 @@ def machine() -> dict:
         "load_average_at_start": os.getloadavg(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
+        "openvino": _version("openvino"),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
     }
 
 
-def load(server: Running, concurrency: int, duration: float) -> dict:
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def load(server: Running, concurrency: int, duration: float, images: list[Path] = IMAGES) -> dict:
     """One load level from a separate process, with the server's tree monitored meanwhile."""
     command = [
         sys.executable,
@@ -114,7 +188,7 @@ def load(server: Running, concurrency: int, duration: float) -> dict:
         "--url",
         server.url,
         "--images",
-        ",".join(str(p) for p in IMAGES),
+        ",".join(str(p) for p in images),
         "--concurrency",
         str(concurrency),
         "--duration",
@@ -170,11 +244,13 @@ def side_by_side(
     duration: float,
     rounds: int,
     in_process: dict[str, bare.BareRun],
+    big_photo: tuple[list[str], Path] | None = None,
 ) -> dict:
     """Start every server, then at each concurrency load them one after another, in `rounds`
     windows of duration/rounds each, the order reversed every round (A B, B A: a drift in what
     else runs on the machine cancels out). At the lowest level the in-process measurements (the
-    limit) take their turns too, so that the ratios compare like with like."""
+    limit) take their turns too, so that the ratios compare like with like. `big_photo` (names,
+    photo): then those servers take the photo alone at concurrency 1, in the same way."""
     window = duration / rounds
     found: dict[str, dict] = {}
     with contextlib.ExitStack() as stack:
@@ -200,8 +276,18 @@ def side_by_side(
                         f"{run.get('p50_ms', float('nan')):.1f} ms, "
                         f"{run['cpu_ms_per_request']:.0f} CPU ms/request, {run['errors']} errors"
                     )
+        if big_photo is not None:  # the same servers, so no start is repeated
+            names, photo = big_photo
+            say(f"  the {photo.name} photo at c=1 through {', '.join(names)}")
+            windows = {n: [] for n in names}
+            for k in range(rounds):
+                for name in names if k % 2 == 0 else names[::-1]:
+                    windows[name].append(load(servers[name], 1, window, [photo]))
+            for name in names:
+                found[name]["big_photo"] = merge(windows[name])
         for name, server in servers.items():
             found[name]["cold_start_s"] = server.ready_after
+            found[name]["ping"] = server.ping
             found[name]["rss_peak_mb"] = max(r["rss_peak_mb"] for r in found[name]["levels"])
     for name, run in in_process.items():
         found[name] = run.result()
@@ -238,40 +324,81 @@ def profile_server(server: Running, target: Path, duration: float) -> dict:
     }
 
 
-def bench_model(family: str, args: argparse.Namespace, variants: bool) -> dict:
+def selected(family: str, args: argparse.Namespace, variants: bool) -> list[Config]:
+    configs, skipped = available(family)
+    for name, why in skipped.items():
+        say(f"{family}: {name} skipped: {why}")
+    if args.config_names:
+        configs = [c for c in configs if c.name in args.config_names]
+    if not variants:  # thread layouts and end2end are measured on the first model only
+        configs = [c for c in configs if c.name == EXACT or c.name in BIG_PHOTO_CONFIGS]
+    return configs
+
+
+def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Path | None) -> dict:
     folder = args.out / "models"
     say(f"{family}: building the checkpoint and exporting ONNX at {args.img_size}")
-    exported = models.prepare(family, folder, args.img_size, end2end=variants)
-    result: dict = {"img_size": args.img_size, "size": models.size_of(exported.checkpoint, 640)}
+    configs = selected(family, args, variants)
+    end2end = any(c.model == "end2end" for c in configs)
+    exported = models.prepare(family, folder, args.img_size, end2end=end2end)
+    result: dict = {
+        "img_size": args.img_size,
+        "size": models.size_of(exported.checkpoint, 640),
+        "skipped": available(family)[1],
+    }
     cpus = available_cpus()
+    paths = {"fp32": exported.raw, "end2end": exported.end2end}
+    if any(c.model == "int8" for c in configs):
+        say(f"{family}: INT8 QDQ quantization (export.quantize defaults)")
+        paths["int8"] = models.quantize_int8(
+            exported.raw, folder / f"{family}-int8.onnx", IMAGES, args.calibration_images
+        )
 
-    in_process = {
+    in_process: dict[str, bare.BareRun] = {
         "bare": bare.BareRun(exported.raw, IMAGES, args.img_size, cpus),
         "pipeline": bare.PipelineRun(exported.raw, IMAGES, cpus),
     }
+    # the bare peers: each runtime x precision x model that a server configuration runs
+    peers = [
+        c
+        for c in configs
+        if c.name != EXACT and c.intra_op is None and c.inter_op == 1 and c.model != "end2end"
+    ]
+    for c in peers:
+        model = paths[c.model]
+        in_process[f"bare_{c.name}"] = (
+            bare.OpenVinoBareRun(model, IMAGES, args.img_size, cpus, c.precision)
+            if c.runtime == "openvino"
+            else bare.BareRun(model, IMAGES, args.img_size, cpus)
+        )
 
-    starts: dict[str, Start] = {
-        "ours": lambda: ours(exported.raw),
-        "pytorch_fastapi": lambda: baseline(exported.checkpoint, args.img_size),
-    }
-    levels = {"ours": args.levels, "pytorch_fastapi": args.levels}
-    configs: dict[str, tuple[Path, dict[str, str]]] = {}
-    if variants:
-        say(f"{family}: INT8 dynamic quantization")
-        int8 = models.quantize_int8(exported.raw, folder / f"{family}-int8.onnx")
-        configs = {
-            "end2end": (exported.end2end, {}),
-            "intra_op_1": (exported.raw, {"ORT_INTRA_OP_THREADS": "1"}),
-            "inter_op_2": (exported.raw, {"ORT_INTER_OP_THREADS": "2"}),
-            "int8": (int8, {}),
-        }
-        for name, (model, env) in configs.items():
-            starts[name] = lambda m=model, e=env: ours(m, e)
-            levels[name] = args.variant_levels
+    def start(c: Config) -> Start:
+        return lambda: ours(paths[c.model], c.env(), c.expect())
+
+    starts: dict[str, Start] = {c.name: start(c) for c in configs}
+    starts["pytorch_fastapi"] = lambda: baseline(exported.checkpoint, args.img_size)
+    levels = {name: args.variant_levels for name in starts}
+    levels[EXACT] = levels["pytorch_fastapi"] = args.levels
     say(f"{family}: {', '.join([*starts, *in_process])} side by side")
-    loaded = side_by_side(starts, levels, args.duration, args.rounds, in_process)
-    for name in ("bare", "pipeline", "ours", "pytorch_fastapi"):
+    big = None
+    if photo is not None:
+        big = ([c.name for c in configs if c.name in BIG_PHOTO_CONFIGS], photo)
+    loaded = side_by_side(starts, levels, args.duration, args.rounds, in_process, big)
+    for name in ("bare", "pipeline", "pytorch_fastapi"):
         result[name] = loaded.pop(name)
+    result["bare_peers"] = {c.name: loaded.pop(f"bare_{c.name}") for c in peers}
+    result["configs"] = {
+        c.name: {
+            "what": c.what,
+            "runtime": c.runtime,
+            "precision": c.precision,
+            "model": paths[c.model].name,
+            "env": c.env(),
+            **loaded[c.name],
+        }
+        for c in configs
+    }
+    result["ours"] = result["configs"][EXACT]
     say(f"{family}: cold starts")
     more = args.cold_starts - 1
     result["ours"]["cold_starts_s"] = [
@@ -283,6 +410,15 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool) -> dict:
         *cold_starts(lambda: baseline(exported.checkpoint, args.img_size), more),
     ]
 
+    if photo is not None:
+        height, width = cv2.imread(str(photo)).shape[:2]
+        result["big_photo"] = {
+            "image": photo.name,
+            "size": f"{width}x{height}",
+            "megabytes": photo.stat().st_size / 1e6,
+            "configs": {name: result["configs"][name].pop("big_photo") for name in big[0]},
+        }
+
     if variants and not args.no_profile:
         say(f"{family}: profiling our server at concurrency 1 with py-spy")
         with ours(exported.raw) as server:
@@ -292,16 +428,12 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool) -> dict:
 
     if variants:
         result["variants"] = run_variants(exported, args, cpus)
-        result["variants"]["servers"] = {
-            name: {"model": model.name, "env": env, **loaded[name]}
-            for name, (model, env) in configs.items()
-        }
     return result
 
 
 def run_variants(exported: models.Exported, args: argparse.Namespace, cpus: int) -> dict:
-    """In-process variants: optimisation levels (serve has no variable for them), threads, INT8
-    and end2end under bare session.run."""
+    """In-process variants: optimisation levels (serve has no variable for them), threads and
+    end2end under bare session.run."""
     family = exported.family
     say(f"{family}: graph optimisation levels and threads under bare session.run")
     found: dict = {
@@ -319,10 +451,38 @@ def run_variants(exported: models.Exported, args: argparse.Namespace, cpus: int)
         for intra in sorted({1, cpus})
         for k in (1, 4)
     ]
-    for name in ("int8", "end2end"):
-        model = args.out / "models" / (f"{family}-{name}.onnx")
-        found[f"{name}_bare"] = bare.bare_run(model, IMAGES, args.img_size, cpus, args.bare_seconds)
+    if exported.end2end is not None:
+        found["end2end_bare"] = bare.bare_run(
+            exported.end2end, IMAGES, args.img_size, cpus, args.bare_seconds
+        )
     return found
+
+
+def add_costs(results: dict, args: argparse.Namespace) -> None:
+    """Every configuration's cost per million images at its throughput at c=4 (or nearest)."""
+    scale = args.instance_vcpus / max(results["machine"]["cpus_available"], 1)
+    results["cost"] = {
+        "instance": args.instance,
+        "usd_per_hour": args.price_per_hour,
+        "instance_vcpus": args.instance_vcpus,
+        "throughput_scale": scale,
+        "assumption": (
+            f"{args.price_per_hour} USD/h for {args.instance} "
+            + (
+                f"(on-demand, us-east-1, as of {cost.PRICE_DATE}; not fetched)"
+                if args.price_per_hour == cost.DEFAULT_PRICE_PER_HOUR
+                else "(given)"
+            )
+            + f"; throughput scaled x{scale:g} from {results['machine']['cpus_available']} to "
+            f"{args.instance_vcpus} vCPUs"
+        ),
+    }
+    for m in results["models"].values():
+        for run in [*m["configs"].values(), m["pytorch_fastapi"]]:
+            c4 = goals.level(run["levels"], goals.THROUGHPUT_LEVEL)
+            run["usd_per_million"] = cost.per_million(
+                c4["throughput_rps"], args.price_per_hour, scale
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,14 +504,28 @@ def main(argv: list[str] | None = None) -> int:
         },
         "models": {},
     }
-    for i, family in enumerate(args.models.split(",")):
+    families = args.models.split(",")
+    first = families[0]
+    say("accuracy of every configuration on the shapes model")
+    results["accuracy"] = configuration_accuracy(
+        args.out / "models",
+        selected(first, args, not args.no_variants),
+        args.accuracy_images,
+        args.shapes_calibration,
+    )
+    photo = None
+    if not args.no_big_photo:
+        photo = twelve_megapixel(
+            IMAGES[1], args.out / "images" / "photo-12mp.jpg", scale=args.photo_scale
+        )
+    for i, family in enumerate(families):
         variants = i == 0 and not args.no_variants
-        results["models"][family] = bench_model(family, args, variants)
-    say("INT8 accuracy on the shapes model")
-    results["int8_accuracy"] = int8_accuracy(args.out / "models", args.accuracy_images)
+        results["models"][family] = bench_model(family, args, variants, photo if i == 0 else None)
     results["machine"]["load_average_at_end"] = os.getloadavg()
     results["elapsed_s"] = time.monotonic() - started
     report.add_ratios(results)
+    add_costs(results, args)
+    results["goals"] = goals.evaluate(results)
     print(report.table(results))
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     report.chart(results, args.out / "chart.png")

@@ -3,18 +3,21 @@ their size (parameters and GFLOPs counted from the convolutions' shapes)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
 import onnx
 import torch
 from torch import nn
 
+from demo.shapes import make_image
 from export.architectures import build_full_size, checkpoint_dict, save_checkpoint
 from export.cli import Options, run
 from export.fuse import fuse_model
+from export.onnx_graph import set_metadata
 from export.safe_load import load_checkpoint
 
 # The official README's figures (yolov7-tiny and yolov7 at 640, deploy form).
@@ -78,16 +81,36 @@ def size_of(checkpoint: Path, img_size: int) -> dict[str, float]:
     return {**measured, **{f"official_{k}": v for k, v in official.items()}}
 
 
-def quantize_int8(model: Path, output: Path) -> Path:
-    """INT8 dynamic quantization (weights uint8, activations quantized per run), metadata kept."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def quantize_int8(model: Path, output: Path, photos: list[Path], count: int) -> Path:
+    """The INT8 QDQ model `python -m export --precision int8` writes (export.quantize, its
+    defaults), for a random-weight model: the export CLI refuses to write one, since with random
+    weights the FP32 model finds nothing on the held-out images to agree with. Speed does not
+    depend on the weights; accuracy is measured on the bundled model through the CLI itself
+    (bench/accuracy.py). Calibrated on `count` images: the photos and generated shapes."""
+    from export.calibration import load_tensors
+    from export.quantize import QuantSettings, quantize
 
-    with contextlib.redirect_stderr(io.StringIO()):  # its "consider pre-processing" warning
-        quantize_dynamic(str(model), str(output), weight_type=QuantType.QUInt8)
-    source, quantized = onnx.load(str(model)), onnx.load(str(output))
-    have = {p.key for p in quantized.metadata_props}
-    for prop in source.metadata_props:  # serve reads names, layout, img_size from here
-        if prop.key not in have:
-            quantized.metadata_props.append(prop)
+    source = onnx.load(str(model))
+    img_size = int(source.graph.input[0].type.tensor_type.shape.dim[2].dim_value)
+    images = output.parent / f"{output.stem}-calibration"
+    write_calibration_images(images, count, seed=7, photos=photos)
+    tensors = load_tensors(sorted(images.iterdir()), img_size, 1)
+    quantized, _ = quantize(source, tensors, QuantSettings())
+    metadata = {p.key: p.value for p in source.metadata_props}  # serve reads names, layout, size
+    metadata["precision"] = "int8"
+    set_metadata(quantized, metadata)
     onnx.save(quantized, str(output))
     return output
+
+
+def write_calibration_images(
+    folder: Path, count: int, seed: int, photos: Sequence[Path] = (), size: int = 320
+) -> Path:
+    """`count` images: copies of `photos`, then synthetic shapes (demo/shapes.py) at `size`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        photo = i < len(photos)
+        image = cv2.imread(str(photos[i])) if photo else make_image(rng, size, size)[0]
+        cv2.imwrite(str(folder / f"{i:04d}.png"), image)
+    return folder

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
                 activation_type=activation, per_channel=per_channel, calibration=method
             )
             started = time.perf_counter()
-            int8 = quantize(fp32, tensors, settings)
+            int8, _ = quantize(fp32, tensors, settings)
             seconds = time.perf_counter() - started
             a = measure(fp32.SerializeToString(), int8.SerializeToString(), held_out, args.img_size)
             print(

@@ -56,7 +56,7 @@ def _holds(value: float, op: str, bound: float) -> bool:
 
 def _row(name: str, run: dict) -> str:
     return (
-        f"  {name:<22}{run['concurrency']:>4}{run['throughput_rps']:>9.2f}"
+        f"  {name:<26}{run['concurrency']:>4}{run['throughput_rps']:>9.2f}"
         f"{run.get('p50_ms', float('nan')):>9.1f}{run.get('p95_ms', float('nan')):>9.1f}"
         f"{run.get('p99_ms', float('nan')):>9.1f}{run['cpu_cores_busy']:>7.2f}"
         f"{run.get('cpu_ms_per_request', float('nan')):>9.0f}"
@@ -70,13 +70,14 @@ def table(results: dict) -> str:
         f"machine: {mach['cpu_model']} ({' '.join(mach.get('cpu_flags', []))}), "
         f"{mach['cpus_available']} CPUs available "
         f"({mach['logical_cpus']} logical), {mach['memory_gb']} GB; onnxruntime "
-        f"{mach['onnxruntime']}, torch {mach['torch']}; load average at start "
+        f"{mach['onnxruntime']}, openvino {mach.get('openvino') or 'not installed'}, torch "
+        f"{mach['torch']}; load average at start "
         f"{mach['load_average_at_start'][0]:.2f}",
         f"images: {', '.join(results['settings']['images'])}; "
         f"{results['settings']['duration_s']:g} s per load level",
     ]
     head = (
-        f"  {'':<22}{'c':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+        f"  {'':<26}{'c':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
         f"{'cores':>7}{'CPUms/rq':>9}{'RSS MB':>8}{'reqs':>7}{'err':>5}"
     )
     for family, m in results["models"].items():
@@ -93,8 +94,33 @@ def table(results: dict) -> str:
         ]
         lines += [_row("ours (HTTP)", run) for run in m["ours"]["levels"]]
         lines += [_row("pytorch+fastapi", run) for run in m["pytorch_fastapi"]["levels"]]
-        for name, v in m.get("variants", {}).get("servers", {}).items():
-            lines += [_row(f"ours {name}", run) for run in v["levels"]]
+        for name, v in m["configs"].items():
+            if name != "ours":
+                lines += [_row(f"ours {name}", run) for run in v["levels"]]
+        peers = m.get("bare_peers", {})
+        if peers:
+            lines.append(
+                f"  bare peers, p50 ms (same windows as the limit's {bare['p50_ms']:.1f}): "
+                + ", ".join(
+                    f"{name} {b['p50_ms']:.1f} ({b['p50_ms'] / bare['p50_ms']:.2f}x)"
+                    for name, b in peers.items()
+                )
+            )
+        big = m.get("big_photo")
+        if big:
+            lines.append(
+                f"  {big['image']} ({big['megabytes']:.1f} MB, {big['size']}) at c=1, beside the "
+                "~1 MP photos' p50:"
+            )
+            for name, c1 in big["configs"].items():
+                small = m["configs"][name]["levels"][0]
+                stages = ", ".join(
+                    f"{k} {v:.1f}" for k, v in c1.get("server_stages_ms", {}).items()
+                )
+                lines.append(
+                    f"    {name:<20} p50 {c1.get('p50_ms', float('nan')):7.1f} ms (1 MP "
+                    f"{small.get('p50_ms', float('nan')):.1f}); inside the server: {stages}"
+                )
         stages = m["ours"]["levels"][0].get("server_stages_ms", {})
         if stages:
             c1 = m["ours"]["levels"][0]
@@ -122,12 +148,12 @@ def table(results: dict) -> str:
                 f"{b['threads']}x{b['intra_op_threads']} thr {b['runs_per_s']:.2f}/s"
                 for b in variants.get("concurrent_runs_bare", [])
             )
+            end2end = variants.get("end2end_bare")
             lines += [
                 f"  bare p50 ms by graph optimisation level: {levels}",
                 f"  bare runs/s, N runs at once x intra-op threads (one session): {together}",
-                f"  bare p50 ms by intra-op threads: {threads}; "
-                f"INT8 {variants['int8_bare']['p50_ms']:.1f}; "
-                f"end2end {variants['end2end_bare']['p50_ms']:.1f}",
+                f"  bare p50 ms by intra-op threads: {threads}"
+                + (f"; end2end {end2end['p50_ms']:.1f}" if end2end else ""),
             ]
         r = m["ratios"]
         cold = r["cold_start_median_s"]
@@ -145,17 +171,61 @@ def table(results: dict) -> str:
                 f"  target {name:<36} {t['value']:>8.3f} {t['target']:<8} "
                 f"{'MET' if t['met'] else 'MISSED'}"
             )
-    acc = results.get("int8_accuracy")
-    if acc:
-        fp, q = acc["fp32"], acc["int8"]
+    lines += _side_by_side(results)
+    return "\n".join(lines)
+
+
+def _side_by_side(results: dict) -> list[str]:
+    """Every configuration: speed, cost and accuracy on one line; then the goals."""
+    acc = results.get("accuracy", {})
+    verdicts = acc.get("configurations", {})
+    money = results.get("cost", {})
+    lines = [
+        "",
+        f"accuracy: {acc.get('model')} at {acc.get('img_size')} on {acc.get('images')} synthetic "
+        f"images (seed {acc.get('seed')}), each configuration against the drawn boxes (P, R) and "
+        f"against onnxruntime FP32 (agreement: same class, IoU > 0.8); accurate = P and R within "
+        f"0.01 of FP32 and agreement >= 0.97. INT8 export: {acc.get('int8_export', '')}",
+        f"cost: {money.get('assumption', '')}",
+    ]
+    for family, m in results["models"].items():
         lines += [
             "",
-            f"INT8 dynamic quantization, {acc['model']} at {acc['img_size']} on {acc['images']} "
-            f"synthetic images: precision {fp['precision']:.3f} -> {q['precision']:.3f}, recall "
-            f"{fp['recall']:.3f} -> {q['recall']:.3f}; file {acc['file_mb']['fp32']:.1f} -> "
-            f"{acc['file_mb']['int8']:.1f} MB",
+            f"{family} @ {m['img_size']}, every configuration side by side "
+            f"(bare onnxruntime FP32 p50 {m['bare']['p50_ms']:.1f} ms):",
+            f"  {'configuration':<20}{'p50 c=1':>9}{'/bare':>7}{'req/s c=4':>10}{'CPUms/rq':>9}"
+            f"{'$/M img':>9}{'cold s':>7}{'agree':>7}{'P':>7}{'R':>7}{'shift px':>9}  accurate",
         ]
-    return "\n".join(lines)
+        for name, run in [*m["configs"].items(), ("pytorch_fastapi", m["pytorch_fastapi"])]:
+            c1, c4 = _level(run["levels"], 1), _level(run["levels"], RATIO_LEVEL)
+            v = verdicts.get(name, {})
+            accuracy = (
+                f"{v['agreement']:7.3f}{v['precision']:7.3f}{v['recall']:7.3f}"
+                f"{v['mean_shift_px']:9.2f}  {'yes' if v['accurate'] else 'NO'}"
+                if v
+                else f"{'-':>7}{'-':>7}{'-':>7}{'-':>9}  not measured"
+            )
+            at = "" if c4["concurrency"] == RATIO_LEVEL else f" (c={c4['concurrency']})"
+            lines.append(
+                f"  {name:<20}{c1.get('p50_ms', float('nan')):9.1f}"
+                f"{c1.get('p50_ms', float('nan')) / m['bare']['p50_ms']:7.2f}"
+                f"{c4['throughput_rps']:10.2f}{c4['cpu_ms_per_request']:9.0f}"
+                f"{run.get('usd_per_million', float('nan')):9.3f}"
+                f"{run.get('cold_start_s', float('nan')):7.2f}{accuracy}{at}"
+            )
+        if m.get("skipped"):
+            lines.append(
+                "  not run here: " + "; ".join(f"{k}: {v}" for k, v in m["skipped"].items())
+            )
+    lines += ["", "goals of issue 12 (ratios from this run):"]
+    for g in results.get("goals", []):
+        lines.append(
+            f"  {g['model']:<12} {g['goal']:<70} {g['config']:<20} {g['measured']:6.2f} "
+            f"{g['target']:<6} {'MET' if g['met'] else 'MISSED'} ({g['detail']})"
+        )
+    if not results.get("goals"):
+        lines.append("  none evaluated: no configuration was both measured and accurate")
+    return lines
 
 
 def chart(results: dict, path: Path) -> Path:
@@ -169,8 +239,9 @@ def chart(results: dict, path: Path) -> Path:
     for row, family in zip(axes, families, strict=True):
         m = results["models"][family]
         series = {"ours": m["ours"]["levels"], "pytorch+fastapi": m["pytorch_fastapi"]["levels"]}
-        for name, v in m.get("variants", {}).get("servers", {}).items():
-            series[f"ours {name}"] = v["levels"]
+        for name, v in m["configs"].items():
+            if name != "ours":
+                series[f"ours {name}"] = v["levels"]
         for name, runs in series.items():
             xs = [r["concurrency"] for r in runs]
             style = "-o" if name in ("ours", "pytorch+fastapi") else ":."

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -23,13 +25,27 @@ class Running:
     url: str
     pid: int
     ready_after: float  # seconds from process start to the first 200 from /ping
+    ping: dict = field(default_factory=dict)  # what /ping answered once ready
 
 
 @contextlib.contextmanager
-def ours(model: Path, env: dict[str, str] | None = None) -> Iterator[Running]:
-    """`python -m serve` with `model`; `env` adds server variables (ORT_INTRA_OP_THREADS, ...)."""
+def ours(
+    model: Path, env: dict[str, str] | None = None, expect: dict[str, str] | None = None
+) -> Iterator[Running]:
+    """`python -m serve` with `model`; `env` adds server variables (ORT_INTRA_OP_THREADS, ...).
+    `expect`: what /ping must report (runtime, precision), so that a figure is never filed under
+    a configuration the server did not run."""
     with local_server(model, env=env, timeout=START_TIMEOUT_S) as server:
-        yield Running(server.url, server.process.pid, server.ready_after)
+        ping = read_ping(server.url)
+        wrong = {k: ping.get(k) for k, v in (expect or {}).items() if ping.get(k) != v}
+        if wrong:
+            raise RuntimeError(f"server runs {wrong}, not the {expect} asked ({env})")
+        yield Running(server.url, server.process.pid, server.ready_after, ping)
+
+
+def read_ping(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/ping", timeout=10) as answer:
+        return json.loads(answer.read() or b"{}")
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +12,9 @@ import sys
 import pytest
 
 from bench.load import generate, percentile
+from serve.runtimes.precision import cpu_flags
+
+FLAGS = cpu_flags()
 
 for _module in ("fastapi", "uvicorn", "matplotlib", "psutil"):
     if os.environ.get("CI") == "true":  # CI installs them: a missing one is a failure there
@@ -78,7 +82,44 @@ def test_smoke_run_writes_results_with_every_measurement_and_the_ratios(repo_roo
         "extended",
         "all",
     ]
-    assert set(variants["servers"]) == {"end2end", "intra_op_1", "inter_op_2", "int8"}
-    accuracy = results["int8_accuracy"]
-    assert 0 <= accuracy["int8"]["precision"] <= 1 and 0 <= accuracy["int8"]["recall"] <= 1
+
+    # issue 12: every configuration this machine can run, each with its accuracy, side by side
+    expected = {"ours", "ort_int8", "ov_bf16", "ov_int8"}
+    if importlib.util.find_spec("openvino") is None:
+        expected -= {"ov_bf16", "ov_int8"}
+    if "avx512_bf16" not in FLAGS and "amx_bf16" not in FLAGS:
+        expected -= {"ov_bf16"}
+    assert set(tiny["configs"]) == expected
+    accuracy = results["accuracy"]["configurations"]
+    assert set(accuracy) == expected
+    assert accuracy["ours"]["agreement"] == 1.0 and accuracy["ours"]["accurate"] is True
+    assert "agreement" in results["accuracy"]["int8_export"]  # through `python -m export`
+    for name in expected:
+        run = tiny["configs"][name]
+        assert run["levels"][0]["requests"] > 0 and run["levels"][0]["errors"] == 0
+        # the server said it ran what the configuration asked for
+        assert (run["ping"]["runtime"], run["ping"]["precision"]) == (
+            run["runtime"],
+            run["precision"],
+        )
+        assert 0 <= accuracy[name]["precision"] <= 1 and 0 <= accuracy[name]["recall"] <= 1
+        assert isinstance(accuracy[name]["accurate"], bool)
+        assert run["usd_per_million"] > 0
+        assert f"  {name:<20}" in done.stdout  # its line in the side-by-side table
+    assert set(tiny["bare_peers"]) == expected - {"ours"}
+    assert all(b["p50_ms"] > 0 for b in tiny["bare_peers"].values())
+    big = tiny["big_photo"]
+    assert big["size"] == "2016x1512"  # the smoke run's half-size stand-in for the 12 MP photo
+    assert set(big["configs"]) == expected
+    assert all(run["requests"] > 0 and run["errors"] == 0 for run in big["configs"].values())
+    cost = results["cost"]
+    assert f"cost: {cost['assumption']}" in done.stdout and "ml.c6i.xlarge" in cost["assumption"]
+    int8 = tiny["configs"]["ort_int8"]  # cost follows from the measured throughput and the price
+    per_second = int8["levels"][-1]["throughput_rps"] * cost["throughput_scale"]
+    assert int8["usd_per_million"] == pytest.approx(cost["usd_per_hour"] / per_second / 3600 * 1e6)
+    goals = {(g["model"], g["goal"].split(" ")[0]) for g in results["goals"]}
+    assert goals == {("yolov7-tiny", "fastest"), ("yolov7-tiny", "best")}
+    for g in results["goals"]:
+        assert g["config"] in expected and g["measured"] > 0 and isinstance(g["met"], bool)
+        assert ("MET" if g["met"] else "MISSED") in done.stdout
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

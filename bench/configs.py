@@ -1,0 +1,110 @@
+"""The server configurations the benchmark sets side by side: runtime x precision x model x threads.
+
+Each one is what a user gets from `python -m serve` with a few environment variables
+(SERVE_RUNTIME, SERVE_PRECISION, ORT_INTRA_OP_THREADS, ORT_INTER_OP_THREADS) and one of the
+exported models (FP32, the INT8 QDQ export, or end2end). The same description drives the server
+under load and the in-process accuracy check (serve's Detector with the same arguments), so each
+speed figure is reported next to the accuracy of exactly that configuration.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+
+from serve.runtimes import BF16, FP32
+from serve.runtimes.precision import cpu_bf16, cpu_flags
+
+EXACT = "ours"  # the default configuration (onnxruntime FP32): what the others are judged against
+MODELS = ("fp32", "int8", "end2end")
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    runtime: str = "onnxruntime"
+    precision: str = FP32
+    model: str = "fp32"  # which export: fp32, int8 (QDQ) or end2end (NMS in the graph)
+    intra_op: int | None = None  # None: the server's default (every CPU)
+    inter_op: int = 1
+    what: str = ""
+    # for the full model only the configurations a user would pick for it are measured
+    families: tuple[str, ...] = field(default=("yolov7-tiny",))
+
+    def env(self) -> dict[str, str]:
+        """The server's environment variables for this configuration: only what differs from the
+        defaults, so that the exact configuration is the server exactly as it ships."""
+        env: dict[str, str] = {}
+        if self.runtime != "onnxruntime":  # auto would pick bf16 where the CPU has it
+            env = {"SERVE_RUNTIME": self.runtime, "SERVE_PRECISION": self.precision}
+        if self.intra_op is not None:
+            env["ORT_INTRA_OP_THREADS"] = str(self.intra_op)
+        if self.inter_op != 1:
+            env["ORT_INTER_OP_THREADS"] = str(self.inter_op)
+        return env
+
+    def expect(self) -> dict[str, str]:
+        """What /ping must answer for this configuration."""
+        return {"runtime": self.runtime, "precision": self.precision}
+
+
+BOTH = ("yolov7-tiny", "yolov7")
+
+ALL: tuple[Config, ...] = (
+    Config(EXACT, what="onnxruntime FP32, the default", families=BOTH),
+    Config("end2end", model="end2end", what="onnxruntime FP32, NMS in the graph"),
+    Config("intra_op_1", intra_op=1, what="onnxruntime FP32, 1 thread per inference"),
+    Config("inter_op_2", inter_op=2, what="onnxruntime FP32, 2 inter-op threads"),
+    Config("ort_int8", model="int8", what="onnxruntime on the INT8 QDQ export", families=BOTH),
+    Config("ov_fp32", runtime="openvino", what="OpenVINO FP32", families=BOTH),
+    Config("ov_bf16", runtime="openvino", precision=BF16, what="OpenVINO bf16", families=BOTH),
+    Config(
+        "ov_int8",
+        runtime="openvino",
+        model="int8",
+        what="OpenVINO on the INT8 QDQ export",
+        families=BOTH,
+    ),
+    Config(
+        "ov_bf16_intra_op_1",
+        runtime="openvino",
+        precision=BF16,
+        intra_op=1,
+        what="OpenVINO bf16, 1 thread per inference",
+    ),
+    Config(
+        "ov_int8_intra_op_1",
+        runtime="openvino",
+        model="int8",
+        intra_op=1,
+        what="OpenVINO on the INT8 export, 1 thread per inference",
+    ),
+)
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def why_not(config: Config, flags: frozenset[str]) -> str | None:
+    """Why this machine cannot run the configuration, or None when it can."""
+    if config.runtime == "openvino" and not openvino_installed():
+        return "openvino is not installed (pip install -r requirements-openvino.txt)"
+    if config.precision == BF16 and cpu_bf16(flags) is None:
+        return "the CPU has no bf16 instructions (avx512_bf16 or amx_bf16)"
+    return None
+
+
+def available(family: str) -> tuple[list[Config], dict[str, str]]:
+    """(configurations this machine runs for `family`, {skipped name: why})."""
+    flags = cpu_flags()
+    runnable, skipped = [], {}
+    for config in ALL:
+        if family not in config.families:
+            continue
+        reason = why_not(config, flags)
+        if reason is None:
+            runnable.append(config)
+        else:
+            skipped[config.name] = reason
+    return runnable, skipped

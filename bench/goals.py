@@ -1,0 +1,78 @@
+"""Issue 12's goals, from one run: each a measured ratio against its target, met or missed.
+
+- yolov7-tiny, c=1: the fastest accurate configuration's p50 over HTTP <= 0.70x bare onnxruntime
+  FP32 session.run's p50 (measured in the same windows).
+- c=4 throughput of the best accurate configuration >= 4x PyTorch + FastAPI's (yolov7-tiny),
+  >= 3x (yolov7).
+"Accurate" is bench/accuracy.py's verdict for the configuration on the bundled shapes model
+(precision and recall within 0.01 of FP32, agreement with FP32 >= 0.97); a configuration whose
+accuracy was not measured does not count. Beside each throughput ratio: the same comparison as
+CPU time per request (PyTorch's over ours), the steadier figure on a machine shared with others.
+"""
+
+from __future__ import annotations
+
+P50_TARGET = 0.70
+THROUGHPUT_TARGETS = {"yolov7-tiny": 4.0, "yolov7": 3.0}
+LATENCY_FAMILY = "yolov7-tiny"
+THROUGHPUT_LEVEL = 4
+
+
+def level(runs: list[dict], concurrency: int) -> dict:
+    """The run at `concurrency`, or the nearest one measured."""
+    return min(runs, key=lambda r: (abs(r["concurrency"] - concurrency), r["concurrency"]))
+
+
+def accurate_configs(model: dict, accuracy: dict) -> dict[str, dict]:
+    verdicts = accuracy.get("configurations", {})
+    return {
+        name: run
+        for name, run in model["configs"].items()
+        if verdicts.get(name, {}).get("accurate") and run.get("levels")
+    }
+
+
+def evaluate(results: dict) -> list[dict]:
+    goals = []
+    accuracy = results.get("accuracy", {})
+    for family, m in results["models"].items():
+        candidates = accurate_configs(m, accuracy)
+        if not candidates:
+            continue
+        if family == LATENCY_FAMILY:
+            c1 = {name: level(run["levels"], 1) for name, run in candidates.items()}
+            best = min(c1, key=lambda name: c1[name]["p50_ms"])
+            ratio = c1[best]["p50_ms"] / m["bare"]["p50_ms"]
+            goals.append(
+                {
+                    "model": family,
+                    "goal": "fastest accurate p50 over HTTP (c=1) / bare onnxruntime FP32 p50",
+                    "config": best,
+                    "measured": ratio,
+                    "detail": f"{c1[best]['p50_ms']:.1f} / {m['bare']['p50_ms']:.1f} ms",
+                    "target": f"<= {P50_TARGET:g}",
+                    "met": ratio <= P50_TARGET,
+                }
+            )
+        torch_run = level(m["pytorch_fastapi"]["levels"], THROUGHPUT_LEVEL)
+        c4 = {name: level(run["levels"], THROUGHPUT_LEVEL) for name, run in candidates.items()}
+        best = max(c4, key=lambda name: c4[name]["throughput_rps"])
+        ratio = c4[best]["throughput_rps"] / max(torch_run["throughput_rps"], 1e-9)
+        torch_cpu, best_cpu = torch_run["cpu_ms_per_request"], c4[best]["cpu_ms_per_request"]
+        cpu_ratio = torch_cpu / max(best_cpu, 1e-9)
+        target = THROUGHPUT_TARGETS.get(family, THROUGHPUT_TARGETS["yolov7"])
+        goals.append(
+            {
+                "model": family,
+                "goal": f"best accurate throughput (c={c4[best]['concurrency']}) / PyTorch+FastAPI "
+                f"(c={torch_run['concurrency']})",
+                "config": best,
+                "measured": ratio,
+                "detail": f"{c4[best]['throughput_rps']:.2f} / {torch_run['throughput_rps']:.2f} "
+                f"req/s; CPU ms per request {torch_cpu:.0f} / {best_cpu:.0f} = {cpu_ratio:.2f}x",
+                "cpu_ratio": cpu_ratio,
+                "target": f">= {target:g}",
+                "met": ratio >= target,
+            }
+        )
+    return goals
