@@ -129,7 +129,11 @@ def package(ctx, onnx: Path, bucket: str | None = None, key: str | None = None) 
             ExtraArgs={
                 "ContentType": "application/gzip",
                 "Tagging": urlencode(sorted(tags.items())),
-                "Metadata": {"onnx-sha256": digest, "onnx-name": onnx.name},
+                "Metadata": {
+                    "onnx-sha256": digest,
+                    "onnx-name": onnx.name,
+                    "onnx-bytes": str(onnx.stat().st_size),  # the preflight sizes serverless by it
+                },
             },
         )
     uri = f"s3://{bucket}/{key}"
@@ -139,6 +143,7 @@ def package(ctx, onnx: Path, bucket: str | None = None, key: str | None = None) 
         "key": key,
         "source": str(onnx),
         "sha256": digest,
+        "onnx_bytes": onnx.stat().st_size,
         "bucket_created": created,
         "uploaded_at": now_iso(),
     }

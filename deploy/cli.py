@@ -16,13 +16,18 @@ from pathlib import Path
 from deploy import (
     __version__,
     artifacts,
+    async_inference,
+    capture,
     config,
     endpoints,
     images,
     invoke,
+    logs,
+    metrics,
     names,
     output,
     pricing,
+    rollout,
     scaling,
     teardown,
     transform,
@@ -120,6 +125,47 @@ def _variant_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
         help="seconds for the container to pass /ping (60..3600, default 600)",
     )
     _thresholds(parser, threads=True)
+    parser.add_argument("--capture", metavar="S3_URI", help="data capture to s3://BUCKET/PREFIX")
+    parser.add_argument(
+        "--capture-percent", type=int, metavar="N", help="requests captured, 1-100 (20)"
+    )
+
+
+def _rollout_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("deployment guardrails (blue/green with auto-rollback)")
+    how = group.add_mutually_exclusive_group()
+    how.add_argument("--canary", type=int, metavar="PERCENT", help="shift PERCENT first (1-50)")
+    how.add_argument("--linear", type=int, metavar="PERCENT", help="shift in steps (10-50)")
+    how.add_argument(
+        "--all-at-once",
+        action="store_true",
+        help="shift all at once (as without it), but bake and watch alarms",
+    )
+    group.add_argument(
+        "--bake", type=int, metavar="SECONDS", help="watch after a shift (300; all-at-once 0)"
+    )
+    group.add_argument("--step-wait", type=int, metavar="SECONDS", help="--linear: per step (300)")
+    group.add_argument(
+        "--rollback-alarms",
+        nargs="+",
+        metavar="auto|none|NAME",
+        help="alarms that roll back: auto (5xx, p99 latency; default with --canary/--linear)",
+    )
+    group.add_argument(
+        "--latency-p99-ms", type=float, help="auto's p99 ModelLatency bound (default: benchmark)"
+    )
+
+
+def _async_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("asynchronous inference (S3 in, S3 out, scales to zero)")
+    group.add_argument("--async", dest="use_async", action="store_true", help="async endpoint")
+    group.add_argument("--output", help="s3://BUCKET/PATH/output for the answers")
+    group.add_argument("--failure", help="s3://... for failures (default: beside --output)")
+    group.add_argument("--notify-success", metavar="SNS_ARN", help="SNS topic for answers")
+    group.add_argument("--notify-error", metavar="SNS_ARN", help="SNS topic for failures")
+    group.add_argument(
+        "--max-concurrent-per-instance", type=int, metavar="N", help="requests per instance"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,38 +205,58 @@ def build_parser() -> argparse.ArgumentParser:
     _variant_options(p, defaults=True)
     p.add_argument("--endpoint-name", help="endpoint name (default PREFIX-TIMESTAMP)")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="extra resource tags")
+    _async_options(p)
     _wait_options(p)
 
     p = command("update", "new model + config, update_endpoint without downtime, remove old")
     _variant_options(p, defaults=False)
+    p.add_argument("--no-capture", action="store_true", help="stop data capture")
+    _rollout_options(p)
     _wait_options(p)
 
     p = command("invoke", "send an image to the endpoint (or --url) and print detections")
-    p.add_argument("image", type=Path, help="image file (JPEG/PNG), sent as raw bytes")
+    p.add_argument("image", type=Path, nargs="+", help="image file (JPEG/PNG), sent as raw bytes")
     p.add_argument("--url", help="post to this server instead, e.g. http://127.0.0.1:8080")
     p.add_argument("--endpoint", help="endpoint name (default: the state's)")
     _thresholds(p, threads=False)
     p.add_argument("--json", action="store_true", help="print the server's JSON")
     p.add_argument("--save", type=Path, metavar="OUT.jpg", help="also save the annotated image")
+    p.add_argument("--async", dest="use_async", action="store_true", help="through S3 (up --async)")
+    p.add_argument("--no-wait", action="store_true", help="--async: print where answers will be")
+    p.add_argument("--timeout", type=float, help="--async: seconds to wait (default 1200)")
+    p.add_argument("--poll", type=float, help="--async: seconds between checks (default 5)")
+    p.add_argument(
+        "--invocation-timeout",
+        type=int,
+        default=async_inference.DEFAULT_INVOCATION_TIMEOUT_S,
+        help="--async: seconds SageMaker lets one request run (900, at most 3600)",
+    )
 
-    p = command("autoscale", "target-tracking autoscaling on invocations per instance")
-    p.add_argument("--min", type=int, default=1, help="fewest instances (1)")
+    p = command(
+        "autoscale", "target tracking on invocations per instance (async: on the backlog, to 0)"
+    )
+    p.add_argument("--min", type=int, default=1, help="fewest instances (1; 0 for async)")
     p.add_argument("--max", type=int, default=4, help="most instances (4)")
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--target", type=float, help="invocations per instance per minute to hold")
+    target.add_argument(
+        "--target",
+        type=float,
+        help="invocations per instance per minute to hold (200); async: queued requests per "
+        "instance (5)",
+    )
     target.add_argument(
         "--throughput",
         type=float,
         metavar="IMG_PER_S",
         help="measured images/s of one instance: target = 60 x 0.7 x this",
     )
-    p.add_argument("--scale-in-cooldown", type=int, default=300, help="seconds (300)")
-    p.add_argument("--scale-out-cooldown", type=int, default=60, help="seconds (60)")
+    p.add_argument("--scale-in-cooldown", type=int, help="seconds (300; async 600)")
+    p.add_argument("--scale-out-cooldown", type=int, help="seconds (60; async 300)")
     p.add_argument("--off", action="store_true", help="remove autoscaling")
 
     p = command("transform", "Batch Transform over an S3 prefix of images")
-    p.add_argument("--input", required=True, help="s3://bucket/prefix/ of images")
-    p.add_argument("--output", required=True, help="s3://bucket/prefix/ for the JSON answers")
+    p.add_argument("--input", help="s3://bucket/prefix/ of images (default: the async input/)")
+    p.add_argument("--output", help="s3://bucket/prefix/ for the answers (default: output/ beside)")
     p.add_argument("--instance-type", help="default: the endpoint's")
     p.add_argument("--instance-count", type=int, default=1)
     p.add_argument("--concurrency", type=int, default=1, help="requests per instance at once")
@@ -206,8 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--usage", choices=sorted(pricing.USAGE), default="hosting")
     p.add_argument("--json", action="store_true")
 
-    p = command("status", "show the identity and what is deployed")
+    p = command("status", "show the identity, what is deployed, and its last hour")
     p.add_argument("--json", action="store_true")
+
+    p = command("logs", "the endpoint's CloudWatch Logs, JSON lines made readable")
+    p.add_argument("--since", default="10m", help="how far back: 30s, 10m, 2h, 1d (10m)")
+    p.add_argument("--follow", action="store_true", help="keep printing new lines (Ctrl-C ends)")
+
+    p = command("capture", "the newest data-capture records: images saved, detections printed")
+    p.add_argument("--last", type=int, default=5, metavar="N", help="records (5)")
+    p.add_argument("--out", type=Path, default=Path("capture"), help="folder for the images")
+    p.add_argument("--json", action="store_true", help="records as JSON (images still saved)")
 
     p = command("down", "delete what this tool created (tag-checked, idempotent)")
     p.add_argument("--endpoint", help="tear down this endpoint (tagged by us) without state")
@@ -276,14 +351,20 @@ def cmd_up(ctx: Context, args) -> int:
     if not args.no_model_data:
         model_data = args.model_data or (ctx.state.get("model_data") or {}).get("uri")
     serverless = _serverless(args, required_memory=True)
+    environment = _environment(args)
+    async_record = _async_record(ctx, args)
+    if async_record:
+        environment = async_inference.environment(environment)
     spec = endpoints.Spec(
         image=image or "",
         role=args.role or config.role_from_env() or "",
         model_data=model_data,
-        environment=_environment(args),
+        environment=environment,
+        async_inference=async_record,
         instance_type=args.instance_type,
         instance_count=args.instance_count,
         startup_timeout=args.startup_timeout,
+        data_capture=capture.from_options(args.capture, args.capture_percent),
         **serverless,
     )
     result = endpoints.up(
@@ -297,6 +378,35 @@ def cmd_up(ctx: Context, args) -> int:
     )
     print(output.outcome(result, ctx.store.path, ctx.aws.region))
     return EXIT_OK
+
+
+def _async_record(ctx: Context, args) -> dict | None:
+    """`up --async`: the checked AsyncInferenceConfig (None for a real-time endpoint)."""
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("output", "failure", "notify_success", "notify_error")
+        if getattr(args, name)
+    ] + (["--max-concurrent-per-instance"] if args.max_concurrent_per_instance is not None else [])
+    if not args.use_async:
+        if given:
+            raise UserError(f"{given[0]} is for asynchronous endpoints", "add --async")
+        return None
+    if not args.output:
+        raise UserError("--async needs --output s3://BUCKET/PATH/output", "where answers go")
+    if args.serverless_memory is not None:
+        raise UserError("an asynchronous endpoint runs on instances, not serverless")
+    if ctx.state.get("endpoint"):
+        return None  # endpoints.up refuses a second endpoint before anything is checked
+    return async_inference.prepare(
+        ctx,
+        async_inference.AsyncOptions(
+            output=args.output,
+            failure=args.failure,
+            success_topic=args.notify_success,
+            error_topic=args.notify_error,
+            max_concurrent=args.max_concurrent_per_instance,
+        ),
+    )
 
 
 def _poll(args) -> float:
@@ -328,6 +438,24 @@ def cmd_update(ctx: Context, args) -> int:
     for option in ("instance_type", "instance_count", "startup_timeout"):
         if getattr(args, option) is not None:
             changes[option] = getattr(args, option)
+    if args.no_capture and (args.capture or args.capture_percent is not None):
+        raise UserError("--no-capture and --capture contradict each other")
+    wanted_capture = capture.from_options(
+        args.capture, args.capture_percent, current.get("data_capture")
+    )
+    if args.no_capture:
+        wanted_capture = None
+    if wanted_capture != current.get("data_capture"):
+        changes["data_capture"] = wanted_capture
+    plan = rollout.plan_from_options(
+        args.canary,
+        args.linear,
+        args.all_at_once,
+        args.bake,
+        args.step_wait,
+        args.rollback_alarms,
+        args.latency_p99_ms,
+    )
     changes.update(_serverless(args, required_memory=False))
     if "serverless_concurrency" in changes and changes.get("serverless_memory") is None:
         if not current.get("serverless"):
@@ -335,18 +463,28 @@ def cmd_update(ctx: Context, args) -> int:
         changes["serverless_memory"] = current["serverless"]["memory_mb"]
     for key, value in changes.items():
         shown = value if key != "environment" else ",".join(f"{k}={v}" for k, v in value.items())
+        if key == "data_capture":
+            shown = value["DestinationS3Uri"] if value else "off"
         ctx.log(f"update: {key} -> {shown}")
     if not changes:
         ctx.log("update: nothing changed; redeploying the same model on new instances")
-    result = endpoints.update(ctx, changes, wait_poll=_poll(args), timeout=args.timeout)
+    result = endpoints.update(
+        ctx, changes, wait_poll=_poll(args), timeout=args.timeout, rollout_plan=plan
+    )
     print(output.outcome(result, ctx.store.path, ctx.aws.region))
     return EXIT_OK
 
 
 def cmd_invoke(ctx: Context, args) -> int:
+    if args.use_async:
+        return _invoke_async(ctx, args)
+    if len(args.image) > 1:
+        raise UserError("real-time invoke takes one image", "pass several with --async")
+    if args.no_wait or args.timeout is not None or args.poll is not None:
+        raise UserError("--no-wait, --timeout and --poll are for --async")
     data, reply, picture = invoke.invoke(
         ctx,
-        args.image,
+        args.image[0],
         url=args.url,
         endpoint=args.endpoint,
         conf=args.conf,
@@ -363,23 +501,80 @@ def cmd_invoke(ctx: Context, args) -> int:
     return EXIT_OK
 
 
+def _invoke_async(ctx: Context, args) -> int:
+    if args.url:
+        raise UserError("--url posts directly: drop --async (or --url)")
+    if args.save and len(args.image) > 1:
+        raise UserError("--save takes one image", "invoke the others without --save")
+    requests = async_inference.send(
+        ctx,
+        args.image,
+        endpoint=args.endpoint,
+        conf=args.conf,
+        iou=args.iou,
+        max_det=args.max_det,
+        save=args.save is not None,
+        invocation_timeout=args.invocation_timeout,
+    )
+    if args.no_wait:
+        for request in requests:
+            print(f"{request.image}  {request.accept}  {request.output}  {request.failure or ''}")
+        return EXIT_OK
+    async_inference.wait(ctx, requests, timeout=args.timeout, poll=args.poll)
+    name = (ctx.state.get("endpoint") or {}).get("name")
+    for request in requests:
+        if request.failed:
+            continue
+        if request.accept != "application/json":
+            args.save.parent.mkdir(parents=True, exist_ok=True)
+            args.save.write_bytes(request.body or b"")
+            print(f"saved {args.save} ({len(request.body or b'')} bytes)", file=sys.stderr)
+            continue
+        data = async_inference.detections(request)
+        if args.json:
+            print(json.dumps(data, indent=2))
+        else:
+            target = f"endpoint {name} (async, {request.output})"
+            print(output.detections(data, request.seconds or 0.0, target))
+    async_inference.raise_failures(ctx, requests)
+    return EXIT_OK
+
+
 def cmd_autoscale(ctx: Context, args) -> int:
     if args.off:
         removed = scaling.remove(ctx)
         print("autoscaling removed" if removed else "autoscaling was off")
         return EXIT_OK
+    backlog = bool((ctx.state.get("endpoint") or {}).get("async_inference"))
+    if backlog and args.throughput is not None:
+        raise UserError(
+            "an asynchronous endpoint scales on its queue, not on invocations",
+            "pass --target N (queued requests per instance, default 5)",
+        )
     if args.throughput is not None:
         target = scaling.target_from_throughput(args.throughput)
     else:
-        target = args.target if args.target is not None else 200.0
+        target = args.target if args.target is not None else (5.0 if backlog else 200.0)
+    scale_in = args.scale_in_cooldown
+    scale_out = args.scale_out_cooldown
     record = scaling.apply(
-        ctx, args.min, args.max, target, args.scale_in_cooldown, args.scale_out_cooldown
+        ctx,
+        args.min,
+        args.max,
+        target,
+        (600 if backlog else 300) if scale_in is None else scale_in,
+        (300 if backlog else 60) if scale_out is None else scale_out,
     )
+    unit = "queued requests per instance" if backlog else "invocations per instance per minute"
     print(
         f"autoscaling {record['resource_id']}: {record['min']}-{record['max']} instances, "
-        f"target {record['target']:g} invocations per instance per minute "
-        f"(policy {record['policy']})"
+        f"target {record['target']:g} {unit} (policy {record['policy']})"
     )
+    if record.get("alarm"):
+        print(
+            f"scale from zero: alarm {record['alarm']} on HasBacklogWithoutCapacity -> step "
+            f"policy {record['step_policy']} (+1 instance)"
+        )
     return EXIT_OK
 
 
@@ -447,7 +642,34 @@ def cmd_cost(ctx: Context, args) -> int:
 
 def cmd_status(ctx: Context, args) -> int:
     report = status_module.status(ctx)
-    print(json.dumps(report, indent=2, default=str) if args.json else output.status(report))
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return EXIT_OK
+    lines = [output.status(report)]
+    if (report.get("endpoint") or {}).get("data_capture"):
+        lines.append(f"capture    {report['endpoint']['data_capture']}")
+    if report.get("last_hour"):
+        shown = (report.get("endpoint") or {}).get("instances", "")
+        lines += metrics.render(report["last_hour"], report.get("alarms") or [], shown)
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_logs(ctx: Context, args) -> int:
+    logs.show(ctx, logs.parse_since(args.since), follow=args.follow)
+    return EXIT_OK
+
+
+def cmd_capture(ctx: Context, args) -> int:
+    records = capture.last(ctx, args.last)
+    if not records:
+        print("no captured records yet", file=sys.stderr)
+    for record in records:
+        saved = capture.save(record, args.out) if record.input_bytes else None
+        if args.json:
+            print(json.dumps(capture.as_json(record, saved)))
+        else:
+            print(capture.render(record, saved))
     return EXIT_OK
 
 
@@ -484,6 +706,8 @@ COMMANDS = {
     "transform": cmd_transform,
     "cost": cmd_cost,
     "status": cmd_status,
+    "logs": cmd_logs,
+    "capture": cmd_capture,
     "down": cmd_down,
 }
 

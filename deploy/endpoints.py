@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from botocore.exceptions import ClientError
 
-from deploy import config, image_check, names, scaling
+from deploy import config, image_check, names, preflight, rollout, scaling
 from deploy.aws import ROLE_ARN
 from deploy.errors import AwsError, UserError
 from deploy.state import forget, now_iso, remember
@@ -33,6 +33,10 @@ class Spec:
     serverless_memory: int | None = None
     serverless_concurrency: int | None = None
     startup_timeout: int = config.DEFAULT_STARTUP_TIMEOUT_S
+    # {"config": AsyncInferenceConfig, "input", "output", "failure"} (deploy/async_inference.py)
+    async_inference: dict | None = None
+    # DataCaptureConfig (deploy/capture.py), or None
+    data_capture: dict | None = None
 
     @property
     def serverless(self) -> bool:
@@ -61,6 +65,16 @@ class Spec:
                 raise UserError(f"environment variable name {key!r} is not valid")
         if len(self.environment) > 100:
             raise UserError("SageMaker allows at most 100 environment variables")
+        if self.serverless and self.async_inference:
+            raise UserError(
+                "an asynchronous endpoint runs on instances, not serverless",
+                "drop --serverless-memory, or drop --async",
+            )
+        if self.serverless and self.data_capture:
+            raise UserError(
+                "serverless endpoints do not support data capture",
+                "drop --capture, or use instances",
+            )
         if self.serverless:
             if self.serverless_memory not in SERVERLESS_MEMORY:
                 raise UserError(
@@ -133,6 +147,8 @@ class Spec:
             serverless_memory=serverless.get("memory_mb"),
             serverless_concurrency=serverless.get("max_concurrency"),
             startup_timeout=data.get("startup_timeout") or config.DEFAULT_STARTUP_TIMEOUT_S,
+            async_inference=data.get("async_inference"),
+            data_capture=data.get("data_capture"),
         )
 
 
@@ -200,10 +216,14 @@ def create_model_and_config(ctx, sm, spec: Spec, found, tags: dict[str, str]) ->
     remember(ctx.state, "model", found.model, model_arn)
     ctx.save()
     ctx.log(f"created model {found.model}")
+    extra = {"AsyncInferenceConfig": spec.async_inference["config"]} if spec.async_inference else {}
+    if spec.data_capture:
+        extra["DataCaptureConfig"] = spec.data_capture
     config_arn = sm.create_endpoint_config(
         EndpointConfigName=found.config,
         ProductionVariants=[spec.variant(found.model)],
         Tags=names.as_aws(tags),
+        **extra,
     )["EndpointConfigArn"]
     remember(ctx.state, "endpoint-config", found.config, config_arn)
     ctx.save()
@@ -229,6 +249,7 @@ def up(
     spec.check()
     prefix = names.check_prefix(ctx.name_prefix)
     image_check.check(ctx, spec.image)
+    preflight.check(ctx, spec)
     if endpoint_name:
         names.check_name(endpoint_name, "--endpoint-name")
     sm = ctx.aws.client("sagemaker")
@@ -276,7 +297,8 @@ def describe_spec(spec: Spec) -> str:
         return (
             f"serverless {spec.serverless_memory} MB, max concurrency {spec.serverless_concurrency}"
         )
-    return f"{spec.instance_count} x {spec.instance_type}"
+    text = f"{spec.instance_count} x {spec.instance_type}"
+    return f"{text}, asynchronous" if spec.async_inference else text
 
 
 def describe_endpoint(sm, name: str) -> dict | None:
@@ -356,6 +378,7 @@ def update(
     wait_poll: float | None = None,
     timeout: float | None = None,
     stream=None,
+    rollout_plan: rollout.Plan | None = None,
 ) -> Outcome:
     """New model + config, update_endpoint, wait, then delete the old config and model.
 
@@ -370,6 +393,7 @@ def update(
         spec = replace(spec, serverless_memory=None, serverless_concurrency=None)
     spec.check()
     image_check.check(ctx, spec.image)
+    preflight.check(ctx, spec)
     sm = ctx.aws.client("sagemaker")
     endpoint = current["name"]
     live = describe_endpoint(sm, endpoint)
@@ -388,6 +412,7 @@ def update(
         # Keep the capacity the autoscaler chose: a new config must not drop instances under load.
         variant = (live.get("ProductionVariants") or [{}])[0]
         spec = replace(spec, instance_count=variant.get("DesiredInstanceCount") or 1)
+    deployment, alarm_names = rollout.prepare(ctx, rollout_plan, spec, endpoint)
 
     prefix = ctx.name_prefix
     when = names.stamp()
@@ -406,9 +431,11 @@ def update(
         paused_scaling = autoscaling
         ctx.log("deregistered autoscaling for the instance type change")
 
-    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=new.config)
+    guarded = {"DeploymentConfig": deployment} if deployment else {}
+    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=new.config, **guarded)
     ctx.log(f"updating endpoint {endpoint} to {new.config}; it keeps serving meanwhile")
-    result = wait_endpoint(sm, endpoint, wait_poll, timeout, stream)
+    waiter = rollout.wait if deployment else wait_endpoint
+    result = waiter(sm, endpoint, wait_poll, timeout, stream)
     live = result.response
     if result.state != "success" or live.get("EndpointConfigName") != new.config:
         reason = live.get("FailureReason") or "SageMaker rolled the update back"
@@ -418,8 +445,10 @@ def update(
         ctx.save()
         if paused_scaling and not spec.serverless:
             scaling.apply(ctx, **scaling.settings_of(paused_scaling))
+        alarm_said = rollout.rolled_back(ctx, alarm_names, live)
         raise AwsError(
-            f"the update of {endpoint} failed ({live.get('EndpointStatus', '?')}): {reason}; "
+            f"the update of {endpoint} failed ({live.get('EndpointStatus', '?')}): "
+            f"{alarm_said or reason}; "
             f"it still runs {live.get('EndpointConfigName') or current['config']}",
             logs_hint(endpoint, ctx.aws.region),
         )

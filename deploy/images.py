@@ -292,5 +292,7 @@ def push(
         "repository_created": bool(created or was_ours),
         "pushed_at": now_iso(),
     }
+    if build and platform:
+        ctx.state["image"]["platform"] = platform  # what the preflight checks instances against
     ctx.save()
     return PushResult(push_plan.image_uri, repository, created, push_plan, False)

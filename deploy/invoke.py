@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
+from deploy import payload
 from deploy.endpoints import logs_hint
 from deploy.errors import AwsError, DeployError, UserError, one_line
 
-MAX_BYTES = 6 * 1024 * 1024  # real-time request payload limit
 ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
@@ -69,11 +69,6 @@ def read_image(path: Path) -> tuple[bytes, str]:
     data = path.read_bytes()
     if not data:
         raise UserError(f"{path} is empty")
-    if len(data) > MAX_BYTES:
-        raise UserError(
-            f"{path} is {len(data) / 2**20:.1f} MiB, over the 6 MiB real-time payload limit",
-            "resize it, or use `transform` for large images",
-        )
     kind = IMAGE_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
     return data, kind or "application/octet-stream"
 
@@ -188,9 +183,16 @@ def invoke(
     max_det: int | None = None,
     save: Path | None = None,
 ) -> tuple[dict, Reply, Reply | None]:
-    """JSON detections (and, with `save`, the annotated JPEG written there)."""
-    body, content_type = read_image(image)
+    """JSON detections (and, with `save`, the annotated JPEG written there).
+
+    An image over the payload limit is sent shrunk (deploy/payload.py), and the boxes come back
+    in the original's pixels."""
     attributes = custom_attributes(conf, iou, max_det)
+    recorded = ctx.state.get("endpoint") or {}
+    limit = payload.limit_for(None if url else recorded)
+    body, content_type = read_image(image)
+    fitted = payload.fit(image, body, content_type, limit, log=ctx.log)
+    body, content_type = fitted.body, fitted.content_type
     if url:
         target = invocations_url(url)
 
@@ -209,7 +211,7 @@ def invoke(
             return call_endpoint(runtime, name, region, body, content_type, accept, attributes)
 
     reply = send("application/json")
-    data = reply.json()
+    data = fitted.map_back(reply.json())
     picture = None
     if save:
         picture = send("image/jpeg")

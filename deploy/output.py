@@ -109,13 +109,27 @@ def status(report: dict) -> str:
             lines.append(f"failure    {endpoint['failure_reason']}")
         lines.append(f"logs       CloudWatch log group {endpoint['log_group']}")
         scaling = report.get("autoscaling")
-        if scaling:
+        if scaling and scaling.get("metric") == "ApproximateBacklogSizePerInstance":
+            lines.append(
+                f"autoscale  {scaling['min']}-{scaling['max']} instances, target "
+                f"{scaling['target'] or 0:g} queued requests/instance"
+                + (", alarm brings it back from zero" if scaling.get("step_policies") else "")
+            )
+        elif scaling:
             lines.append(
                 f"autoscale  {scaling['min']}-{scaling['max']} instances, target "
                 f"{scaling['target'] or 0:g} invocations/instance/minute"
             )
         else:
             lines.append("autoscale  off")
+        queue = report.get("async")
+        if queue:
+            backlog = "n/a (no data in 15 min)" if queue["backlog"] is None else queue["backlog"]
+            count = "?" if queue["instances"] is None else queue["instances"]
+            lines.append(
+                f"async      backlog {backlog}, {count} instances; "
+                f"{queue['input']} -> {queue['output']}"
+            )
     for job in report.get("transform_jobs", []):
         text = f"transform  {job['name']}  {job['status']}  {job['input']} -> {job['output']}"
         if job.get("failure_reason"):

@@ -60,6 +60,18 @@ def apply(
             "a serverless endpoint scales by itself",
             "change --serverless-concurrency with `update` instead",
         )
+    if endpoint.get("async_inference"):
+        from deploy import scale_to_zero  # it imports this module
+
+        return scale_to_zero.apply(
+            ctx, minimum, maximum, target, scale_in_cooldown, scale_out_cooldown
+        )
+    if minimum == 0:
+        raise UserError(
+            f"--min 0 needs an asynchronous endpoint: {endpoint['name']} is real-time and always "
+            "keeps an instance",
+            "deploy with `up --async --output s3://...` to scale to zero",
+        )
     if not 1 <= minimum <= maximum:
         raise UserError(f"need 1 <= --min ({minimum}) <= --max ({maximum})")
     if target <= 0:
@@ -114,6 +126,10 @@ def remove(ctx) -> bool:
         return False
     client = ctx.aws.client("application-autoscaling")
     removed = False
+    if record.get("step_policy") or record.get("alarm"):
+        from deploy import scale_to_zero  # it imports this module
+
+        removed = scale_to_zero.remove_extras(ctx, record)
     for call, kwargs in (
         ("delete_scaling_policy", {"PolicyName": record["policy"]}),
         ("deregister_scalable_target", {}),
@@ -157,10 +173,19 @@ def describe(ctx, endpoint: str) -> dict | None:
     target = targets[0]
     tracking = next(
         (
-            p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
+            p["TargetTrackingScalingPolicyConfiguration"]
             for p in policies
             if p.get("PolicyType") == "TargetTrackingScaling"
         ),
-        None,
+        {},
     )
-    return {"min": target["MinCapacity"], "max": target["MaxCapacity"], "target": tracking}
+    predefined = tracking.get("PredefinedMetricSpecification") or {}
+    customized = tracking.get("CustomizedMetricSpecification") or {}
+    metric = predefined.get("PredefinedMetricType") or customized.get("MetricName")
+    return {
+        "min": target["MinCapacity"],
+        "max": target["MaxCapacity"],
+        "target": tracking.get("TargetValue"),
+        "metric": metric,
+        "step_policies": sum(p.get("PolicyType") == "StepScaling" for p in policies),
+    }

@@ -13,8 +13,9 @@ Layout (version 1):
     "model_data": {"uri", "bucket", "key", "source", "sha256", "bucket_created", "uploaded_at"},
     "endpoint": {"name", "arn", "config", "model", "variant", "image", "model_data",
                  "instance_type", "instance_count", "serverless", "environment", "role",
-                 "startup_timeout", "created_at", "updated_at"},
+                 "startup_timeout", "data_capture", "created_at", "updated_at"},
     "autoscaling": {"resource_id", "min", "max", "target", "policy"},
+    "rollback_alarms": {"names", "created", "p99_ms", "how"},  # update --rollback-alarms auto
     "transform_jobs": [{"name", "input", "output", "status", "created_at"}],
     "resources": [{"type": "model" | "endpoint-config" | "endpoint", "name", "arn"}]
   }
@@ -105,6 +106,7 @@ def has_resources(state: dict) -> bool:
         or state.get("autoscaling")
         or state.get("image")
         or state.get("model_data")
+        or state.get("rollback_alarms")
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from deploy import scaling
+from deploy import alarms, metrics, scale_to_zero, scaling
 from deploy.endpoints import describe_endpoint, instances, is_missing, log_group
 
 
@@ -41,8 +41,20 @@ def status(ctx) -> dict:
             "log_group": log_group(recorded["name"]),
         }
         report["endpoint"] = endpoint
+        if live:
+            endpoint["data_capture"] = (recorded.get("data_capture") or {}).get("DestinationS3Uri")
+            report["last_hour"] = metrics.safely(ctx, recorded["name"])
+            report["alarms"] = alarms.states(ctx)
         if live and not recorded.get("serverless"):
             report["autoscaling"] = scaling.describe(ctx, recorded["name"])
+        if live and recorded.get("async_inference"):
+            folders = recorded["async_inference"]
+            variant = (live.get("ProductionVariants") or [{}])[0]
+            report["async"] = {
+                **{key: folders.get(key) for key in ("input", "output", "failure")},
+                "backlog": scale_to_zero.backlog(ctx, recorded["name"]),
+                "instances": variant.get("CurrentInstanceCount"),
+            }
     for job in state.get("transform_jobs", []):
         try:
             found = sm.describe_transform_job(TransformJobName=job["name"])

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from deploy import names, scaling
+from deploy import alarms, names, scale_to_zero, scaling
 from deploy.endpoints import delete_if_ours, find, tags_of
 from deploy.images import find_repository
 from deploy.state import forget, has_resources
@@ -82,6 +82,10 @@ def down(
             report.planned.append(f"{kind} {name}")
         if state.get("autoscaling"):
             report.planned.append(f"scalable target {state['autoscaling']['resource_id']}")
+            if state["autoscaling"].get("alarm"):
+                report.planned.append(f"alarm {state['autoscaling']['alarm']}")
+        if (state.get("rollback_alarms") or {}).get("created"):
+            report.planned += [f"alarm {a}" for a in state["rollback_alarms"]["names"]]
         if delete_model_data and state.get("model_data"):
             report.planned.append(f"model data {state['model_data']['uri']}")
         if delete_repository and state.get("image"):
@@ -90,6 +94,7 @@ def down(
 
     for name in endpoints:
         _deregister_scaling(ctx, sm, name, report)
+    report.deleted += [f"alarm {name}" for name in alarms.delete(ctx, endpoints)]
 
     for kind, name in targets:
         outcome = delete_if_ours(sm, kind, name)
@@ -141,15 +146,22 @@ def _deregister_scaling(ctx, sm, endpoint: str, report: DownReport) -> None:
     if record and record.get("resource_id") == scaling.resource_id(endpoint):
         if scaling.remove(ctx):
             report.deleted.append(f"scalable target {record['resource_id']}")
+            if record.get("alarm"):
+                policies = ", ".join(p for p in (record["policy"], record["step_policy"]) if p)
+                report.deleted.append(f"alarm {record['alarm']}, scaling policies {policies}")
         return
     # No record (down --endpoint without state): deregister only for an endpoint that is ours.
     live = find(sm, "endpoint", endpoint)
     if not live or not names.is_ours(tags_of(sm, live["EndpointArn"])):
         return
     if scaling.describe(ctx, endpoint):
+        config_name = live.get("EndpointConfigName")
         ctx.state["autoscaling"] = {
             "resource_id": scaling.resource_id(endpoint),
             "policy": scaling.policy_name(endpoint),
+            **scale_to_zero.recover(
+                find(sm, "endpoint-config", config_name) if config_name else None, endpoint
+            ),
         }
         if scaling.remove(ctx):
             report.deleted.append(f"scalable target {scaling.resource_id(endpoint)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploy import config, names
+from deploy import config, names, s3_layout
 from deploy.artifacts import parse_s3_uri
 from deploy.errors import AwsError, UserError
 from deploy.state import now_iso, remember
@@ -43,10 +43,22 @@ def count_objects(s3, uri: str, suffixes: tuple[str, ...] | None = None) -> int:
     return total
 
 
+def default_folders(state: dict, source: str | None, destination: str | None) -> tuple[str, str]:
+    """The shared layout (deploy/s3_layout.py): without --input, the async endpoint's input
+    folder; without --output, the `output/` folder next to the input."""
+    if not source:
+        source = ((state.get("endpoint") or {}).get("async_inference") or {}).get("input")
+        if not source:
+            raise UserError("--input is required", "pass --input s3://BUCKET/PATH/input/")
+    if not destination:
+        destination = str(s3_layout.parse(source, "--input").sibling(s3_layout.OUTPUT))
+    return source, destination
+
+
 def start(
     ctx,
-    source: str,
-    destination: str,
+    source: str | None,
+    destination: str | None,
     instance_type: str | None = None,
     instance_count: int = 1,
     concurrency: int = 1,
@@ -62,6 +74,7 @@ def start(
     model = endpoint.get("model")
     if not model:
         raise UserError("no model in this state", "run `up` first (a transform job uses its model)")
+    source, destination = default_folders(ctx.state, source, destination)
     for uri in (source, destination):
         parse_s3_uri(uri)
     if not source.endswith("/"):

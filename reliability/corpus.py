@@ -225,7 +225,39 @@ def _nested_json(depth: int) -> str:
 
 IMAGE_OK = 200  # odd but valid: served
 
-CASES: tuple[Case, ...] = (
+
+def size_cases(body_limit: int = BODY_LIMIT) -> tuple[Case, ...]:
+    """The cases that depend on the server's MAX_BODY_BYTES (6 MiB real time, more for async):
+    one byte over it (the app's JSON 413), and a Content-Length over 4x it (waitress's 413)."""
+    over = body_limit + 1
+    declared = max(100_000_000, 4 * body_limit + 1)
+    limit_name = "6 MiB" if body_limit == BODY_LIMIT else f"{body_limit / MIB:g} MiB"
+    return (
+        Case(
+            f"body 1 byte over {limit_name}",
+            lambda: invoke(good_jpeg() + b"\0" * (over - len(good_jpeg())))(),
+            413,
+            words=(f"{over} bytes",),
+        ),
+        Case(
+            f"Content-Length of {declared / 1e6:.0f} MB, no body",
+            _head_only(
+                "POST",
+                "/invocations",
+                {"Content-Type": "image/jpeg", "Content-Length": str(declared)},
+            ),
+            413,
+            json_body=False,
+        ),
+    )
+
+
+def cases(body_limit: int = BODY_LIMIT) -> tuple[Case, ...]:
+    """The corpus for a server whose MAX_BODY_BYTES is `body_limit`."""
+    return _BEFORE_SIZES + size_cases(body_limit) + _AFTER_SIZES
+
+
+_BEFORE_SIZES: tuple[Case, ...] = (
     # bodies that are no usable image
     Case("empty body", invoke(b""), 400, words=("empty",)),
     Case("random bytes", invoke(random_bytes(), "application/octet-stream"), 400),
@@ -277,21 +309,9 @@ CASES: tuple[Case, ...] = (
     Case("no Content-Type, random bytes", invoke(random_bytes(3000, 1), None), 400),
     Case("PNG labelled image/jpeg", lazy_invoke(good_png, "image/jpeg"), IMAGE_OK),
     Case("Accept text/html", lazy_invoke(good_jpeg, "image/jpeg", Accept="text/html"), 406),
-    # sizes and framing
-    Case(
-        "body 1 byte over 6 MiB",
-        lambda: invoke(good_jpeg() + b"\0" * (BODY_LIMIT + 1 - len(good_jpeg())))(),
-        413,
-        words=("6291457 bytes",),
-    ),
-    Case(
-        "Content-Length of 100 MB, no body",
-        _head_only(
-            "POST", "/invocations", {"Content-Type": "image/jpeg", "Content-Length": "100000000"}
-        ),
-        413,
-        json_body=False,
-    ),
+    # sizes and framing: size_cases(), then these
+)
+_AFTER_SIZES: tuple[Case, ...] = (
     Case("Content-Length shorter than the body", _lying_length(-1000), 400, words=("truncated",)),
     Case("Content-Length longer than the body", _lying_length(1000), NO_ANSWER, half_close=True),
     Case(
@@ -387,6 +407,8 @@ CASES: tuple[Case, ...] = (
     Case("PUT /execution-parameters", _head_only("PUT", "/execution-parameters", {}), 405),
     Case("unknown method BREW", _head_only("BREW", "/ping", {}), 400),
 )
+
+CASES: tuple[Case, ...] = cases()
 
 # A good request whose answer every other request is compared with.
 GOOD = Case("good JPEG", lazy_invoke(good_jpeg), 200)

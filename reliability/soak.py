@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from reliability.corpus import CASES, GOOD, Case
+from reliability.corpus import BODY_LIMIT, CASES, GOOD, Case, cases
 from reliability.wire import Answer, exchange
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,8 +104,17 @@ class Report:
 
 
 class Soak:
-    def __init__(self, host: str, port: int, pid: int | None, concurrency: int, seed: int):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        pid: int | None,
+        concurrency: int,
+        seed: int,
+        corpus: tuple[Case, ...] = CASES,
+    ):
         self.host, self.port, self.pid = host, port, pid
+        self.cases = corpus
         self.concurrency = concurrency
         self.seed = seed
         self.baseline: list[dict] | None = None
@@ -125,7 +134,7 @@ class Soak:
         if first.status != 200:
             raise SystemExit(f"soak: the good request got {first.status}: {first.body[:200]!r}")
         self.baseline = first.json()["detections"]
-        for case in CASES:
+        for case in self.cases:
             self.send(case)
         for _ in range(20):
             self.send(GOOD)
@@ -154,7 +163,7 @@ class Soak:
     def _worker(self, index: int, deadline: float, bad_share: float) -> None:
         rng = random.Random(self.seed * 1000 + index)
         while time.monotonic() < deadline:
-            self._one(rng.choice(CASES) if rng.random() < bad_share else GOOD)
+            self._one(rng.choice(self.cases) if rng.random() < bad_share else GOOD)
 
     def _sample(self, stop: threading.Event, warm_until: float) -> None:
         """RSS peak every half second; the start figures once the warm-up load has run."""
@@ -242,9 +251,20 @@ def target(args: argparse.Namespace) -> Iterator[tuple[str, int, int | None]]:
     from demo.local_server import local_server
 
     model = Path(args.model) if args.model else default_model()
-    with local_server(model) as server:
+    with local_server(model, env=server_env(args)) as server:
         port = int(server.url.rsplit(":", 1)[1])
         yield "127.0.0.1", port, server.process.pid
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """--env KEY=VALUE pairs for the server started here (e.g. an async endpoint's limits)."""
+    env = {}
+    for pair in args.env or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"soak: --env {pair!r} is not KEY=VALUE")
+        env[key] = value
+    return env
 
 
 def print_report(report: Report) -> None:
@@ -289,10 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pid", type=int, help="with --url: its process id, for RSS")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the report here, as JSON")
+    parser.add_argument(
+        "--env",
+        action="append",
+        metavar="KEY=VALUE",
+        help="server environment, e.g. MAX_BODY_BYTES=67108864 (the corpus follows that limit)",
+    )
     args = parser.parse_args(argv)
+    limit = int(server_env(args).get("MAX_BODY_BYTES") or BODY_LIMIT)
     with target(args) as (host, port, pid):
         warm_up = args.warm_up if args.warm_up is not None else min(30, max(3, args.duration / 10))
-        report = Soak(host, port, pid, args.concurrency, args.seed).run(
+        report = Soak(host, port, pid, args.concurrency, args.seed, cases(limit)).run(
             args.duration, warm_up, args.bad_share
         )
     print_report(report)

@@ -23,6 +23,7 @@ if str(_HERE) not in sys.path:
 
 from deploy_support import (  # noqa: E402
     DOCKER_V2S2,
+    IAM_PREFIX,
     ROOT,
     S3_ACTIONS,
     Moto,
@@ -123,6 +124,7 @@ def api_calls(monkeypatch) -> list[str]:
         if USER_AGENT not in (self.meta.config.user_agent_extra or ""):
             return original(self, operation_name, api_params)  # the test's own checks
         service = self.meta.service_model.signing_name
+        service = IAM_PREFIX.get(service, service)  # CloudWatch signs as "monitoring"
         action = operation_name
         if service == "s3":
             action = S3_ACTIONS.get(operation_name, operation_name)

@@ -181,6 +181,8 @@ class StubbedAws(Aws):
 
 OPERATOR_POLICY = ROOT / "iam" / "deploy-operator-policy.json"
 NEEDS_NO_PERMISSION = {"sts:GetCallerIdentity"}
+# Services whose IAM action prefix is not their signing name.
+IAM_PREFIX = {"monitoring": "cloudwatch"}
 # S3 API operations whose IAM action has another name.
 S3_ACTIONS = {
     "HeadBucket": "ListBucket",

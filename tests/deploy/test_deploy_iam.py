@@ -11,7 +11,7 @@ import json
 import pytest
 from deploy_support import ROOT
 
-from deploy import config, names
+from deploy import config, names, scale_to_zero
 
 IAM = ROOT / "iam"
 OPERATOR = json.loads((IAM / "deploy-operator-policy.json").read_text())
@@ -65,6 +65,8 @@ def test_resources_are_scoped_to_the_project_prefix():
         "application-autoscaling:DescribeScalableTargets",
         "application-autoscaling:DescribeScalingPolicies",
         "cloudwatch:DescribeAlarms",
+        "cloudwatch:GetMetricData",
+        "cloudwatch:GetMetricStatistics",
         "cloudwatch:PutMetricData",
     }
     conditioned = {"AutoscaleSageMakerVariantsOnly", "SageMakerMetricsOnly"}
@@ -81,6 +83,8 @@ def test_resources_are_scoped_to_the_project_prefix():
                     "/yolov7-" in resource
                     or ":::yolov7-" in resource
                     or ":log-stream:yolov7-" in resource
+                    or ":sns:*:*:yolov7-" in resource
+                    or ":alarm:yolov7-" in resource
                     or resource.endswith(("/aws/sagemaker/TransformJobs", "scalable-target/*"))
                     or "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint" in resource
                 ), resource
@@ -97,6 +101,8 @@ def test_the_names_the_tool_makes_fall_inside_the_policy():
         "arn:aws:ecr:eu-west-1:123456789012:repository/yolov7-serve",
         "arn:aws:s3:::yolov7-sagemaker-123456789012-eu-west-1",
         "arn:aws:iam::123456789012:role/yolov7-sagemaker-execution",
+        "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:"
+        + scale_to_zero.alarm_name(made.endpoint),
     ]
     patterns = [r for s in statements(OPERATOR) for r in listed(s["Resource"])]
     for arn in arns:

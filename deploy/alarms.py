@@ -1,0 +1,170 @@
+"""The CloudWatch alarms that roll an update back: 5xx errors and p99 ModelLatency of the variant.
+
+`update --rollback-alarms auto` creates them (tagged, named ENDPOINT-rollback-*), SageMaker watches
+them during the blue/green update (AutoRollbackConfiguration), and `down` deletes them.
+
+The p99 bound comes from docs/bench.md's quiet run ("Issue 6's run": Intel Xeon with AMX, 2 vCPUs,
+nothing else running, as on a dedicated instance; the newer run there was on a shared, noisy
+machine), our server with 4 requests in flight (its 4 waitress threads: the most it works on):
+p99 282.4 ms for yolov7-tiny (24.3 MB ONNX) and 1322.7 ms for yolov7 (147.6 MB), a line through
+both for other sizes. An instance with V vCPUs does that work on min(V, 4) cores instead of 2,
+so the figure is scaled by 2 / min(V, 4); then doubled, so that only a clear regression (twice as
+slow under full load) rolls back, not noise. `--latency-p99-ms` overrides it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+from deploy import config, names, preflight
+from deploy.errors import UserError
+
+NAMESPACE = "AWS/SageMaker"
+# (ONNX MB, p99 ms at concurrency 4 on 2 vCPUs): docs/bench.md, `ours (HTTP)`.
+BENCH_P99_C4 = ((24.3, 282.4), (147.6, 1322.7))
+BENCH_VCPUS = 2
+IN_FLIGHT = 4
+MARGIN = 2.0
+DEFAULT_MODEL_MB = 24.3  # the image's own model (weights/model.onnx) is yolov7-tiny sized
+
+
+@dataclass(frozen=True)
+class LatencyBound:
+    ms: float
+    how: str
+
+
+def p99_bound(instance_type: str | None, onnx_bytes: int | None) -> LatencyBound:
+    (mb_a, ms_a), (mb_b, ms_b) = BENCH_P99_C4
+    size = onnx_bytes / 1e6 if onnx_bytes else DEFAULT_MODEL_MB
+    bench = max(ms_a + (size - mb_a) * (ms_b - ms_a) / (mb_b - mb_a), ms_a / 4)
+    cores = min(preflight.vcpus(instance_type), IN_FLIGHT) if instance_type else BENCH_VCPUS
+    bound = MARGIN * bench * BENCH_VCPUS / cores
+    model = f"{size:.1f} MB model" + ("" if onnx_bytes else " (assumed: baked into the image)")
+    where = instance_type or "serverless"
+    return LatencyBound(
+        round(bound, 1),
+        f"{MARGIN:g} x {bench:.0f} ms (bench p99, 4 in flight, {model}) x {BENCH_VCPUS}/{cores} "
+        f"cores of {where}",
+    )
+
+
+def names_for(endpoint: str) -> dict[str, str]:
+    return {
+        "errors": f"{endpoint}-rollback-5xx"[:255],
+        "latency": f"{endpoint}-rollback-p99-latency"[:255],
+    }
+
+
+def _dimensions(endpoint: str) -> list[dict]:
+    return [
+        {"Name": "EndpointName", "Value": endpoint},
+        {"Name": "VariantName", "Value": config.VARIANT_NAME},
+    ]
+
+
+def create(ctx, endpoint: str, bound: LatencyBound) -> list[str]:
+    """Put both alarms (idempotent: same name, same definition) and record them in the state."""
+    cw = ctx.aws.client("cloudwatch")
+    tags = names.as_aws(ctx.state.get("tags") or names.tags_for(ctx.name_prefix))
+    made = names_for(endpoint)
+    common = {
+        "Namespace": NAMESPACE,
+        "Dimensions": _dimensions(endpoint),
+        "Period": 60,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "TreatMissingData": "notBreaching",
+        "Tags": tags,
+    }
+    cw.put_metric_alarm(
+        AlarmName=made["errors"],
+        AlarmDescription=f"{endpoint}: any 5xx in a minute rolls an update back",
+        MetricName="Invocation5XXErrors",
+        Statistic="Sum",
+        EvaluationPeriods=1,
+        Threshold=0.0,
+        **common,
+    )
+    cw.put_metric_alarm(
+        AlarmName=made["latency"],
+        AlarmDescription=f"{endpoint}: p99 ModelLatency above {bound.ms:g} ms ({bound.how})",
+        MetricName="ModelLatency",
+        ExtendedStatistic="p99",
+        EvaluationPeriods=2,
+        DatapointsToAlarm=2,
+        Threshold=bound.ms * 1000.0,  # ModelLatency is in microseconds
+        **common,
+    )
+    ctx.state["rollback_alarms"] = {
+        "names": sorted(made.values()),
+        "created": True,
+        "p99_ms": bound.ms,
+        "how": bound.how,
+    }
+    ctx.save()
+    return sorted(made.values())
+
+
+def existing(ctx, alarm_names: list[str]) -> list[dict]:
+    if not alarm_names:
+        return []
+    cw = ctx.aws.client("cloudwatch")
+    return cw.describe_alarms(AlarmNames=alarm_names, AlarmTypes=["MetricAlarm"])["MetricAlarms"]
+
+
+def require(ctx, alarm_names: list[str]) -> None:
+    """User-named alarms must exist before an update relies on them."""
+    found = {a["AlarmName"] for a in existing(ctx, alarm_names)}
+    missing = [name for name in alarm_names if name not in found]
+    if missing:
+        raise UserError(
+            f"no CloudWatch alarm named {', '.join(missing)} in {ctx.aws.region}",
+            "create it first, or pass --rollback-alarms auto",
+        )
+
+
+def fired(ctx, alarm_names: list[str]) -> list[dict]:
+    """The alarms in ALARM now (what made SageMaker roll back)."""
+    return [a for a in existing(ctx, alarm_names) if a.get("StateValue") == "ALARM"]
+
+
+def states(ctx) -> list[dict]:
+    """For `status`: every rollback alarm this state knows of, with its state and reason."""
+    record = ctx.state.get("rollback_alarms") or {}
+    return [
+        {
+            "name": a["AlarmName"],
+            "metric": a.get("MetricName"),
+            "state": a.get("StateValue"),
+            "reason": a.get("StateReason"),
+        }
+        for a in existing(ctx, record.get("names") or [])
+    ]
+
+
+def delete(ctx, endpoints: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """`down`: delete the rollback alarms this tool created (tag-checked), those of the state and
+    those named after `endpoints` (down --endpoint without a state); user-named ones stay."""
+    record = ctx.state.get("rollback_alarms") or {}
+    candidates = list(record.get("names") or []) if record.get("created") else []
+    for endpoint in endpoints:
+        candidates += [n for n in names_for(endpoint).values() if n not in candidates]
+    if not candidates:
+        ctx.state.pop("rollback_alarms", None)
+        return []
+    cw = ctx.aws.client("cloudwatch")
+    ours = []
+    for alarm in existing(ctx, candidates):
+        try:
+            tags = cw.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags", [])
+        except ClientError:
+            continue
+        if names.is_ours(tags):
+            ours.append(alarm["AlarmName"])
+    if ours:
+        cw.delete_alarms(AlarmNames=ours)
+    ctx.state.pop("rollback_alarms", None)
+    ctx.save()
+    return ours

@@ -1,0 +1,183 @@
+"""Data capture: `up|update --capture s3://BUCKET/PREFIX` and `capture --last N`.
+
+SageMaker writes the requests and responses it samples as JSON Lines under
+`DESTINATION/ENDPOINT/VARIANT/yyyy/mm/dd/hh/*.jsonl`, one record per line:
+
+  {"captureData": {"endpointInput": {"observedContentType", "mode": "INPUT", "data", "encoding"},
+                   "endpointOutput": {... "mode": "OUTPUT" ...}},
+   "eventMetadata": {"eventId", "inferenceTime"}, "eventVersion": "0"}
+
+Content types listed in CaptureContentTypeHeader.JsonContentTypes are stored as JSON text
+(encoding "JSON"), every other one base64 (encoding "BASE64"): our answers are JSON, the images
+are JPEG/PNG bytes. `capture` reads the newest records, saves each image and prints its detections.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy import config
+from deploy.artifacts import parse_s3_uri
+from deploy.errors import UserError
+
+JSON_TYPES = ["application/json"]
+EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "application/json": ".json"}
+
+
+def data_capture_config(destination: str, percent: int) -> dict:
+    bucket, prefix = parse_s3_uri(destination)
+    if not bucket or not 1 <= percent <= 100:
+        raise UserError(f"--capture-percent {percent} must be between 1 and 100")
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": percent,
+        "DestinationS3Uri": f"s3://{bucket}/{prefix.strip('/')}".rstrip("/"),
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": list(JSON_TYPES)},
+    }
+
+
+def from_options(capture: str | None, percent: int | None, current: dict | None = None):
+    """The DataCaptureConfig to deploy: a new one, the current one changed, or the current one."""
+    if capture is None and percent is None:
+        return current
+    if capture is None:
+        if not current:
+            raise UserError("--capture-percent needs --capture s3://BUCKET/PREFIX")
+        capture = current["DestinationS3Uri"]
+    return data_capture_config(capture, 20 if percent is None else percent)
+
+
+@dataclass
+class Record:
+    key: str
+    event_id: str
+    time: str
+    input_type: str
+    input_bytes: bytes
+    output_type: str
+    output: dict | str | None
+
+
+def _decode(part: dict) -> bytes:
+    data = part.get("data") or ""
+    if (part.get("encoding") or "").upper() == "BASE64":
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise UserError(f"a captured record holds invalid base64: {exc}") from exc
+    return data.encode("utf-8")
+
+
+def parse_line(key: str, line: str) -> Record:
+    try:
+        event = json.loads(line)
+        captured = event["captureData"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{key} holds a line that is not a SageMaker capture record") from exc
+    meta = event.get("eventMetadata") or {}
+    request = captured.get("endpointInput") or {}
+    answer = captured.get("endpointOutput") or {}
+    body = _decode(answer) if answer else b""
+    output: dict | str | None = None
+    if body:
+        try:
+            output = json.loads(body)
+        except ValueError:
+            output = body.decode("utf-8", "replace")
+    return Record(
+        key=key,
+        event_id=str(meta.get("eventId") or "?"),
+        time=str(meta.get("inferenceTime") or "?"),
+        input_type=request.get("observedContentType") or "?",
+        input_bytes=_decode(request) if request else b"",
+        output_type=answer.get("observedContentType") or "?",
+        output=output,
+    )
+
+
+def _keys(s3, bucket: str, prefix: str) -> list[str]:
+    keys, token = [], None
+    while True:
+        kwargs = {"Bucket": bucket, "Prefix": prefix}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page = s3.list_objects_v2(**kwargs)
+        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".jsonl")]
+        token = page.get("NextContinuationToken")
+        if not token:
+            return keys
+
+
+def last(ctx, count: int) -> list[Record]:
+    """The `count` newest records of the deployed endpoint (the key paths sort by time)."""
+    if count < 1:
+        raise UserError("--last must be at least 1")
+    endpoint = ctx.state.get("endpoint") or {}
+    capture = endpoint.get("data_capture")
+    if not capture:
+        raise UserError(
+            "the deployed endpoint does not capture data",
+            "deploy with --capture s3://BUCKET/PREFIX",
+        )
+    bucket, prefix = parse_s3_uri(capture["DestinationS3Uri"])
+    variant = endpoint.get("variant", config.VARIANT_NAME)
+    folder = "/".join(p for p in (prefix.strip("/"), endpoint["name"], variant) if p) + "/"
+    s3 = ctx.aws.client("s3")
+    records: list[Record] = []
+    for key in sorted(_keys(s3, bucket, folder), reverse=True):
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        lines = [line for line in body.splitlines() if line.strip()]
+        records += [parse_line(key, line) for line in reversed(lines)]
+        if len(records) >= count:
+            break
+    return records[:count]
+
+
+def save(record: Record, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{record.event_id}{EXTENSIONS.get(record.input_type, '.bin')}"
+    path.write_bytes(record.input_bytes)
+    return path
+
+
+def as_json(record: Record, saved: Path | None) -> dict:
+    return {
+        "event_id": record.event_id,
+        "time": record.time,
+        "key": record.key,
+        "input_type": record.input_type,
+        "input_bytes": len(record.input_bytes),
+        "saved": str(saved) if saved else None,
+        "output_type": record.output_type,
+        "output": record.output,
+    }
+
+
+def render(record: Record, saved: Path | None) -> str:
+    from deploy import output  # the tables of `invoke`
+
+    head = f"{record.time}  event {record.event_id}  {record.input_type} "
+    head += f"{len(record.input_bytes)} bytes"
+    if saved:
+        head += f" -> saved {saved}"
+    if isinstance(record.output, dict) and "detections" in record.output:
+        found = record.output["detections"] or []
+        rows = [
+            [
+                str(i),
+                str(d.get("label", d.get("class_id", "?"))),
+                f"{float(d.get('score', 0)):.3f}",
+                *(f"{float(v):.1f}" for v in (d.get("box") or [0, 0, 0, 0])[:4]),
+            ]
+            for i, d in enumerate(found, 1)
+        ]
+        table = output.table(
+            rows, ["#", "label", "score", "x1", "y1", "x2", "y2"], {0, 2, 3, 4, 5, 6}
+        )
+        return f"{head}\n{table if rows else '(no detections)'}"
+    return f"{head}\nanswer ({record.output_type}): {record.output}"

@@ -1,0 +1,223 @@
+"""Autoscaling for asynchronous endpoints, down to zero instances and back (AWS's pattern).
+
+- Target tracking on the queue: `ApproximateBacklogSizePerInstance` (AWS/SageMaker, per endpoint)
+  held at `target` requests per instance; with MinCapacity 0 it scales in to zero once the queue
+  is empty.
+- Target tracking never leaves zero by itself (there is no instance to divide the backlog by), so a
+  step-scaling policy adds one instance when the CloudWatch alarm on `HasBacklogWithoutCapacity`
+  (1 while requests wait and no instance runs) fires.
+
+`down` and `autoscale --off` remove both policies, the alarm and the scalable target.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from botocore.exceptions import ClientError
+
+from deploy import config, names
+from deploy.errors import UserError
+from deploy.scaling import DIMENSION, NAMESPACE, resource_id
+from deploy.state import now_iso
+
+METRIC_NAMESPACE = "AWS/SageMaker"
+BACKLOG_PER_INSTANCE = "ApproximateBacklogSizePerInstance"
+BACKLOG = "ApproximateBacklogSize"
+NO_CAPACITY = "HasBacklogWithoutCapacity"
+DEFAULT_TARGET = 5.0  # queued requests per instance (AWS's example value)
+DEFAULT_SCALE_IN_COOLDOWN = 600
+DEFAULT_SCALE_OUT_COOLDOWN = 300
+
+
+def tracking_policy(endpoint: str) -> str:
+    return f"{endpoint}-backlog"[:256]
+
+
+def step_policy(endpoint: str) -> str:
+    return f"{endpoint}-scale-from-zero"[:256]
+
+
+def alarm_name(endpoint: str) -> str:
+    return f"{endpoint}-backlog-without-capacity"[:255]
+
+
+def _dimensions(endpoint: str) -> list[dict]:
+    return [{"Name": "EndpointName", "Value": endpoint}]
+
+
+def apply(
+    ctx,
+    minimum: int,
+    maximum: int,
+    target: float = DEFAULT_TARGET,
+    scale_in_cooldown: int = DEFAULT_SCALE_IN_COOLDOWN,
+    scale_out_cooldown: int = DEFAULT_SCALE_OUT_COOLDOWN,
+) -> dict:
+    endpoint = ctx.state.get("endpoint") or {}
+    if not endpoint.get("async_inference"):
+        raise UserError("this endpoint is not asynchronous", "backlog scaling needs `up --async`")
+    if not 0 <= minimum <= maximum or maximum < 1:
+        raise UserError(f"need 0 <= --min ({minimum}) <= --max ({maximum}) and --max >= 1")
+    if target <= 0:
+        raise UserError("--target must be positive (queued requests per instance)")
+    if scale_in_cooldown < 0 or scale_out_cooldown < 0:
+        raise UserError("cooldowns must not be negative")
+    name = endpoint["name"]
+    rid = resource_id(name, endpoint.get("variant", config.VARIANT_NAME))
+    tags = ctx.state.get("tags") or names.tags_for(ctx.name_prefix)
+    previous = ctx.state.get("autoscaling") or {}
+    if minimum > 0 and (previous.get("step_policy") or previous.get("alarm")):
+        remove_extras(ctx, previous)  # no longer at zero: nothing needs to bring it back
+    client = ctx.aws.client("application-autoscaling")
+    client.register_scalable_target(
+        ServiceNamespace=NAMESPACE,
+        ResourceId=rid,
+        ScalableDimension=DIMENSION,
+        MinCapacity=minimum,
+        MaxCapacity=maximum,
+        Tags=tags,
+    )
+    record = {
+        "resource_id": rid,
+        "mode": "backlog",
+        "min": minimum,
+        "max": maximum,
+        "target": float(target),
+        "scale_in_cooldown": scale_in_cooldown,
+        "scale_out_cooldown": scale_out_cooldown,
+        "policy": tracking_policy(name),
+        "step_policy": None,
+        "alarm": None,
+        "updated_at": now_iso(),
+    }
+    # Recorded before the policies exist: an interrupted `autoscale` is still undone by `down`.
+    ctx.state["autoscaling"] = record
+    ctx.save()
+    common = {"ServiceNamespace": NAMESPACE, "ResourceId": rid, "ScalableDimension": DIMENSION}
+    record["policy_arn"] = client.put_scaling_policy(
+        PolicyName=record["policy"],
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": float(target),
+            "CustomizedMetricSpecification": {
+                "MetricName": BACKLOG_PER_INSTANCE,
+                "Namespace": METRIC_NAMESPACE,
+                "Dimensions": _dimensions(name),
+                "Statistic": "Average",
+            },
+            "ScaleInCooldown": scale_in_cooldown,
+            "ScaleOutCooldown": scale_out_cooldown,
+        },
+        **common,
+    )["PolicyARN"]
+    ctx.save()
+    if minimum == 0:
+        record["step_policy"] = step_policy(name)
+        ctx.save()
+        step_arn = client.put_scaling_policy(
+            PolicyName=record["step_policy"],
+            PolicyType="StepScaling",
+            StepScalingPolicyConfiguration={
+                "AdjustmentType": "ChangeInCapacity",
+                "MetricAggregationType": "Average",
+                "Cooldown": scale_out_cooldown,
+                "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
+            },
+            **common,
+        )["PolicyARN"]
+        record["alarm"] = alarm_name(name)
+        ctx.save()
+        ctx.aws.client("cloudwatch").put_metric_alarm(
+            AlarmName=record["alarm"],
+            AlarmDescription=f"{name}: requests wait and no instance runs; add one",
+            Namespace=METRIC_NAMESPACE,
+            MetricName=NO_CAPACITY,
+            Dimensions=_dimensions(name),
+            Statistic="Average",
+            Period=60,
+            EvaluationPeriods=2,
+            DatapointsToAlarm=2,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            TreatMissingData="missing",
+            AlarmActions=[step_arn],
+            Tags=names.as_aws(tags),
+        )
+    ctx.save()
+    return record
+
+
+def remove_extras(ctx, record: dict) -> bool:
+    """The step policy and the alarm of a backlog record (tag-checked); True if any was there.
+    Application Auto Scaling deletes a target's policies with it, but not our own alarm."""
+    removed = False
+    client = ctx.aws.client("application-autoscaling")
+    if record.get("step_policy"):
+        try:
+            client.delete_scaling_policy(
+                PolicyName=record["step_policy"],
+                ServiceNamespace=NAMESPACE,
+                ResourceId=record["resource_id"],
+                ScalableDimension=DIMENSION,
+            )
+            removed = True
+        except ClientError as exc:
+            if not _absent(exc):
+                raise
+    if record.get("alarm"):
+        cloudwatch = ctx.aws.client("cloudwatch")
+        found = cloudwatch.describe_alarms(AlarmNames=[record["alarm"]]).get("MetricAlarms", [])
+        for alarm in found:
+            tags = cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags")
+            if not names.is_ours(tags or []):
+                ctx.log(f"kept alarm {record['alarm']}: it is not tagged {config.TAG_KEY}")
+                continue
+            cloudwatch.delete_alarms(AlarmNames=[record["alarm"]])
+            removed = True
+    return removed
+
+
+def _absent(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code", ""), error.get("Message", "")
+    return code == "ObjectNotFoundException" or (
+        code == "ValidationException" and "found" in message.lower()
+    )
+
+
+def recover(live_config: dict | None, endpoint: str) -> dict:
+    """For `down --endpoint` without a state: the names this module gives an async endpoint."""
+    if not (live_config or {}).get("AsyncInferenceConfig"):
+        return {}
+    return {
+        "policy": tracking_policy(endpoint),
+        "step_policy": step_policy(endpoint),
+        "alarm": alarm_name(endpoint),
+    }
+
+
+def backlog(ctx, endpoint: str, minutes: int = 15) -> float | None:
+    """The latest ApproximateBacklogSize (requests queued), or None without recent data."""
+    end = dt.datetime.now(dt.UTC)
+    answer = ctx.aws.client("cloudwatch").get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "backlog",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": METRIC_NAMESPACE,
+                        "MetricName": BACKLOG,
+                        "Dimensions": _dimensions(endpoint),
+                    },
+                    "Period": 60,
+                    "Stat": "Average",
+                },
+            }
+        ],
+        StartTime=end - dt.timedelta(minutes=minutes),
+        EndTime=end,
+        ScanBy="TimestampDescending",
+    )
+    values = (answer.get("MetricDataResults") or [{}])[0].get("Values") or []
+    return float(values[0]) if values else None
