@@ -10,7 +10,6 @@ manifest, the only kind SageMaker accepts.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import config as deploy_config
+from deploy.artifacts import sha256
 from deploy.errors import DeployError
 from deploy.images import build_command, pick_cli
 
@@ -40,14 +40,6 @@ class Wanted:
 def default_img_size(weights: Path) -> int:
     """320 for the bundled model (what it was trained at), else export's own default, 640."""
     return 320 if weights.resolve() == BUNDLED.resolve() else 640
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_metadata(model: Path) -> dict[str, str]:

@@ -178,14 +178,15 @@ def instances(response: dict) -> str:
     return f"{current if current is not None else 0}/{desired} instances"
 
 
-def wait_endpoint(sm, endpoint: str, poll=None, timeout=None, stream=None):
+def wait_endpoint(sm, endpoint: str, poll=None, timeout=None, stream=None, detail=instances):
+    """Until InService; `detail` words the progress line (rollout.phase during a guarded one)."""
     return wait_for(
         sm,
         "endpoint_in_service",
         {"EndpointName": endpoint},
         label=f"endpoint {endpoint}",
         status_of=lambda r: r.get("EndpointStatus", "?"),
-        detail=instances,
+        detail=detail,
         poll=poll,
         timeout=timeout,
         progress=ProgressLine(stream),
@@ -434,8 +435,8 @@ def update(
     guarded = {"DeploymentConfig": deployment} if deployment else {}
     sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=new.config, **guarded)
     ctx.log(f"updating endpoint {endpoint} to {new.config}; it keeps serving meanwhile")
-    waiter = rollout.wait if deployment else wait_endpoint
-    result = waiter(sm, endpoint, wait_poll, timeout, stream)
+    detail = rollout.phase if deployment else instances
+    result = wait_endpoint(sm, endpoint, wait_poll, timeout, stream, detail=detail)
     live = result.response
     if result.state != "success" or live.get("EndpointConfigName") != new.config:
         reason = live.get("FailureReason") or "SageMaker rolled the update back"

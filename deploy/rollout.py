@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from deploy import alarms, preflight
 from deploy.errors import UserError
-from deploy.waiting import ProgressLine, wait_for
 
 MODES = ("ALL_AT_ONCE", "CANARY", "LINEAR")
 PHASES = {
@@ -157,21 +156,6 @@ def phase(response: dict) -> str:
     from deploy.endpoints import instances  # endpoints imports this module
 
     return instances(response)
-
-
-def wait(sm, endpoint: str, poll=None, timeout=None, stream=None):
-    return wait_for(
-        sm,
-        "endpoint_in_service",
-        {"EndpointName": endpoint},
-        label=f"endpoint {endpoint}",
-        status_of=lambda r: r.get("EndpointStatus", "?"),
-        detail=phase,
-        poll=poll,
-        timeout=timeout,
-        progress=ProgressLine(stream),
-        stuck=("UpdateRollbackFailed",),
-    )
 
 
 def rolled_back(ctx, alarm_names: list[str], live: dict) -> str | None:

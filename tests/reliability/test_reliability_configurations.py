@@ -1,5 +1,6 @@
-"""The corpus and a short soak against a server with an async endpoint's limits (the Environment
-`up --async` gives the model: a 64 MiB body, the 50 MP pixel guard kept)."""
+"""The corpus and a short soak against the server in its other configurations: an async
+endpoint's limits (the Environment `up --async` gives the model: a 64 MiB body, the 50 MP pixel
+guard kept), and the OpenVINO runtime (precision auto: bf16 where the CPU has it)."""
 
 from __future__ import annotations
 
@@ -12,34 +13,42 @@ from reliability_helpers import SERVER_ENV, port_of
 
 from demo.local_server import local_server
 from deploy.async_inference import ASYNC_ENVIRONMENT, ASYNC_MAX_BODY_BYTES
-from reliability.corpus import GOOD, cases
+from reliability.corpus import BODY_LIMIT, GOOD, cases
 from reliability.soak import same_detections
 from reliability.wire import NO_ANSWER, build, exchange
 
-CORPUS = cases(ASYNC_MAX_BODY_BYTES)
+# name -> (the server's environment, its body limit)
+CONFIGURATIONS = {
+    "async-limits": (ASYNC_ENVIRONMENT, ASYNC_MAX_BODY_BYTES),
+    "openvino": ({"SERVE_RUNTIME": "openvino"}, BODY_LIMIT),
+}
 
 
-@pytest.fixture(scope="module")
-def async_server(head_model_path):
-    with local_server(head_model_path, env={**SERVER_ENV, **ASYNC_ENVIRONMENT}) as server:
-        yield server
+@pytest.fixture(scope="module", params=sorted(CONFIGURATIONS))
+def configuration(request, head_model_path):
+    env, body_limit = CONFIGURATIONS[request.param]
+    with local_server(head_model_path, env={**SERVER_ENV, **env}) as server:
+        yield request.param, server, cases(body_limit)
 
 
 def test_the_size_cases_follow_the_async_limit():
-    names = [case.name for case in CORPUS]
+    names = [case.name for case in cases(ASYNC_MAX_BODY_BYTES)]
     assert "body 1 byte over 64 MiB" in names and "Content-Length of 268 MB, no body" in names
     assert len(names) == len(set(names))
 
 
-def test_every_case_gets_its_documented_answer_under_async_limits(async_server):
-    port = port_of(async_server)
+def test_every_case_gets_its_documented_answer(configuration):
+    name, server, corpus = configuration
+    port = port_of(server)
+    if name == "openvino":
+        assert exchange("127.0.0.1", port, build("GET", "/ping")).json()["runtime"] == "openvino"
 
     def send(case):
         return exchange("127.0.0.1", port, case.build(), timeout=30, half_close=case.half_close)
 
     baseline = send(GOOD).json()["detections"]
     wrong = {}
-    for case in CORPUS:
+    for case in corpus:
         answer = send(case)
         if answer.status != case.status:
             wrong[case.name] = answer.status
@@ -54,9 +63,10 @@ def test_every_case_gets_its_documented_answer_under_async_limits(async_server):
     assert same_detections(send(GOOD).json()["detections"], baseline)
 
 
-def test_short_soak_under_async_limits(head_model_path, tmp_path, repo_root):
+@pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
+def test_short_soak(name, head_model_path, tmp_path, repo_root):
     report_path = tmp_path / "soak.json"
-    env = [f"--env={key}={value}" for key, value in ASYNC_ENVIRONMENT.items()]
+    env = [f"--env={key}={value}" for key, value in CONFIGURATIONS[name][0].items()]
     command = [
         *(sys.executable, "-m", "reliability.soak", "--duration", "8", "--concurrency", "4"),
         *("--warm-up", "2", "--model", str(head_model_path), "--json", str(report_path), *env),
