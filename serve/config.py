@@ -106,7 +106,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "ORT_INTRA_OP_THREADS",
         "CPUs",
-        "Threads inside one inference (onnxruntime: per operator; openvino: the same number).",
+        "Threads of an inference running alone (onnxruntime: per operator; openvino: the same "
+        "number); on onnxruntime, one started beside another gets this / SERVE_INFERENCE_SLOTS.",
     ),
     Variable(
         "ORT_INTER_OP_THREADS", "1", "onnxruntime threads across operators (sequential execution)."

@@ -100,9 +100,9 @@ def test_a_serverless_size_too_small_for_the_model_is_refused(moto, cli):
     result = cli(*args, "--serverless-memory", "1024")
     assert result.code == 2
     line = result.error_line()
-    # 199 + 3.47 x 300 = 1240 MB peak; x 1.25 = 1550 MB: 2048 is the first size that holds it
+    # 300 + 3.47 x 300 = 1341 MB peak; x 1.25 = 1676 MB: 2048 is the first size that holds it
     assert "--serverless-memory 1024 MB is too small for the 300 MB model" in line
-    assert "peaks near 1240 MB" in line and "Pass --serverless-memory 2048" in line
+    assert "peaks near 1341 MB" in line and "Pass --serverless-memory 2048" in line
     nothing_created(moto)
     assert cli(*args, "--serverless-memory", "2048").code == 0
 
@@ -110,7 +110,8 @@ def test_a_serverless_size_too_small_for_the_model_is_refused(moto, cli):
 def test_the_rule_fits_the_benchmark_and_package_records_the_size(moto, cli, tmp_path):
     rss_tiny, fits_tiny = preflight.needed_serverless_mb(24_300_000)
     rss_v7, fits_v7 = preflight.needed_serverless_mb(147_600_000)
-    assert abs(rss_tiny - 283) < 5 and abs(rss_v7 - 711) < 5  # docs/bench.md's peak RSS
+    # at or above the measured peaks: tiny 367 MB (two sessions), yolov7 711 MB; not far above
+    assert 367 <= rss_tiny < 367 * 1.1 and 711 <= rss_v7 < 711 * 1.2
     assert fits_tiny == fits_v7 == 1024
     assert preflight.needed_serverless_mb(6_000_000_000)[1] > 6144
 

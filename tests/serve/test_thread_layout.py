@@ -1,0 +1,81 @@
+"""onnxruntime's two thread layouts: an inference alone runs on every thread (the wide session),
+one started beside another on its share (the narrow one). Which one ran must not change a number.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from serve_images import shapes_image
+from serve_server import REPO
+
+from serve.letterbox import letterbox, to_tensor
+from serve.runtimes import Threads
+from serve.runtimes import onnxruntime as ort_runtime
+
+
+@pytest.fixture(scope="module")
+def shapes_onnx(tmp_path_factory, shapes_checkpoint) -> Path:
+    """The bundled checkpoint at 320 by the real command line: real convolutions, whose sums a
+    thread count could reorder."""
+    path = tmp_path_factory.mktemp("thread-layout") / "shapes.onnx"
+    command = [sys.executable, "-m", "export", "--weights", str(shapes_checkpoint),
+               "--img-size", "320", "--output", str(path)]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return path
+
+
+def _tensors(count: int) -> list[np.ndarray]:
+    images = [shapes_image(320 + 40 * i, 320 - 20 * i, seed=i) for i in range(count)]
+    return [to_tensor(letterbox(cv2.cvtColor(im, cv2.COLOR_RGB2BGR), 320)) for im in images]
+
+
+def test_concurrent_inferences_answer_as_one_alone(shapes_onnx):
+    model = ort_runtime.load(shapes_onnx, Threads(2, 1), "fp32", requests=2)
+    assert model.layouts == 2  # 2 threads, 2 at once: a narrow session with 1 thread each
+    output = model.outputs[0].name
+    tensors = _tensors(4)
+    alone = [model.run(t, output) for t in tensors]  # one at a time: the wide session
+    narrow = ort_runtime.OnnxRuntimeModel(model._narrow)
+    assert all(
+        np.array_equal(narrow.run(t, output), a) for t, a in zip(tensors, alone, strict=True)
+    )
+
+    answers: dict[tuple[int, int], np.ndarray] = {}
+
+    def ask(worker: int) -> None:
+        for i, tensor in enumerate(tensors * 3):
+            answers[worker, i] = model.run(tensor, output)
+
+    workers = [threading.Thread(target=ask, args=(w,)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(answers) == 4 * 12
+    for (_, i), answer in answers.items():
+        assert np.array_equal(answer, alone[i % 4])
+
+
+def test_one_inference_at_a_time_keeps_one_session(shapes_onnx):
+    assert ort_runtime.load(shapes_onnx, Threads(2, 1), "fp32", requests=1).layouts == 1
+    assert ort_runtime.load(shapes_onnx, Threads(1, 1), "fp32", requests=2).layouts == 1
+
+
+def test_an_int8_export_keeps_one_session(shapes_onnx, tmp_path):
+    """Two INT8 runs at once gained nothing from a narrow session (docs/serving.md)."""
+    model = onnx.load(str(shapes_onnx))
+    for prop in model.metadata_props:
+        if prop.key == "precision":
+            prop.value = "int8"
+    int8 = tmp_path / "int8.onnx"
+    onnx.save(model, str(int8))
+    assert ort_runtime.load(int8, Threads(2, 1), "fp32", requests=2).layouts == 1
