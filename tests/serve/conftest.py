@@ -3,6 +3,7 @@ processes (serve_server.ServerProcess) talked to over HTTP."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,12 +15,32 @@ for _path in (str(_HERE.parents[1]), str(_HERE)):  # the repository (serve), the
         sys.path.insert(0, _path)
 
 from serve_models import head_model  # noqa: E402
-from serve_server import ServerProcess  # noqa: E402
+from serve_server import REPO, ServerProcess  # noqa: E402
+
+# The bundled model's size: what it was trained at.
+SHAPES_IMG_SIZE = 320
 
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("serve-models")
+
+
+@pytest.fixture(scope="session")
+def exported(models_dir, shapes_checkpoint) -> dict[str, Path]:
+    """The bundled checkpoint at 320 in both layouts, by the real command line, once a session:
+    the exactness, runtime, decode and thread-layout tests all read these files."""
+    paths = {"raw": models_dir / "shapes-raw.onnx", "end2end": models_dir / "shapes-end2end.onnx"}
+    for layout, path in paths.items():
+        command = [
+            sys.executable, "-m", "export", "--weights", str(shapes_checkpoint),
+            "--img-size", str(SHAPES_IMG_SIZE), "--output", str(path),
+        ]  # fmt: skip
+        if layout == "end2end":
+            command.append("--end2end")
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+    return paths
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,11 @@ small JPEGs, drawn answers) is decoded exactly.
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
-from serve_server import REPO, ServerProcess
+from serve_server import ServerProcess
 
 from demo.evaluate import iou
 from demo.shapes import make_image
@@ -52,15 +50,8 @@ def rotated(jpeg: bytes, orientation: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, shapes_checkpoint):
-    path = tmp_path_factory.mktemp("reduced") / "shapes.onnx"
-    command = [
-        sys.executable, "-m", "export", "--weights", str(shapes_checkpoint),
-        "--img-size", str(IMG_SIZE), "--output", str(path),
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return path
+def model(exported):
+    return exported["raw"]
 
 
 @pytest.fixture(scope="module")

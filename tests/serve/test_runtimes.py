@@ -8,8 +8,6 @@ what runs, and a choice that cannot work is refused before the server listens.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -66,25 +64,7 @@ def ready_line(server: ServerProcess) -> dict:
     return next(r for r in server.log_records() if r["message"] == "ready")
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, shapes_checkpoint) -> dict[str, Path]:
-    """The bundled checkpoint at 320 in both layouts, by the real command line."""
-    folder = tmp_path_factory.mktemp("runtimes-exported")
-    paths = {"raw": folder / "shapes-raw.onnx", "end2end": folder / "shapes-end2end.onnx"}
-    for layout, path in paths.items():
-        command = [
-            sys.executable, "-m", "export", "--weights", str(shapes_checkpoint),
-            "--img-size", str(IMG_SIZE), "--output", str(path),
-        ]  # fmt: skip
-        if layout == "end2end":
-            command.append("--end2end")
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stdout + done.stderr
-    return paths
-
-
 def _server(tmp_path_factory, model: Path, **env: str):
-    # Full decoding, as the official pipeline: bus.jpg would be decoded at half size at 320.
     env = {"MODEL_PATH": str(model), **env}
     srv = ServerProcess(tmp_path_factory.mktemp("runtime-server"), env)
     try:

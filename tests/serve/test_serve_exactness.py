@@ -11,8 +11,6 @@ bounds test_reduced_decode.py checks, not within 1 px).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -25,7 +23,7 @@ from serve_reference import (
     reference_detect,
     reference_detect_end2end,
 )
-from serve_server import REPO, SAMPLES, ServerProcess
+from serve_server import SAMPLES, ServerProcess
 
 IMG_SIZE = 320
 
@@ -69,23 +67,6 @@ def served(server: ServerProcess, data: bytes, attributes: str = "") -> list[dic
 
 def session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, shapes_checkpoint) -> dict[str, Path]:
-    """The bundled checkpoint exported at 320 in both layouts, by the real command line."""
-    folder = tmp_path_factory.mktemp("exported")
-    paths = {"raw": folder / "shapes-raw.onnx", "end2end": folder / "shapes-end2end.onnx"}
-    for layout, path in paths.items():
-        command = [
-            sys.executable, "-m", "export", "--weights", str(shapes_checkpoint),
-            "--img-size", str(IMG_SIZE), "--output", str(path),
-        ]  # fmt: skip
-        if layout == "end2end":
-            command.append("--end2end")
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stdout + done.stderr
-    return paths
 
 
 @pytest.fixture(scope="module")

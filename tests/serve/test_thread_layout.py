@@ -4,8 +4,6 @@ one started beside another on its share (the narrow one). Which one ran must not
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -14,7 +12,6 @@ import numpy as np
 import onnx
 import pytest
 from serve_images import shapes_image
-from serve_server import REPO
 
 from serve.letterbox import letterbox, to_tensor
 from serve.runtimes import Threads
@@ -22,15 +19,10 @@ from serve.runtimes import onnxruntime as ort_runtime
 
 
 @pytest.fixture(scope="module")
-def shapes_onnx(tmp_path_factory, shapes_checkpoint) -> Path:
-    """The bundled checkpoint at 320 by the real command line: real convolutions, whose sums a
-    thread count could reorder."""
-    path = tmp_path_factory.mktemp("thread-layout") / "shapes.onnx"
-    command = [sys.executable, "-m", "export", "--weights", str(shapes_checkpoint),
-               "--img-size", "320", "--output", str(path)]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return path
+def shapes_onnx(exported) -> Path:
+    """The bundled checkpoint at 320: real convolutions, whose sums a thread count could
+    reorder."""
+    return exported["raw"]
 
 
 def _tensors(count: int) -> list[np.ndarray]:
