@@ -154,17 +154,26 @@ def delete(ctx, endpoints: list[str] | tuple[str, ...] = ()) -> list[str]:
     if not candidates:
         ctx.state.pop("rollback_alarms", None)
         return []
+    ours = delete_ours(ctx, candidates)
+    ctx.state.pop("rollback_alarms", None)
+    ctx.save()
+    return ours
+
+
+def delete_ours(ctx, alarm_names: list[str]) -> list[str]:
+    """Delete those of the named alarms that exist and carry this tool's tag; return them. One
+    that is not tagged (or whose tags cannot be read) is kept, and the log says so."""
     cw = ctx.aws.client("cloudwatch")
     ours = []
-    for alarm in existing(ctx, candidates):
+    for alarm in existing(ctx, alarm_names):
         try:
             tags = cw.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags", [])
         except ClientError:
-            continue
+            tags = []
         if names.is_ours(tags):
             ours.append(alarm["AlarmName"])
+        else:
+            ctx.log(f"kept alarm {alarm['AlarmName']}: it is not tagged {config.TAG_KEY}")
     if ours:
         cw.delete_alarms(AlarmNames=ours)
-    ctx.state.pop("rollback_alarms", None)
-    ctx.save()
     return ours

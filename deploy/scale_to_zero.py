@@ -16,9 +16,9 @@ import datetime as dt
 
 from botocore.exceptions import ClientError
 
-from deploy import config, names
+from deploy import alarms, config, names
 from deploy.errors import UserError
-from deploy.scaling import DIMENSION, NAMESPACE, resource_id
+from deploy.scaling import DIMENSION, NAMESPACE, absent, resource_id
 from deploy.state import now_iso
 
 METRIC_NAMESPACE = "AWS/SageMaker"
@@ -163,27 +163,11 @@ def remove_extras(ctx, record: dict) -> bool:
             )
             removed = True
         except ClientError as exc:
-            if not _absent(exc):
+            if not absent(exc):
                 raise
-    if record.get("alarm"):
-        cloudwatch = ctx.aws.client("cloudwatch")
-        found = cloudwatch.describe_alarms(AlarmNames=[record["alarm"]]).get("MetricAlarms", [])
-        for alarm in found:
-            tags = cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags")
-            if not names.is_ours(tags or []):
-                ctx.log(f"kept alarm {record['alarm']}: it is not tagged {config.TAG_KEY}")
-                continue
-            cloudwatch.delete_alarms(AlarmNames=[record["alarm"]])
-            removed = True
+    if record.get("alarm") and alarms.delete_ours(ctx, [record["alarm"]]):
+        removed = True
     return removed
-
-
-def _absent(exc: ClientError) -> bool:
-    error = exc.response.get("Error", {})
-    code, message = error.get("Code", ""), error.get("Message", "")
-    return code == "ObjectNotFoundException" or (
-        code == "ValidationException" and "found" in message.lower()
-    )
 
 
 def recover(live_config: dict | None, endpoint: str) -> dict:

@@ -143,14 +143,14 @@ def remove(ctx) -> bool:
             )
             removed = True
         except ClientError as exc:
-            if not _absent(exc):
+            if not absent(exc):
                 raise
     ctx.state.pop("autoscaling", None)
     ctx.save()
     return removed
 
 
-def _absent(exc: ClientError) -> bool:
+def absent(exc: ClientError) -> bool:
     """AWS says ObjectNotFoundException; some emulators say ValidationException "No ... found"."""
     error = exc.response.get("Error", {})
     code, message = error.get("Code", ""), error.get("Message", "")
