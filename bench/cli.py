@@ -392,6 +392,7 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Pa
             "what": c.what,
             "runtime": c.runtime,
             "precision": c.precision,
+            "expected_ping": c.expect(),
             "model": paths[c.model].name,
             "env": c.env(),
             **loaded[c.name],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 
-from serve.runtimes import BF16, FP32
+from serve.runtimes import BF16, FP32, INT8
 from serve.runtimes.precision import cpu_bf16, cpu_flags
 
 EXACT = "ours"  # the default configuration (onnxruntime FP32): what the others are judged against
@@ -45,7 +45,12 @@ class Config:
 
     def expect(self) -> dict[str, str]:
         """What /ping must answer for this configuration."""
-        return {"runtime": self.runtime, "precision": self.precision}
+        model_precision = INT8 if self.model == "int8" else self.precision
+        return {
+            "runtime": self.runtime,
+            "precision": model_precision,
+            "float_precision": self.precision,
+        }
 
 
 BOTH = ("yolov7-tiny", "yolov7")

@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                     "classes": len(info.names),
                     "runtime": detector.runtime,
                     "precision": detector.precision,
+                    "float_precision": detector.float_precision,
                     "precision_why": choice.why,
                 }
             },

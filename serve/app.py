@@ -145,6 +145,7 @@ class Ping:
             "model": detector.info.name,
             "runtime": detector.runtime,
             "precision": detector.precision,
+            "float_precision": detector.float_precision,
         }
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:

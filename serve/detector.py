@@ -22,7 +22,7 @@ from serve.letterbox import letterbox, scale_boxes, to_tensor, undo_reduction
 from serve.model_info import ModelInfo, read_model_info
 from serve.nms import non_max_suppression
 from serve.options import Options
-from serve.runtimes import FP32, Loaded, Threads, import_runtime
+from serve.runtimes import FP32, INT8, Loaded, Threads, import_runtime
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Detector:
     ):
         self.path = Path(path)
         self.runtime = runtime
-        self.precision = precision  # asked; after load(), what the runtime uses
+        self.float_precision = precision  # asked; after load(), what the runtime uses
         self._slots = threading.BoundedSemaphore(inference_slots)
         self._requests = inference_slots
         self._threads = Threads(intra_op_threads, inter_op_threads)
@@ -63,13 +63,21 @@ class Detector:
     def ready(self) -> bool:
         return self._ready.is_set()
 
+    @property
+    def precision(self) -> str:
+        """What the model computes in, as /ping says it: "int8" for an INT8 export (its QDQ pairs
+        run as int8 on both runtimes), else the runtime's float precision; after load()."""
+        if self.info is not None and self.info.metadata.get("precision") == INT8:
+            return INT8
+        return self.float_precision
+
     def load(self) -> None:
         """Load the model, read the metadata, run one warm-up inference; raise ModelError."""
         model = import_runtime(self.runtime).load(
-            self.path, self._threads, self.precision, self._requests
+            self.path, self._threads, self.float_precision, self._requests
         )
         info = read_model_info(model.metadata, model.inputs, model.outputs, self.path.stem)
-        self._model, self.info, self.precision = model, info, model.precision
+        self._model, self.info, self.float_precision = model, info, model.precision
         self._input_dtype = np.float16 if info.input_type == "tensor(float16)" else np.float32
         grey = np.full((info.img_size, info.img_size, 3), 114, dtype=np.uint8)
         try:

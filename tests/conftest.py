@@ -1,11 +1,14 @@
-"""Shared fixtures: the repository root and the bundled assets."""
+"""Shared fixtures: the repository root, the bundled assets, and the bundled model's INT8 export."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from demo.shapes import write_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 # The independent reference pipeline (tests/serve/serve_reference.py) serves the export tests too.
@@ -21,3 +24,26 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def shapes_checkpoint() -> Path:
     return ROOT / "weights" / "shapes-yolov7-tiny.pt"
+
+
+@pytest.fixture(scope="session")
+def int8_export(tmp_path_factory, shapes_checkpoint) -> dict:
+    """The bundled model at 320 by the real command line, once a session, as FP32 and as INT8
+    calibrated on 64 generated shape images (every 4th held out): the export tests judge it, the
+    reliability tests put the INT8 model through the corpus and the soak."""
+    folder = tmp_path_factory.mktemp("int8")
+    calibration = write_samples(folder / "calibration", 64, seed=5, sizes=[(320, 320)]).parent
+    outputs = {"int8": folder / "int8.onnx", "fp32": folder / "fp32.onnx"}
+    done = {}
+    for precision, path in outputs.items():
+        command = [
+            sys.executable, "-m", "export", "--weights", str(shapes_checkpoint),
+            "--img-size", "320", "--precision", precision, "--output", str(path),
+        ]  # fmt: skip
+        if precision == "int8":
+            command += ["--calibration", str(calibration)]
+        done[precision] = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=600
+        )
+        assert done[precision].returncode == 0, done[precision].stderr[-2000:]
+    return {**outputs, "stdout": done["int8"].stdout, "folder": folder}

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from serve.model_info import Port
 
 FP32, BF16 = "fp32", "bf16"
+INT8 = "int8"  # a model's precision (an INT8 QDQ export's metadata), never a runtime's
 
 
 @dataclass(frozen=True)

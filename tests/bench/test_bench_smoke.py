@@ -97,11 +97,11 @@ def test_smoke_run_writes_results_with_every_measurement_and_the_ratios(repo_roo
     for name in expected:
         run = tiny["configs"][name]
         assert run["levels"][0]["requests"] > 0 and run["levels"][0]["errors"] == 0
-        # the server said it ran what the configuration asked for
-        assert (run["ping"]["runtime"], run["ping"]["precision"]) == (
-            run["runtime"],
-            run["precision"],
-        )
+        # the server said it ran what the configuration asked for, INT8 exports as int8
+        said = {key: run["ping"][key] for key in ("runtime", "precision", "float_precision")}
+        assert said == run["expected_ping"]
+        assert said["float_precision"] == run["precision"]
+        assert said["precision"] == ("int8" if "int8" in name else run["precision"])
         assert 0 <= accuracy[name]["precision"] <= 1 and 0 <= accuracy[name]["recall"] <= 1
         assert isinstance(accuracy[name]["accurate"], bool)
         assert run["usd_per_million"] > 0

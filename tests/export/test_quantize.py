@@ -4,8 +4,6 @@ against FP32 on held-out images, refused when it falls under the agreement bar (
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,52 +14,19 @@ import pytest
 import export.cli
 from demo.evaluate import Tally, match
 from demo.local_server import local_server
-from demo.shapes import make_image
+from demo.shapes import make_image, write_samples
 from export.cli import MIN_AGREEMENT, main
 from export.quantize import float_tail
 
 
 def write_shapes(folder: Path, count: int, seed: int) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        cv2.imwrite(str(folder / f"shape-{i:03d}.png"), make_image(rng, 320, 320)[0])
-    return folder
+    """`count` generated 320x320 shape images in `folder` (and their truth.json)."""
+    return write_samples(folder, count, seed, sizes=[(320, 320)]).parent
 
 
-def export_cli(repo_root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "export", "--img-size", "320", *args],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, repo_root) -> dict:
-    """One FP32 and one INT8 export of the bundled model at 320, shared by the tests below."""
-    folder = tmp_path_factory.mktemp("int8")
-    calibration = write_shapes(folder / "calibration", 64, seed=5)
-    int8 = export_cli(
-        repo_root,
-        "--precision",
-        "int8",
-        "--calibration",
-        str(calibration),
-        "--output",
-        str(folder / "int8.onnx"),
-    )
-    assert int8.returncode == 0, int8.stderr[-2000:]
-    fp32 = export_cli(repo_root, "--output", str(folder / "fp32.onnx"))
-    assert fp32.returncode == 0, fp32.stderr[-2000:]
-    return {
-        "int8": folder / "int8.onnx",
-        "fp32": folder / "fp32.onnx",
-        "stdout": int8.stdout,
-        "folder": folder,
-    }
+@pytest.fixture
+def exported(int8_export) -> dict:
+    return int8_export
 
 
 def metadata(path: Path) -> dict[str, str]:
@@ -205,7 +170,7 @@ def _dir_without_images(tmp: Path) -> Path:
 
 def _a_file(tmp: Path) -> Path:
     write_shapes(tmp / "images", 1, seed=1)
-    return tmp / "images" / "shape-000.png"
+    return tmp / "images" / "shapes-00.png"
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,14 @@
 """The corpus and a short soak against the server in its other configurations: an async
 endpoint's limits (the Environment `up --async` gives the model: a 64 MiB body, the 50 MP pixel
-guard kept), and the OpenVINO runtime (precision auto: bf16 where the CPU has it)."""
+guard kept), the OpenVINO runtime (precision auto: bf16 where the CPU has it), and the bundled
+model's INT8 export (`python -m export --precision int8`) on each runtime."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from reliability_helpers import SERVER_ENV, port_of
@@ -17,17 +19,30 @@ from reliability.corpus import BODY_LIMIT, GOOD, cases
 from reliability.soak import same_detections
 from reliability.wire import NO_ANSWER, build, exchange
 
-# name -> (the server's environment, its body limit)
+# name -> (the server's environment, its body limit, which model: the small head or INT8)
 CONFIGURATIONS = {
-    "async-limits": (ASYNC_ENVIRONMENT, ASYNC_MAX_BODY_BYTES),
-    "openvino": ({"SERVE_RUNTIME": "openvino"}, BODY_LIMIT),
+    "async-limits": (ASYNC_ENVIRONMENT, ASYNC_MAX_BODY_BYTES, "head"),
+    "openvino": ({"SERVE_RUNTIME": "openvino"}, BODY_LIMIT, "head"),
+    "int8": ({}, BODY_LIMIT, "int8"),
+    "int8-openvino": ({"SERVE_RUNTIME": "openvino"}, BODY_LIMIT, "int8"),
+}
+EXPECTED_PING = {  # what /ping must say, so that each configuration is the one it is named after
+    "openvino": {"runtime": "openvino"},
+    "int8": {"runtime": "onnxruntime", "precision": "int8"},
+    "int8-openvino": {"runtime": "openvino", "precision": "int8"},
 }
 
 
+def model_path(request: pytest.FixtureRequest, which: str) -> Path:
+    if which == "int8":
+        return request.getfixturevalue("int8_export")["int8"]
+    return request.getfixturevalue("head_model_path")
+
+
 @pytest.fixture(scope="module", params=sorted(CONFIGURATIONS))
-def configuration(request, head_model_path):
-    env, body_limit = CONFIGURATIONS[request.param]
-    with local_server(head_model_path, env={**SERVER_ENV, **env}) as server:
+def configuration(request):
+    env, body_limit, which = CONFIGURATIONS[request.param]
+    with local_server(model_path(request, which), env={**SERVER_ENV, **env}) as server:
         yield request.param, server, cases(body_limit)
 
 
@@ -40,8 +55,9 @@ def test_the_size_cases_follow_the_async_limit():
 def test_every_case_gets_its_documented_answer(configuration):
     name, server, corpus = configuration
     port = port_of(server)
-    if name == "openvino":
-        assert exchange("127.0.0.1", port, build("GET", "/ping")).json()["runtime"] == "openvino"
+    ping = exchange("127.0.0.1", port, build("GET", "/ping")).json()
+    expected = EXPECTED_PING.get(name, {})
+    assert {key: ping[key] for key in expected} == expected
 
     def send(case):
         return exchange("127.0.0.1", port, case.build(), timeout=30, half_close=case.half_close)
@@ -64,12 +80,14 @@ def test_every_case_gets_its_documented_answer(configuration):
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
-def test_short_soak(name, head_model_path, tmp_path, repo_root):
+def test_short_soak(name, request, tmp_path, repo_root):
     report_path = tmp_path / "soak.json"
-    env = [f"--env={key}={value}" for key, value in CONFIGURATIONS[name][0].items()]
+    server_env, _, which = CONFIGURATIONS[name]
+    env = [f"--env={key}={value}" for key, value in server_env.items()]
+    model = model_path(request, which)
     command = [
         *(sys.executable, "-m", "reliability.soak", "--duration", "8", "--concurrency", "4"),
-        *("--warm-up", "2", "--model", str(head_model_path), "--json", str(report_path), *env),
+        *("--warm-up", "2", "--model", str(model), "--json", str(report_path), *env),
     ]
     result = subprocess.run(
         command, cwd=repo_root, capture_output=True, text=True, timeout=120, check=False
@@ -79,3 +97,4 @@ def test_short_soak(name, head_model_path, tmp_path, repo_root):
     assert report["ok"] and report["good_lost"] == 0 and report["server_errors"] == 0
     assert report["bad_unexpected"] == 0 and report["good_requests"] > 20
     assert report["threads_end"] == report["threads_start"]
+    assert report["rss_growth_pct"] < 10, report  # the default configuration's bar

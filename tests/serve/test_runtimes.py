@@ -118,6 +118,7 @@ def test_ping_and_ready_line_say_openvino_fp32(openvino_fp32):
         "model": "shapes-yolov7-tiny",
         "runtime": "openvino",
         "precision": "fp32",
+        "float_precision": "fp32",
     }
     ready = ready_line(openvino_fp32)
     assert (ready["runtime"], ready["precision"], ready["precision_why"]) == (

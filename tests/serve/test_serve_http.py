@@ -46,6 +46,7 @@ def test_ping_answers_200_with_a_small_json_body_once_ready(server):
         "model": "test-model",
         "runtime": "onnxruntime",
         "precision": "fp32",
+        "float_precision": "fp32",
     }
 
 

@@ -5,17 +5,18 @@ one started beside another on its share (the narrow one). Which one ran must not
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 from serve_images import shapes_image
 
 from serve.letterbox import letterbox, to_tensor
 from serve.runtimes import Threads
 from serve.runtimes import onnxruntime as ort_runtime
+from serve.runtimes.precision import cpu_bf16, cpu_flags
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +26,26 @@ def shapes_onnx(exported) -> Path:
     return exported["raw"]
 
 
+@pytest.fixture(scope="module", params=["fp32", "int8"])
+def both_precisions(request, exported) -> Path:
+    """The FP32 export, and the INT8 one (`python -m export --precision int8`): both layouts."""
+    if request.param == "int8":
+        return request.getfixturevalue("int8_export")["int8"]
+    return exported["raw"]
+
+
 def _tensors(count: int) -> list[np.ndarray]:
     images = [shapes_image(320 + 40 * i, 320 - 20 * i, seed=i) for i in range(count)]
     return [to_tensor(letterbox(cv2.cvtColor(im, cv2.COLOR_RGB2BGR), 320)) for im in images]
 
 
-def test_concurrent_inferences_answer_as_one_alone(shapes_onnx):
-    model = ort_runtime.load(shapes_onnx, Threads(2, 1), "fp32", requests=2)
+def test_concurrent_inferences_answer_as_one_alone(both_precisions):
+    model = ort_runtime.load(both_precisions, Threads(2, 1), "fp32", requests=2)
     assert model.layouts == 2  # 2 threads, 2 at once: a narrow session with 1 thread each
     output = model.outputs[0].name
     tensors = _tensors(4)
     alone = [model.run(t, output) for t in tensors]  # one at a time: the wide session
-    narrow = ort_runtime.OnnxRuntimeModel(model._narrow)
+    narrow = ort_runtime.OnnxRuntimeModel(model.narrow)
     assert all(
         np.array_equal(narrow.run(t, output), a) for t, a in zip(tensors, alone, strict=True)
     )
@@ -62,12 +71,35 @@ def test_one_inference_at_a_time_keeps_one_session(shapes_onnx):
     assert ort_runtime.load(shapes_onnx, Threads(1, 1), "fp32", requests=2).layouts == 1
 
 
-def test_an_int8_export_keeps_one_session(shapes_onnx, tmp_path):
-    """Two INT8 runs at once gained nothing from a narrow session (docs/serving.md)."""
-    model = onnx.load(str(shapes_onnx))
-    for prop in model.metadata_props:
-        if prop.key == "precision":
-            prop.value = "int8"
-    int8 = tmp_path / "int8.onnx"
-    onnx.save(model, str(int8))
-    assert ort_runtime.load(int8, Threads(2, 1), "fp32", requests=2).layouts == 1
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_openvino_narrow_layout_comes_after_load_and_answers_as_the_wide_one(
+    both_precisions, precision
+):
+    if precision == "bf16" and cpu_bf16(cpu_flags()) is None:
+        pytest.skip("the CPU has no bf16 instructions")
+    from serve.runtimes import openvino as ov_runtime
+
+    model = ov_runtime.load(both_precisions, Threads(2, 1), precision, requests=2)
+    output = model.outputs[0].name
+    tensors = _tensors(4)
+    alone = [model.run(t, output) for t in tensors]  # served while the narrow one compiles
+    deadline = time.monotonic() + 60
+    while model.layouts == 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert model.layouts == 2, "the narrow compile did not arrive"
+
+    answers: dict[tuple[int, int], np.ndarray] = {}
+
+    def ask(worker: int) -> None:
+        for i, tensor in enumerate(tensors * 3):
+            answers[worker, i] = model.run(tensor, output)
+
+    workers = [threading.Thread(target=ask, args=(w,)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(answers) == 4 * 12
+    for (_, i), answer in answers.items():
+        assert np.array_equal(answer, alone[i % 4])
+    assert ov_runtime.load(both_precisions, Threads(2, 1), precision, requests=1).layouts == 1
