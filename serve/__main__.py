@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     # The heavy imports (onnxruntime or OpenVINO, OpenCV, numpy) come after the socket listens.
-    from serve.app import create_app
+    # The model starts loading before the web app is imported: compiling releases the GIL, so
+    # importing falcon and building the app overlap it.
     from serve.detector import Detector
 
     slots = settings.inference_slots or default_inference_slots(
@@ -122,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         runtime=choice.runtime,
         precision=choice.precision,
     )
-    app = create_app(detector, settings)
 
     def load() -> None:
         try:
@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
 
     loader = threading.Thread(target=load, name="model-loader", daemon=True)
     loader.start()
+    from serve.app import create_app
+
+    app = create_app(detector, settings)
     code = server.serve(app)
     if received:
         log.info("stopped", extra={"fields": {"signal": signal.Signals(received[0]).name}})

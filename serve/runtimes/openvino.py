@@ -12,9 +12,9 @@ an inference alone) and, where `requests` inferences at once would each get fewe
 (one stream per concurrent inference, a share of the threads each): with one stream, two infer
 requests at once take turns, so the wide compile alone ran two inferences at once no faster than
 one (docs/serving.md "Concurrency"). Both compute the same numbers, bit for bit. The narrow compile
-runs in the background after the wide one serves: compiling costs 0.15 s (FP32) to 0.8 s (an INT8
-export, OpenVINO's low-precision passes) on 2 vCPUs, and a second one before /ping would double
-the cold start; until it is there, inferences at once share the wide compile.
+runs in the background after the first inference (the warm-up): compiling costs 0.15 s (FP32) to
+0.8 s (an INT8 export: OpenVINO's low-precision passes) on 2 vCPUs, and a second one before /ping
+would double the cold start; until it is there, inferences at once share the wide compile.
 """
 
 from __future__ import annotations
@@ -93,16 +93,23 @@ class OpenVinoModel:
         # as many requests as inferences at once: the wide compile takes them all until (unless)
         # a narrow one is there
         self._pools = WideNarrow(_Pool(wide, requests))
+        self._narrow_lock = threading.Lock()
+        self._narrow_pending: tuple[Callable[[], ov.CompiledModel], int] | None = None
 
     @property
     def layouts(self) -> int:
         """How many thread layouts this model runs in: 2 once it has a narrow compile."""
         return self._pools.layouts
 
-    def compile_narrow(self, compile_: Callable[[], ov.CompiledModel], requests: int) -> None:
+    def compile_narrow_later(self, compile_: Callable[[], ov.CompiledModel], requests: int) -> None:
+        """Compile the narrow layout in a background thread once the first inference (the
+        detector's warm-up) has finished, so that neither waits for the other."""
+        with self._narrow_lock:
+            self._narrow_pending = (compile_, requests)
+
+    def _compile_narrow(self, compile_: Callable[[], ov.CompiledModel], requests: int) -> None:
         """Compile the narrow layout, warm each of its requests with one inference, then let
-        inferences at once take it. Runs in a background thread: a failure is logged and the wide
-        compile goes on serving alone."""
+        inferences at once take it; a failure is logged and the wide compile serves alone."""
         try:
             pool = _Pool(compile_(), requests)
             pool.warm_up(self.inputs[0], requests)
@@ -113,7 +120,18 @@ class OpenVinoModel:
 
     def run(self, tensor: np.ndarray, output: str) -> np.ndarray:
         with self._pools.pick() as pool:
-            return pool.run(tensor, output)
+            answer = pool.run(tensor, output)
+        if self._narrow_pending is not None:
+            with self._narrow_lock:
+                pending, self._narrow_pending = self._narrow_pending, None
+            if pending is not None:
+                threading.Thread(
+                    target=self._compile_narrow,
+                    args=pending,
+                    name="openvino-narrow-compile",
+                    daemon=True,
+                ).start()
+        return answer
 
 
 def _config(precision: str, streams: int, threads: int) -> dict[str, object]:
@@ -145,10 +163,5 @@ def load(path: Path, threads: Threads, precision: str, requests: int) -> OpenVin
     share = narrow_threads(threads, requests)
     if share is not None:  # one stream of `share` threads per concurrent inference
         narrow = _config(precision, requests, share * requests)
-        threading.Thread(
-            target=loaded.compile_narrow,
-            args=(lambda: core.compile_model(model, "CPU", narrow), requests),
-            name="openvino-narrow-compile",
-            daemon=True,
-        ).start()
+        loaded.compile_narrow_later(lambda: core.compile_model(model, "CPU", narrow), requests)
     return loaded
