@@ -39,17 +39,9 @@ def _tensors(count: int) -> list[np.ndarray]:
     return [to_tensor(letterbox(cv2.cvtColor(im, cv2.COLOR_RGB2BGR), 320)) for im in images]
 
 
-def test_concurrent_inferences_answer_as_one_alone(both_precisions):
-    model = ort_runtime.load(both_precisions, Threads(2, 1), "fp32", requests=2)
-    assert model.layouts == 2  # 2 threads, 2 at once: a narrow session with 1 thread each
+def assert_four_at_once_answer_as_alone(model, tensors: list, alone: list) -> None:
+    """Four threads asking at once (so both layouts run) get each tensor's answer, bit for bit."""
     output = model.outputs[0].name
-    tensors = _tensors(4)
-    alone = [model.run(t, output) for t in tensors]  # one at a time: the wide session
-    narrow = ort_runtime.OnnxRuntimeModel(model.narrow)
-    assert all(
-        np.array_equal(narrow.run(t, output), a) for t, a in zip(tensors, alone, strict=True)
-    )
-
     answers: dict[tuple[int, int], np.ndarray] = {}
 
     def ask(worker: int) -> None:
@@ -61,9 +53,23 @@ def test_concurrent_inferences_answer_as_one_alone(both_precisions):
         w.start()
     for w in workers:
         w.join()
-    assert len(answers) == 4 * 12
+    assert len(answers) == 4 * len(tensors) * 3
     for (_, i), answer in answers.items():
-        assert np.array_equal(answer, alone[i % 4])
+        assert np.array_equal(answer, alone[i % len(tensors)])
+
+
+def test_concurrent_inferences_answer_as_one_alone(both_precisions):
+    model = ort_runtime.load(both_precisions, Threads(2, 1), "fp32", requests=2)
+    assert model.layouts == 2  # 2 threads, 2 at once: a narrow session with 1 thread each
+    output = model.outputs[0].name
+    tensors = _tensors(4)
+    alone = [model.run(t, output) for t in tensors]  # one at a time: the wide session
+    narrow = ort_runtime.OnnxRuntimeModel(model.narrow)
+    assert all(
+        np.array_equal(narrow.run(t, output), a) for t, a in zip(tensors, alone, strict=True)
+    )
+
+    assert_four_at_once_answer_as_alone(model, tensors, alone)
 
 
 def test_one_inference_at_a_time_keeps_one_session(shapes_onnx):
@@ -88,18 +94,5 @@ def test_openvino_narrow_layout_comes_after_load_and_answers_as_the_wide_one(
         time.sleep(0.05)
     assert model.layouts == 2, "the narrow compile did not arrive"
 
-    answers: dict[tuple[int, int], np.ndarray] = {}
-
-    def ask(worker: int) -> None:
-        for i, tensor in enumerate(tensors * 3):
-            answers[worker, i] = model.run(tensor, output)
-
-    workers = [threading.Thread(target=ask, args=(w,)) for w in range(4)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert len(answers) == 4 * 12
-    for (_, i), answer in answers.items():
-        assert np.array_equal(answer, alone[i % 4])
+    assert_four_at_once_answer_as_alone(model, tensors, alone)
     assert ov_runtime.load(both_precisions, Threads(2, 1), precision, requests=1).layouts == 1
