@@ -27,6 +27,7 @@ log = logging.getLogger("serve")
 EXIT_CONFIG = 2
 EXIT_MODEL = 3
 EXIT_LISTEN = 4
+SETTLE_SECONDS = 5.0  # longest wait at exit for the runtime's background compile
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -161,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     code = server.serve(app)
     if received:
         log.info("stopped", extra={"fields": {"signal": signal.Signals(received[0]).name}})
-    if loader.is_alive():  # stopped while loading: don't wait for the runtime
+    # Stopped while loading, or while the runtime still compiles in the background: exiting
+    # through the interpreter's shutdown would tear the runtime down under that thread (OpenVINO
+    # aborts the process), so leave at once after SETTLE_SECONDS.
+    if loader.is_alive() or not detector.settle(SETTLE_SECONDS):
         sys.stdout.flush()
         os._exit(code)
     return code

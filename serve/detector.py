@@ -86,6 +86,10 @@ class Detector:
             raise ModelError(f"warm-up inference of {self.path} failed: {one_line(exc)}") from None
         self._ready.set()
 
+    def settle(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the runtime's background work; True when none is left."""
+        return self._model is None or self._model.settle(timeout)
+
     def detect(
         self,
         image: np.ndarray,

@@ -42,6 +42,11 @@ class Loaded(Protocol):
         """The named output for one input tensor; safe to call from `requests` threads at once."""
         ...
 
+    def settle(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for work the runtime still does in the background (OpenVINO's
+        second compile); True when none is left, so that the process may exit normally."""
+        ...
+
 
 class Runtime(Protocol):
     def load(self, path: Path, threads: Threads, precision: str, requests: int) -> Loaded: ...

@@ -50,6 +50,9 @@ class OnnxRuntimeModel:
         with self._sessions.pick() as session:
             return session.run([output], {self._input: tensor})[0]
 
+    def settle(self, timeout: float) -> bool:
+        return True  # both sessions are made before load() returns
+
 
 _ARENA_LOCK = threading.Lock()
 _arena_registered = False

@@ -95,6 +95,7 @@ class OpenVinoModel:
         self._pools = WideNarrow(_Pool(wide, requests))
         self._narrow_lock = threading.Lock()
         self._narrow_pending: tuple[Callable[[], ov.CompiledModel], int] | None = None
+        self._narrow_thread: threading.Thread | None = None
 
     @property
     def layouts(self) -> int:
@@ -125,13 +126,24 @@ class OpenVinoModel:
             with self._narrow_lock:
                 pending, self._narrow_pending = self._narrow_pending, None
             if pending is not None:
-                threading.Thread(
+                self._narrow_thread = threading.Thread(
                     target=self._compile_narrow,
                     args=pending,
                     name="openvino-narrow-compile",
                     daemon=True,
-                ).start()
+                )
+                self._narrow_thread.start()
         return answer
+
+    def settle(self, timeout: float) -> bool:
+        """Wait for the narrow compile: a process that exits while OpenVINO compiles in another
+        thread is aborted by the C++ runtime ("terminate called without an active exception")."""
+        with self._narrow_lock:
+            self._narrow_pending = None  # not started yet: it never will be
+            thread = self._narrow_thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
 
 
 def _config(precision: str, streams: int, threads: int) -> dict[str, object]:

@@ -96,3 +96,13 @@ def test_openvino_narrow_layout_comes_after_load_and_answers_as_the_wide_one(
 
     assert_four_at_once_answer_as_alone(model, tensors, alone)
     assert ov_runtime.load(both_precisions, Threads(2, 1), precision, requests=1).layouts == 1
+
+
+def test_openvino_settle_waits_for_the_narrow_compile(int8_export):
+    """What `python -m serve` calls before it exits: no compile may still run in the background."""
+    from serve.runtimes import openvino as ov_runtime
+
+    model = ov_runtime.load(int8_export["int8"], Threads(2, 1), "fp32", requests=2)
+    assert model.layouts == 1  # the narrow compile starts after the first inference
+    model.run(_tensors(1)[0], model.outputs[0].name)  # the warm-up: starts the narrow compile
+    assert model.settle(60) and model.layouts == 2
