@@ -33,8 +33,8 @@ def ours(
     model: Path, env: dict[str, str] | None = None, expect: dict[str, str] | None = None
 ) -> Iterator[Running]:
     """`python -m serve` with `model`; `env` adds server variables (ORT_INTRA_OP_THREADS, ...).
-    `expect`: what /ping must report (runtime, precision), so that a figure is never filed under
-    a configuration the server did not run."""
+    `expect`: what /ping must report (runtime, precision, float_precision), so that a figure is
+    never filed under a configuration the server did not run."""
     with local_server(model, env=env, timeout=START_TIMEOUT_S) as server:
         ping = read_ping(server.url)
         wrong = {k: ping.get(k) for k, v in (expect or {}).items() if ping.get(k) != v}

@@ -1,9 +1,9 @@
 """`python -m serve [serve]`: the container's entry point (SageMaker runs the image with `serve`).
 
 Start-up order: settings, model file (fail fast), listen (SageMaker wants connections accepted
-within 250 ms, so only light modules are imported before), then the app, and the model loads and
-warms up in the background while /ping answers 503. Any start-up failure is one log line and a
-non-zero exit. SIGTERM/SIGINT drain and exit 0.
+within 250 ms, so only light modules are imported before), then the model starts loading and
+warming up in a background thread while the app is built and /ping answers 503. Any start-up
+failure is one log line and a non-zero exit. SIGTERM/SIGINT drain and exit 0.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ log = logging.getLogger("serve")
 EXIT_CONFIG = 2
 EXIT_MODEL = 3
 EXIT_LISTEN = 4
-SETTLE_SECONDS = 5.0  # longest wait at exit for the runtime's background compile
+SETTLE_SECONDS = 5.0  # longest wait at exit for background compiles and leftover inferences
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     # The heavy imports (onnxruntime or OpenVINO, OpenCV, numpy) come after the socket listens.
-    # The model starts loading before the web app is imported: compiling releases the GIL, so
-    # importing falcon and building the app overlap it.
+    # The model starts loading before the web app is built: the runtime's compile releases the
+    # GIL, so building the app overlaps it (the imports themselves mostly take turns).
     from serve.detector import Detector
 
     slots = settings.inference_slots or default_inference_slots(
@@ -156,15 +156,21 @@ def main(argv: list[str] | None = None) -> int:
 
     loader = threading.Thread(target=load, name="model-loader", daemon=True)
     loader.start()
-    from serve.app import create_app
+    try:
+        from serve.app import create_app
 
-    app = create_app(detector, settings)
+        app = create_app(detector, settings)
+    except Exception as exc:  # a broken install: still one line, and no exit under the loader
+        log.error(f"cannot start: building the app failed: {one_line(exc)}")
+        sys.stdout.flush()
+        os._exit(EXIT_CONFIG)
     code = server.serve(app)
     if received:
         log.info("stopped", extra={"fields": {"signal": signal.Signals(received[0]).name}})
-    # Stopped while loading, or while the runtime still compiles in the background: exiting
-    # through the interpreter's shutdown would tear the runtime down under that thread (OpenVINO
-    # aborts the process), so leave at once after SETTLE_SECONDS.
+    # Stopped while loading, while the runtime still compiles in the background, or with an
+    # inference left over after the grace period: exiting through the interpreter's shutdown would
+    # tear the runtime down under that thread (OpenVINO aborts the process), so leave at once,
+    # after at most SETTLE_SECONDS for those to end.
     if loader.is_alive() or not detector.settle(SETTLE_SECONDS):
         sys.stdout.flush()
         os._exit(code)

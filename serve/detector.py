@@ -87,7 +87,7 @@ class Detector:
         self._ready.set()
 
     def settle(self, timeout: float) -> bool:
-        """Wait up to `timeout` s for the runtime's background work; True when none is left."""
+        """At exit only (Loaded.settle): True when no inference or background work is left."""
         return self._model is None or self._model.settle(timeout)
 
     def detect(

@@ -43,8 +43,9 @@ class Loaded(Protocol):
         ...
 
     def settle(self, timeout: float) -> bool:
-        """Wait up to `timeout` s for work the runtime still does in the background (OpenVINO's
-        second compile); True when none is left, so that the process may exit normally."""
+        """At exit only: wait up to `timeout` s for the inferences in flight and the work the
+        runtime does in the background (OpenVINO's second compile, which is dropped if it has not
+        started); True when none is left, so that the process may exit normally."""
         ...
 
 

@@ -41,6 +41,12 @@ class WideNarrow(Generic[T]):
         """1 when there is only the wide runner, 2 with a narrow one."""
         return 1 if self.narrow is self.wide else 2
 
+    @property
+    def running(self) -> int:
+        """Inferences in flight now."""
+        with self._lock:
+            return self._running
+
     def add_narrow(self, narrow: T) -> None:
         """A narrow runner made after the wide one started serving: inferences started from now on
         beside another take it."""

@@ -3,12 +3,13 @@
 A session's `run` is thread-safe and releases the GIL. It computes in the graph's own types (fp32
 for what `export` writes); it has no bf16 path on x86.
 
-Thread layout (serve/runtimes/layout.py): a model gets two sessions over the same file, a wide
-one (`intra_op` threads) that an inference takes when no other is running, and a narrow one
-(`intra_op // requests` threads) that every inference started beside another takes (two at once:
-FP32 1.11x, INT8 1.16x the images per second of one session). Both compute the same numbers, bit
-for bit (FP32 and INT8 at 640 measured; tests/serve/test_thread_layout.py checks it): the answer
-does not depend on which session ran.
+Thread layout (serve/runtimes/layout.py): where `requests` inferences at once would each get fewer
+threads, a model gets two sessions over the same file, a wide one (`intra_op` threads) that an
+inference takes when no other is running, and a narrow one (`intra_op // requests` threads) that
+every inference started beside another takes (two at once: FP32 1.11x, INT8 1.16x the images per
+second of one session). Both compute the same numbers, bit for bit (FP32 and INT8 at 640
+measured; tests/serve/test_thread_layout.py checks it): the answer does not depend on which
+session ran.
 Both sessions take their activations from one arena registered in onnxruntime's environment, so
 the second session costs its copy of the (transformed) weights, not a second arena (yolov7-tiny
 FP32 at 640: the server's peak RSS 396 MB with an arena per session, 327-334 MB shared).
@@ -17,6 +18,7 @@ FP32 at 640: the server's peak RSS 396 MB with an arena per session, 327-334 MB 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +53,12 @@ class OnnxRuntimeModel:
             return session.run([output], {self._input: tensor})[0]
 
     def settle(self, timeout: float) -> bool:
-        return True  # both sessions are made before load() returns
+        """At exit: wait for the inferences in flight (both sessions exist before load()
+        returns, so nothing else runs in the background)."""
+        deadline = time.monotonic() + timeout
+        while self._sessions.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._sessions.running
 
 
 _ARENA_LOCK = threading.Lock()

@@ -9,12 +9,13 @@ one from a pool.
 
 Thread layout (serve/runtimes/layout.py): the model is compiled wide (one stream on every thread:
 an inference alone) and, where `requests` inferences at once would each get fewer threads, narrow
-(one stream per concurrent inference, a share of the threads each): with one stream, two infer
-requests at once take turns, so the wide compile alone ran two inferences at once no faster than
-one (docs/serving.md "Concurrency"). Both compute the same numbers, bit for bit. The narrow compile
-runs in the background after the first inference (the warm-up): compiling costs 0.15 s (FP32) to
-0.8 s (an INT8 export: OpenVINO's low-precision passes) on 2 vCPUs, and a second one before /ping
-would double the cold start; until it is there, inferences at once share the wide compile.
+(one stream per concurrent inference, at most one per thread, a share of the threads each): with
+one stream, two infer requests at once take turns, so the wide compile alone ran two inferences
+at once no faster than one (docs/serving.md "Concurrency"). Both compute the same numbers, bit for
+bit. The narrow compile runs in the background after the first inference (the warm-up):
+compiling costs 0.15 s (FP32) to 0.8 s (an INT8 export: OpenVINO's low-precision passes) on 2
+vCPUs, and a second one before /ping would double the cold start; until it is there, inferences
+at once share the wide compile.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,7 +96,7 @@ class OpenVinoModel:
         # a narrow one is there
         self._pools = WideNarrow(_Pool(wide, requests))
         self._narrow_lock = threading.Lock()
-        self._narrow_pending: tuple[Callable[[], ov.CompiledModel], int] | None = None
+        self._narrow_pending: tuple[Callable[[], ov.CompiledModel], int, int] | None = None
         self._narrow_thread: threading.Thread | None = None
 
     @property
@@ -102,55 +104,79 @@ class OpenVinoModel:
         """How many thread layouts this model runs in: 2 once it has a narrow compile."""
         return self._pools.layouts
 
-    def compile_narrow_later(self, compile_: Callable[[], ov.CompiledModel], requests: int) -> None:
-        """Compile the narrow layout in a background thread once the first inference (the
-        detector's warm-up) has finished, so that neither waits for the other."""
+    def compile_narrow_later(
+        self, compile_: Callable[[], ov.CompiledModel], requests: int, streams: int
+    ) -> None:
+        """Compile the narrow layout (`streams` streams, `requests` infer requests) in a
+        background thread once the first inference (the detector's warm-up) has finished, so
+        that neither waits for the other."""
         with self._narrow_lock:
-            self._narrow_pending = (compile_, requests)
+            self._narrow_pending = (compile_, requests, streams)
 
-    def _compile_narrow(self, compile_: Callable[[], ov.CompiledModel], requests: int) -> None:
+    def _compile_narrow(
+        self, compile_: Callable[[], ov.CompiledModel], requests: int, expected: int
+    ) -> None:
         """Compile the narrow layout, warm each of its requests with one inference, then let
         inferences at once take it; a failure is logged and the wide compile serves alone."""
+        started = time.perf_counter()
         try:
-            pool = _Pool(compile_(), requests)
+            compiled = compile_()
+            streams = int(compiled.get_property("NUM_STREAMS"))
+            used = compiled.get_property("INFERENCE_PRECISION_HINT")
+            if (BF16 if used == ov.Type.bf16 else FP32) != self.precision or streams != expected:
+                raise RuntimeError(f"compiled {streams} streams in {used}")
+            pool = _Pool(compiled, requests)
             pool.warm_up(self.inputs[0], requests)
         except Exception as exc:  # OpenVINO raises RuntimeError and its own types
             log.warning(f"OpenVINO's narrow layout failed; serving on one: {one_line(exc)}")
             return
         self._pools.add_narrow(pool)
+        seconds = round(time.perf_counter() - started, 3)
+        log.info("narrow layout ready", extra={"fields": {"streams": streams, "seconds": seconds}})
 
     def run(self, tensor: np.ndarray, output: str) -> np.ndarray:
         with self._pools.pick() as pool:
             answer = pool.run(tensor, output)
         if self._narrow_pending is not None:
-            with self._narrow_lock:
-                pending, self._narrow_pending = self._narrow_pending, None
-            if pending is not None:
-                self._narrow_thread = threading.Thread(
-                    target=self._compile_narrow,
-                    args=pending,
-                    name="openvino-narrow-compile",
-                    daemon=True,
-                )
-                self._narrow_thread.start()
+            with self._narrow_lock:  # settle() sees either the pending work or a started thread
+                if self._narrow_pending is not None:
+                    self._narrow_thread = threading.Thread(
+                        target=self._compile_narrow,
+                        args=self._narrow_pending,
+                        name="openvino-narrow-compile",
+                        daemon=True,
+                    )
+                    self._narrow_pending = None
+                    self._narrow_thread.start()
         return answer
 
     def settle(self, timeout: float) -> bool:
-        """Wait for the narrow compile: a process that exits while OpenVINO compiles in another
-        thread is aborted by the C++ runtime ("terminate called without an active exception")."""
+        """At exit: drop a narrow compile not started yet, wait for one that runs and for the
+        inferences in flight. A process that exits while OpenVINO works in another thread is
+        aborted by the C++ runtime ("terminate called without an active exception")."""
+        deadline = time.monotonic() + timeout
         with self._narrow_lock:
-            self._narrow_pending = None  # not started yet: it never will be
+            self._narrow_pending = None
             thread = self._narrow_thread
         if thread is not None:
             thread.join(timeout)
-        return thread is None or not thread.is_alive()
+            if thread.is_alive():
+                return False
+        return _no_inference_left(self._pools, deadline)
+
+
+def _no_inference_left(pools: WideNarrow, deadline: float) -> bool:
+    while pools.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not pools.running
 
 
 def _config(precision: str, streams: int, threads: int) -> dict[str, object]:
     return {
         "INFERENCE_PRECISION_HINT": HINTS[precision],
         "PERFORMANCE_HINT": "LATENCY",
-        "NUM_STREAMS": streams,  # the wide compile: one, so one inference uses every thread
+        # wide: one stream, so that one inference uses every thread; narrow: one per slot
+        "NUM_STREAMS": streams,
         "INFERENCE_NUM_THREADS": threads,
         # Pinned threads cannot step aside from a core that decoding (or a neighbour) is busy
         # on; unpinned was as fast or faster in 5 of 6 side-by-side comparisons (docs/serving.md).
@@ -173,7 +199,11 @@ def load(path: Path, threads: Threads, precision: str, requests: int) -> OpenVin
             f"OpenVINO compiled {path.name} in {loaded.precision}, not the {precision} asked"
         )
     share = narrow_threads(threads, requests)
-    if share is not None:  # one stream of `share` threads per concurrent inference
-        narrow = _config(precision, requests, share * requests)
-        loaded.compile_narrow_later(lambda: core.compile_model(model, "CPU", narrow), requests)
+    if share is not None:  # one stream of `share` threads per concurrent inference,
+        # no more streams than the threads hold (SERVE_INFERENCE_SLOTS may ask for more slots)
+        streams = min(requests, threads.intra_op // share)
+        narrow = _config(precision, streams, share * streams)
+        loaded.compile_narrow_later(
+            lambda: core.compile_model(model, "CPU", narrow), requests, streams
+        )
     return loaded

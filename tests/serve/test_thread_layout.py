@@ -1,4 +1,4 @@
-"""onnxruntime's two thread layouts: an inference alone runs on every thread (the wide session),
+"""The two thread layouts of both runtimes: an inference alone runs on every thread (the wide copy),
 one started beside another on its share (the narrow one). Which one ran must not change a number.
 """
 
@@ -16,6 +16,7 @@ from serve_images import shapes_image
 from serve.letterbox import letterbox, to_tensor
 from serve.runtimes import Threads
 from serve.runtimes import onnxruntime as ort_runtime
+from serve.runtimes.layout import WideNarrow, narrow_threads
 from serve.runtimes.precision import cpu_bf16, cpu_flags
 
 
@@ -98,11 +99,32 @@ def test_openvino_narrow_layout_comes_after_load_and_answers_as_the_wide_one(
     assert ov_runtime.load(both_precisions, Threads(2, 1), precision, requests=1).layouts == 1
 
 
-def test_openvino_settle_waits_for_the_narrow_compile(int8_export):
-    """What `python -m serve` calls before it exits: no compile may still run in the background."""
+@pytest.mark.parametrize("requests", [2, 4], ids=["2-slots", "more-slots-than-threads"])
+def test_openvino_settle_waits_for_the_narrow_compile(int8_export, requests):
+    """What `python -m serve` calls before it exits: no compile may still run in the background.
+    With more slots than threads the narrow compile has one 1-thread stream per thread."""
     from serve.runtimes import openvino as ov_runtime
 
-    model = ov_runtime.load(int8_export["int8"], Threads(2, 1), "fp32", requests=2)
+    model = ov_runtime.load(int8_export["int8"], Threads(2, 1), "fp32", requests=requests)
     assert model.layouts == 1  # the narrow compile starts after the first inference
     model.run(_tensors(1)[0], model.outputs[0].name)  # the warm-up: starts the narrow compile
     assert model.settle(60) and model.layouts == 2
+
+
+def test_wide_narrow_gives_the_narrow_copy_only_beside_another_inference():
+    layouts = WideNarrow("wide")
+    with layouts.pick() as alone:
+        assert alone == "wide"
+    layouts.add_narrow("narrow")
+    with layouts.pick() as first:
+        with layouts.pick() as second, layouts.pick() as third:
+            assert (first, second, third) == ("wide", "narrow", "narrow")
+            assert layouts.running == 3
+        with layouts.pick() as beside_the_first:
+            assert beside_the_first == "narrow"
+    with layouts.pick() as again_alone:
+        assert again_alone == "wide" and layouts.running == 1
+    assert layouts.running == 0 and layouts.layouts == 2
+    assert narrow_threads(Threads(2, 1), 2) == 1
+    assert narrow_threads(Threads(8, 1), 2) == 4
+    assert narrow_threads(Threads(2, 1), 1) is None and narrow_threads(Threads(1, 1), 4) is None
