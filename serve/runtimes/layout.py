@@ -34,6 +34,7 @@ class WideNarrow(Generic[T]):
         self.wide = wide
         self.narrow = wide if narrow is None else narrow
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when the last inference ends
         self._running = 0  # inferences in flight
 
     @property
@@ -46,6 +47,11 @@ class WideNarrow(Generic[T]):
         """Inferences in flight now."""
         with self._lock:
             return self._running
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the inferences in flight to end; True when none is left."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._running == 0, timeout)
 
     def add_narrow(self, narrow: T) -> None:
         """A narrow runner made after the wide one started serving: inferences started from now on
@@ -61,5 +67,7 @@ class WideNarrow(Generic[T]):
         try:
             yield runner
         finally:
-            with self._lock:
+            with self._idle:
                 self._running -= 1
+                if self._running == 0:
+                    self._idle.notify_all()

@@ -18,7 +18,6 @@ FP32 at 640: the server's peak RSS 396 MB with an arena per session, 327-334 MB 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +54,7 @@ class OnnxRuntimeModel:
     def settle(self, timeout: float) -> bool:
         """At exit: wait for the inferences in flight (both sessions exist before load()
         returns, so nothing else runs in the background)."""
-        deadline = time.monotonic() + timeout
-        while self._sessions.running and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return not self._sessions.running
+        return self._sessions.wait_idle(timeout)
 
 
 _ARENA_LOCK = threading.Lock()

@@ -162,13 +162,7 @@ class OpenVinoModel:
             thread.join(timeout)
             if thread.is_alive():
                 return False
-        return _no_inference_left(self._pools, deadline)
-
-
-def _no_inference_left(pools: WideNarrow, deadline: float) -> bool:
-    while pools.running and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return not pools.running
+        return self._pools.wait_idle(max(0.0, deadline - time.monotonic()))
 
 
 def _config(precision: str, streams: int, threads: int) -> dict[str, object]:

@@ -124,7 +124,8 @@ def test_wide_narrow_gives_the_narrow_copy_only_beside_another_inference():
             assert beside_the_first == "narrow"
     with layouts.pick() as again_alone:
         assert again_alone == "wide" and layouts.running == 1
-    assert layouts.running == 0 and layouts.layouts == 2
+        assert not layouts.wait_idle(0.01)  # what settle() waits on at exit
+    assert layouts.wait_idle(0) and layouts.running == 0 and layouts.layouts == 2
     assert narrow_threads(Threads(2, 1), 2) == 1
     assert narrow_threads(Threads(8, 1), 2) == 4
     assert narrow_threads(Threads(2, 1), 1) is None and narrow_threads(Threads(1, 1), 4) is None
