@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from botocore.exceptions import ClientError
-
 from deploy import alarms, config, names
 from deploy.errors import UserError
-from deploy.scaling import DIMENSION, NAMESPACE, absent, resource_id
+from deploy.scaling import DIMENSION, NAMESPACE, delete_if_there, resource_id
 from deploy.state import now_iso
 
 METRIC_NAMESPACE = "AWS/SageMaker"
@@ -153,18 +151,10 @@ def remove_extras(ctx, record: dict) -> bool:
     Application Auto Scaling deletes a target's policies with it, but not our own alarm."""
     removed = False
     client = ctx.aws.client("application-autoscaling")
-    if record.get("step_policy"):
-        try:
-            client.delete_scaling_policy(
-                PolicyName=record["step_policy"],
-                ServiceNamespace=NAMESPACE,
-                ResourceId=record["resource_id"],
-                ScalableDimension=DIMENSION,
-            )
-            removed = True
-        except ClientError as exc:
-            if not absent(exc):
-                raise
+    if record.get("step_policy") and delete_if_there(
+        client, "delete_scaling_policy", record["resource_id"], record["step_policy"]
+    ):
+        removed = True
     if record.get("alarm") and alarms.delete_ours(ctx, [record["alarm"]]):
         removed = True
     return removed

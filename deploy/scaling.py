@@ -130,24 +130,28 @@ def remove(ctx) -> bool:
         from deploy import scale_to_zero  # it imports this module
 
         removed = scale_to_zero.remove_extras(ctx, record)
-    for call, kwargs in (
-        ("delete_scaling_policy", {"PolicyName": record["policy"]}),
-        ("deregister_scalable_target", {}),
-    ):
-        try:
-            getattr(client, call)(
-                ServiceNamespace=NAMESPACE,
-                ResourceId=record["resource_id"],
-                ScalableDimension=DIMENSION,
-                **kwargs,
-            )
-            removed = True
-        except ClientError as exc:
-            if not absent(exc):
-                raise
+    if delete_if_there(client, "delete_scaling_policy", record["resource_id"], record["policy"]):
+        removed = True
+    if delete_if_there(client, "deregister_scalable_target", record["resource_id"]):
+        removed = True
     ctx.state.pop("autoscaling", None)
     ctx.save()
     return removed
+
+
+def delete_if_there(client, call: str, resource: str, policy: str | None = None) -> bool:
+    """One Application Auto Scaling delete (`delete_scaling_policy` with the policy's name, or
+    `deregister_scalable_target`) on our endpoint variant; False when it was not there."""
+    kwargs = {} if policy is None else {"PolicyName": policy}
+    try:
+        getattr(client, call)(
+            ServiceNamespace=NAMESPACE, ResourceId=resource, ScalableDimension=DIMENSION, **kwargs
+        )
+    except ClientError as exc:
+        if not absent(exc):
+            raise
+        return False
+    return True
 
 
 def absent(exc: ClientError) -> bool:
