@@ -5,13 +5,10 @@ model's INT8 export (`python -m export --precision int8`) on each runtime."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from reliability_helpers import SERVER_ENV, port_of
+from reliability_helpers import SERVER_ENV, port_of, run_soak
 
 from demo.local_server import local_server
 from deploy.async_inference import ASYNC_ENVIRONMENT, ASYNC_MAX_BODY_BYTES
@@ -81,22 +78,20 @@ def test_every_case_gets_its_documented_answer(configuration):
 
 @pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
 def test_short_soak(name, request, tmp_path, repo_root):
-    report_path = tmp_path / "soak.json"
     server_env, _, which = CONFIGURATIONS[name]
-    env = [f"--env={key}={value}" for key, value in server_env.items()]
-    model = model_path(request, which)
     # OpenVINO makes its second compile after /ping says ready (0.15-0.8 s here): the RSS and
     # thread counts the soak compares start after it
-    warm_up = "4" if server_env.get("SERVE_RUNTIME") == "openvino" else "2"
-    command = [
-        *(sys.executable, "-m", "reliability.soak", "--duration", "8", "--concurrency", "4"),
-        *("--warm-up", warm_up, "--model", str(model), "--json", str(report_path), *env),
-    ]
-    result = subprocess.run(
-        command, cwd=repo_root, capture_output=True, text=True, timeout=120, check=False
+    warm_up = 4 if server_env.get("SERVE_RUNTIME") == "openvino" else 2
+    model = model_path(request, which)
+    report = run_soak(
+        repo_root,
+        tmp_path / "soak.json",
+        model,
+        duration=8,
+        concurrency=4,
+        warm_up=warm_up,
+        server_env=server_env,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(report_path.read_text())
     assert report["ok"] and report["good_lost"] == 0 and report["server_errors"] == 0
     assert report["bad_unexpected"] == 0 and report["good_requests"] > 20
     assert report["threads_end"] == report["threads_start"]

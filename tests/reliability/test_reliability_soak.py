@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from reliability_helpers import run_soak
 
 
 def test_twenty_second_soak_loses_no_good_request_and_memory_stays_flat(
     head_model_path, tmp_path, repo_root
 ):
-    report_path = tmp_path / "soak.json"
-    command = [
-        *(sys.executable, "-m", "reliability.soak", "--duration", "20", "--concurrency", "8"),
-        *("--warm-up", "5", "--model", str(head_model_path), "--json", str(report_path)),
-    ]
-    result = subprocess.run(
-        command, cwd=repo_root, capture_output=True, text=True, timeout=120, check=False
+    report = run_soak(
+        repo_root, tmp_path / "soak.json", head_model_path, duration=20, concurrency=8, warm_up=5
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(report_path.read_text())
     assert report["ok"] and report["good_lost"] == 0 and report["server_errors"] == 0
     assert report["bad_unexpected"] == 0 and report["client_exceptions"] == 0
     assert report["good_requests"] > 100 and report["bad_requests"] > 100
