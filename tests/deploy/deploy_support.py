@@ -153,6 +153,20 @@ def state(home: Path) -> dict:
     return json.loads((home / ".deploy" / "state.json").read_text())
 
 
+def write_state(home: Path, region: str = REGION, **fields) -> None:
+    """A deploy state file in `home`, as the tool writes it, with `fields` (endpoint=..., ...)."""
+    data = {
+        "version": 1,
+        "tool": "yolov7-sagemaker-deploy",
+        "region": region,
+        "resources": [],
+        "transform_jobs": [],
+        **fields,
+    }
+    (home / ".deploy").mkdir(exist_ok=True)
+    (home / ".deploy" / "state.json").write_text(json.dumps(data))
+
+
 class StubbedAws(Aws):
     """An Aws whose clients are real botocore clients, each with a Stubber (no network)."""
 

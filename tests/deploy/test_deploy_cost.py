@@ -8,7 +8,7 @@ import hashlib
 import json
 
 import pytest
-from deploy_support import not_in_policy
+from deploy_support import not_in_policy, write_state
 
 from deploy import pricing
 
@@ -182,22 +182,10 @@ def test_cost_of_an_unknown_instance_type_suggests_the_close_ones(cli, us_east):
 
 
 def test_cost_defaults_to_the_deployed_instance_type_and_count(moto, cli, stubbed, tmp_path):
-    (tmp_path / ".deploy").mkdir()
-    (tmp_path / ".deploy" / "state.json").write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "tool": "yolov7-sagemaker-deploy",
-                "region": "eu-west-1",
-                "resources": [],
-                "transform_jobs": [],
-                "endpoint": {
-                    "name": "yolov7-x",
-                    "instance_type": "ml.m5.xlarge",
-                    "instance_count": 2,
-                },
-            }
-        )
+    write_state(
+        tmp_path,
+        region="eu-west-1",
+        endpoint={"name": "yolov7-x", "instance_type": "ml.m5.xlarge", "instance_count": 2},
     )
     rows = [("Host", "Hosting", "RunInstance", "0.2560000000")]
     expect_price_list(

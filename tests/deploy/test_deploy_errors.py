@@ -8,6 +8,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import deploy_support
 import pytest
 from deploy_support import ACCOUNT, IMAGE, REGION, free_port
 
@@ -15,17 +16,7 @@ ENDPOINT = "yolov7-20300101-000000"
 
 
 def write_state(home, **extra) -> None:
-    data = {
-        "version": 1,
-        "tool": "yolov7-sagemaker-deploy",
-        "region": REGION,
-        "prefix": "yolov7",
-        "resources": [],
-        "transform_jobs": [],
-        **extra,
-    }
-    (home / ".deploy").mkdir(exist_ok=True)
-    (home / ".deploy" / "state.json").write_text(json.dumps(data))
+    deploy_support.write_state(home, prefix="yolov7", **extra)
 
 
 def deployed_state(home) -> None:

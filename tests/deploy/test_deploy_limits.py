@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from async_support import found_truth
 from botocore.response import StreamingBody
-from deploy_support import DIRECT, REGION
+from deploy_support import DIRECT, write_state
 
 from demo.local_server import local_server
 from demo.shapes import make_image
@@ -110,19 +110,7 @@ def test_an_oversized_file_that_is_no_image_points_to_async(moto, cli, tmp_path)
 
 def test_serverless_invoke_fits_its_4_mb_limit(moto, cli, stubbed, big_photo, tmp_path):
     path, _ = big_photo
-    (tmp_path / ".deploy").mkdir()
-    (tmp_path / ".deploy" / "state.json").write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "tool": "yolov7-sagemaker-deploy",
-                "region": REGION,
-                "resources": [],
-                "transform_jobs": [],
-                "endpoint": {"name": "yolov7-s", "serverless": {"memory_mb": 2048}},
-            }
-        )
-    )
+    write_state(tmp_path, endpoint={"name": "yolov7-s", "serverless": {"memory_mb": 2048}})
     sent: list[bytes] = []
     runtime = stubbed.client("sagemaker-runtime")
     runtime.meta.events.register(

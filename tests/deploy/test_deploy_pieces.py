@@ -13,7 +13,7 @@ import time
 
 import pytest
 from botocore.response import StreamingBody
-from deploy_support import IMAGE, REGION, ROOT, StubbedAws, free_port, ping, state
+from deploy_support import IMAGE, ROOT, StubbedAws, free_port, ping, state, write_state
 
 from deploy import artifacts, names, waiting
 from deploy.errors import UserError
@@ -36,19 +36,7 @@ def streaming(data: bytes) -> StreamingBody:
 
 
 def write_endpoint_state(home, **endpoint) -> None:
-    (home / ".deploy").mkdir(exist_ok=True)
-    (home / ".deploy" / "state.json").write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "tool": "yolov7-sagemaker-deploy",
-                "region": REGION,
-                "resources": [],
-                "transform_jobs": [],
-                "endpoint": {"name": "yolov7-e", "model": "yolov7-model-x", **endpoint},
-            }
-        )
-    )
+    write_state(home, endpoint={"name": "yolov7-e", "model": "yolov7-model-x", **endpoint})
 
 
 # --- invoke -----------------------------------------------------------------------------------
