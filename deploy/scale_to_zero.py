@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from deploy import alarms, config, names
+from deploy import alarms, names
 from deploy.errors import UserError
-from deploy.scaling import DIMENSION, NAMESPACE, delete_if_there, resource_id
+from deploy.scaling import DIMENSION, NAMESPACE, delete_if_there, register_target
 from deploy.state import now_iso
 
 METRIC_NAMESPACE = "AWS/SageMaker"
@@ -62,20 +62,11 @@ def apply(
     if scale_in_cooldown < 0 or scale_out_cooldown < 0:
         raise UserError("cooldowns must not be negative")
     name = endpoint["name"]
-    rid = resource_id(name, endpoint.get("variant", config.VARIANT_NAME))
-    tags = ctx.state.get("tags") or names.tags_for(ctx.name_prefix)
     previous = ctx.state.get("autoscaling") or {}
     if minimum > 0 and (previous.get("step_policy") or previous.get("alarm")):
         remove_extras(ctx, previous)  # no longer at zero: nothing needs to bring it back
-    client = ctx.aws.client("application-autoscaling")
-    client.register_scalable_target(
-        ServiceNamespace=NAMESPACE,
-        ResourceId=rid,
-        ScalableDimension=DIMENSION,
-        MinCapacity=minimum,
-        MaxCapacity=maximum,
-        Tags=tags,
-    )
+    client, rid = register_target(ctx, endpoint, minimum, maximum)
+    tags = ctx.state.get("tags") or names.tags_for(ctx.name_prefix)  # the alarm's, as the target's
     record = {
         "resource_id": rid,
         "mode": "backlog",

@@ -7,6 +7,8 @@ project's benchmark), the target is 60 * throughput * utilisation.
 
 from __future__ import annotations
 
+from typing import Any
+
 from botocore.exceptions import ClientError
 
 from deploy import config, names
@@ -78,17 +80,7 @@ def apply(
         raise UserError("--target must be positive (invocations per instance per minute)")
     if scale_in_cooldown < 0 or scale_out_cooldown < 0:
         raise UserError("cooldowns must not be negative")
-    client = ctx.aws.client("application-autoscaling")
-    rid = resource_id(endpoint["name"], endpoint.get("variant", config.VARIANT_NAME))
-    tags = ctx.state.get("tags") or names.tags_for(ctx.name_prefix)
-    client.register_scalable_target(
-        ServiceNamespace=NAMESPACE,
-        ResourceId=rid,
-        ScalableDimension=DIMENSION,
-        MinCapacity=minimum,
-        MaxCapacity=maximum,
-        Tags=tags,
-    )
+    client, rid = register_target(ctx, endpoint, minimum, maximum)
     policy = policy_name(endpoint["name"])
     arn = client.put_scaling_policy(
         PolicyName=policy,
@@ -117,6 +109,22 @@ def apply(
     ctx.state["autoscaling"] = record
     ctx.save()
     return record
+
+
+def register_target(ctx, endpoint: dict, minimum: int, maximum: int) -> tuple[Any, str]:
+    """Register (or re-register) the endpoint's variant as a tagged scalable target between
+    `minimum` and `maximum` instances; (the Application Auto Scaling client, its resource id)."""
+    client = ctx.aws.client("application-autoscaling")
+    rid = resource_id(endpoint["name"], endpoint.get("variant", config.VARIANT_NAME))
+    client.register_scalable_target(
+        ServiceNamespace=NAMESPACE,
+        ResourceId=rid,
+        ScalableDimension=DIMENSION,
+        MinCapacity=minimum,
+        MaxCapacity=maximum,
+        Tags=ctx.state.get("tags") or names.tags_for(ctx.name_prefix),
+    )
+    return client, rid
 
 
 def remove(ctx) -> bool:
