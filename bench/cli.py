@@ -31,7 +31,7 @@ import cv2
 import onnxruntime
 import torch
 
-from bench import bare, cost, goals, models, report
+from bench import bare, cost, decoding, goals, models, report
 from bench import profile as spying
 from bench.accuracy import configuration_accuracy
 from bench.configs import ALL, EXACT, Config, available
@@ -519,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         photo = twelve_megapixel(
             IMAGES[1], args.out / "images" / "photo-12mp.jpg", scale=args.photo_scale
         )
+    say("the exact decode: OpenCV's and the server's, side by side")
+    results["decoding"] = decoding.compare([*IMAGES, *([photo] if photo else [])])
     for i, family in enumerate(families):
         variants = i == 0 and not args.no_variants
         results["models"][family] = bench_model(family, args, variants, photo if i == 0 else None)

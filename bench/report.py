@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from bench import decoding
+
 RATIO_LEVEL = 4  # throughput is compared at this concurrency (or the nearest one measured)
 
 
@@ -76,6 +78,8 @@ def table(results: dict) -> str:
         f"images: {', '.join(results['settings']['images'])}; "
         f"{results['settings']['duration_s']:g} s per load level",
     ]
+    if results.get("decoding"):
+        lines.append(decoding.summary(results["decoding"]))
     head = (
         f"  {'':<26}{'c':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
         f"{'cores':>7}{'CPUms/rq':>9}{'RSS MB':>8}{'reqs':>7}{'err':>5}"

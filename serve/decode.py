@@ -1,8 +1,9 @@
 """Image bytes -> BGR pixels, refusing pixel bombs before any decoding.
 
 The header of each supported format (JPEG, PNG, WebP, BMP) is parsed here to learn the image's
-size; only then does OpenCV decode it. Other formats are refused: OpenCV can read many more, and
-each is more attack surface that nobody asked for.
+size; only then is it decoded: a JPEG by serve/jpeg.py (libjpeg-turbo's TurboJPEG API: the same
+pixels as OpenCV's, 1.5-2x faster) where it can, everything else by OpenCV. Other formats are
+refused: OpenCV can read many more, and each is more attack surface that nobody asked for.
 
 A JPEG much larger than the model input may be decoded reduced (`decode_for_model`): libjpeg's
 DCT scaling decodes 1/2, 1/4 or 1/8 of each side directly from the coefficients, several times
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from serve import jpeg
 from serve.errors import ImageTooLarge, UnreadableImage
 
 SUPPORTED = "JPEG, PNG, WebP or BMP"
@@ -233,7 +235,9 @@ def _checked_header(data: bytes, max_pixels: int) -> Header:
 
 
 def _decode_exact(data: bytes, header: Header, max_pixels: int) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    image = jpeg.decode(data) if header.format == "JPEG" else None  # the same pixels, faster
+    if image is None:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise UnreadableImage(
             f"the {header.format} image could not be decoded (truncated or corrupt)"

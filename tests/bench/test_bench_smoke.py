@@ -112,6 +112,11 @@ def test_smoke_run_writes_results_with_every_measurement_and_the_ratios(repo_roo
     assert big["size"] == "2016x1512"  # the smoke run's half-size stand-in for the 12 MP photo
     assert set(big["configs"]) == expected
     assert all(run["requests"] > 0 and run["errors"] == 0 for run in big["configs"].values())
+    # the exact decode side by side: OpenCV's and the server's give the same pixels
+    decoded = results["decoding"]
+    assert [d["image"] for d in decoded] == ["bus.jpg", "zidane.jpg", "photo-12mp.jpg"]
+    assert all(d["identical"] and d["opencv_ms"] > 0 and d["ours_ms"] > 0 for d in decoded)
+    assert "exact decode, one thread" in done.stdout and "PIXELS DIFFER" not in done.stdout
     cost = results["cost"]
     assert f"cost: {cost['assumption']}" in done.stdout and "ml.c6i.xlarge" in cost["assumption"]
     int8 = tiny["configs"]["ort_int8"]  # cost follows from the measured throughput and the price

@@ -55,11 +55,12 @@ def test_image_holds_only_the_server_and_is_labelled_for_sagemaker(engine: Engin
     assert labels.strip() == "true"
     probe = (
         "import importlib.util as u; "
-        "print(*[m for m in ('torch', 'boto3', 'pip', 'setuptools', 'cv2', 'onnxruntime')"
+        "print(*[m for m in ('torch', 'boto3', 'pip', 'setuptools', 'cv2', 'simplejpeg',"
+        " 'onnxruntime')"
         " if u.find_spec(m)])"
     )
     found = engine("run", "--rm", *engine.limits, "--entrypoint", "python", image, "-c", probe)
-    assert found.split() == ["cv2", "onnxruntime"]
+    assert found.split() == ["cv2", "simplejpeg", "onnxruntime"]
 
 
 def test_baked_model_serves_like_the_local_server_writes_nothing_and_stops_on_sigterm(

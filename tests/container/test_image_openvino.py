@@ -18,7 +18,8 @@ def ping(url: str) -> dict:
 def test_openvino_image_holds_only_its_runtime(engine: Engine, openvino_image: str):
     probe = (
         "import importlib.util as u, pathlib, openvino; "
-        "print(*[m for m in ('torch', 'boto3', 'pip', 'cv2', 'onnxruntime', 'openvino', 'onnx')"
+        "print(*[m for m in ('torch', 'boto3', 'pip', 'cv2', 'simplejpeg', 'onnxruntime',"
+        " 'openvino', 'onnx')"
         " if u.find_spec(m)]); "
         "libs = pathlib.Path(openvino.__file__).parent / 'libs'; "
         "print(*sorted(p.name for p in libs.glob('libopenvino_*plugin.so')))"
@@ -26,7 +27,7 @@ def test_openvino_image_holds_only_its_runtime(engine: Engine, openvino_image: s
     out = engine(
         "run", "--rm", *engine.limits, "--entrypoint", "python", openvino_image, "-c", probe
     ).splitlines()
-    assert out[0].split() == ["cv2", "openvino"]
+    assert out[0].split() == ["cv2", "simplejpeg", "openvino"]
     assert out[1].split() == ["libopenvino_intel_cpu_plugin.so"]  # no GPU/NPU/AUTO plugins
 
 
