@@ -520,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
             IMAGES[1], args.out / "images" / "photo-12mp.jpg", scale=args.photo_scale
         )
     say("the exact decode: OpenCV's and the server's, side by side")
-    results["decoding"] = decoding.compare([*IMAGES, *([photo] if photo else [])])
+    results["decoding"] = decoding.compare_in_new_process([*IMAGES, *([photo] if photo else [])])
     for i, family in enumerate(families):
         variants = i == 0 and not args.no_variants
         results["models"][family] = bench_model(family, args, variants, photo if i == 0 else None)
