@@ -31,6 +31,7 @@ import numpy as np
 import openvino as ov
 
 from serve.errors import ModelError, one_line
+from serve.memory import keep_freed_memory
 from serve.model_info import Port
 from serve.runtimes import BF16, FP32, Threads
 from serve.runtimes.layout import WideNarrow, narrow_threads
@@ -181,6 +182,7 @@ def _config(precision: str, streams: int, threads: int) -> dict[str, object]:
 def load(path: Path, threads: Threads, precision: str, requests: int) -> OpenVinoModel:
     """Read and compile for the CPU (wide, and narrow where it differs); ModelError when the
     plugin will not use `precision`."""
+    keep_freed_memory()  # each inference's output copy, reused rather than faulted in again
     core = ov.Core()
     try:
         model = core.read_model(str(path))
