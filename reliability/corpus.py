@@ -219,6 +219,12 @@ def _jpeg_zero_height() -> bytes:
     return bytes(data)
 
 
+def _jpeg_with_app1(payload: bytes) -> bytes:
+    """The good JPEG with an APP1 segment holding `payload` right after SOI."""
+    data = good_jpeg()
+    return data[:2] + b"\xff\xe1" + len(payload + b"..").to_bytes(2, "big") + payload + data[2:]
+
+
 def _nested_json(depth: int) -> str:
     return '{"image": ' + "[" * depth + "]" * depth + "}"
 
@@ -296,6 +302,17 @@ _BEFORE_SIZES: tuple[Case, ...] = (
     Case("4-channel PNG", lazy_invoke(_rgba_png, "image/png"), IMAGE_OK),
     Case("animated PNG", lazy_invoke(animated_png, "image/png"), IMAGE_OK),
     Case("animated WebP", lazy_invoke(animated_webp, "image/webp"), IMAGE_OK),
+    # EXIF the fast JPEG path does not read (serve/jpeg.py): OpenCV decodes these
+    Case(
+        "JPEG with its EXIF cut short",
+        lazy_invoke(lambda: _jpeg_with_app1(b"Exif\x00\x00II*\x00")),
+        IMAGE_OK,
+    ),
+    Case(
+        "JPEG whose EXIF entries run past its end",
+        lazy_invoke(lambda: _jpeg_with_app1(b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff")),
+        IMAGE_OK,
+    ),
     # content types
     Case("text/plain", lazy_invoke(good_jpeg, "text/plain"), 415, words=("text/plain",)),
     Case(

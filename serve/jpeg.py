@@ -95,6 +95,8 @@ def _first_app1(data: bytes) -> bytes | None:
 
 
 def _ifd0_orientation(tiff: bytes) -> int | None:
+    if len(tiff) < 8:
+        return None
     if tiff[:4] == b"II*\x00":
         order = "<"
     elif tiff[:4] == b"MM\x00*":

@@ -117,8 +117,20 @@ def test_exif_without_an_orientation_leaves_the_image_as_stored():
         exif([(0x0112, 3, 1, 6), (0x0112, 3, 1, 3)]),  # two orientations
         b"Exif\x00\x00XX*\x00\x08\x00\x00\x00",  # no byte order
         b"Exif\x00\x00II*\x00\xff\x00\x00\x00",  # the IFD is past the end
+        b"Exif\x00\x00II*\x00",  # the TIFF header cut short
+        b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00",  # 5 entries, none there
     ],
-    ids=["xmp-first", "zero", "nine", "long", "twice", "no-order", "ifd-past-end"],
+    ids=[
+        "xmp-first",
+        "zero",
+        "nine",
+        "long",
+        "twice",
+        "no-order",
+        "ifd-past-end",
+        "tiff-cut",
+        "entries-cut",
+    ],
 )
 def test_unclear_exif_goes_to_opencv(payload: bytes):
     data = with_app1(encode(photo_like(48, 40)), payload)
