@@ -5,9 +5,9 @@ heap is trimmed), so a server whose every request allocates and frees the same f
 faults them in again, page by page, each time. OpenVINO's Python API copies each output into a
 new array (8.5 MB for yolov7-tiny at 640): under OpenVINO the server took 1160-1800 minor page
 faults per request; with the thresholds below, 70-100, and 3.5-3.8 % more requests per second at
-c=4 (three interleaved runs each, bf16 and the INT8 export) for 15-20 MB more peak RSS.
-onnxruntime hands its outputs out of its own arena and was at ~140 faults either way, so only the
-OpenVINO runtime asks for this (docs/serving.md, "Memory").
+c=4 (three interleaved runs each, bf16 and the INT8 export) for 15-20 MB more peak RSS. The
+onnxruntime server was at ~140 faults per request either way, so only the OpenVINO runtime asks
+for this (docs/serving.md, "Memory").
 """
 
 from __future__ import annotations
