@@ -27,7 +27,6 @@ SUPPORTED = "JPEG, PNG, WebP or BMP"
 _JPEG_SOF = frozenset(
     {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 )
-_JPEG_STANDALONE = frozenset({0x01, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8})
 
 # libjpeg's DCT scaling: IMREAD_REDUCED_COLOR_2 decodes 1/2 of each side (rounded up) straight from
 # the coefficients. Only 1/2: at 1/4 and 1/8 (the chroma of a 4:2:0 JPEG then 1/8 and 1/16) the
@@ -140,41 +139,26 @@ def _webp_dimensions(data: bytes) -> tuple[int, int]:
 def _jpeg_size(data: bytes) -> tuple[int, int, bool]:
     """Walk the marker segments to the frame header and the first scan; is the scan complete?"""
     size: tuple[int, int] | None = None
-    end = len(data)
-    pos = 2
-    while pos < end:
-        if data[pos] != 0xFF:
-            raise _corrupt("JPEG", "expected a marker")
-        while pos < end and data[pos] == 0xFF:  # fill bytes
-            pos += 1
-        if pos >= end:
-            break
-        marker = data[pos]
-        pos += 1
-        if marker in _JPEG_STANDALONE:
-            continue
-        if marker == 0xD9:
-            raise _corrupt("JPEG", "end of image before any scan")
-        if pos + 2 > end:
-            break
-        (length,) = struct.unpack(">H", data[pos : pos + 2])
-        if length < 2:
-            raise _corrupt("JPEG", "bad segment length")
-        if marker in _JPEG_SOF and size is None:
-            if pos + 7 > end:
-                break
-            height, width = struct.unpack(">HH", data[pos + 3 : pos + 7])
-            if width == 0 or height == 0:
-                raise _corrupt("JPEG", "zero width or height")
-            size = (width, height)
-        elif marker == 0xDA:  # start of scan: entropy-coded data follows
-            if size is None:
-                raise _corrupt("JPEG", "scan before the frame header")
-            # Inside scan data 0xFF is always followed by 0x00 or a restart marker, so the byte
-            # pair FF D9 after the first scan is the end-of-image marker: without it, the file is
-            # cut short (some decoders fill the missing rows with grey and say nothing).
-            return (*size, data.find(b"\xff\xd9", pos + length) >= 0)
-        pos += length
+    try:
+        for marker, start, stop in jpeg.marker_segments(data):
+            if marker == 0xD9:
+                raise _corrupt("JPEG", "end of image before any scan")
+            if marker in _JPEG_SOF and size is None:
+                if start + 5 > len(data):
+                    break
+                height, width = struct.unpack(">HH", data[start + 1 : start + 5])
+                if width == 0 or height == 0:
+                    raise _corrupt("JPEG", "zero width or height")
+                size = (width, height)
+            elif marker == jpeg.SOS:
+                if size is None:
+                    raise _corrupt("JPEG", "scan before the frame header")
+                # Inside scan data 0xFF is always followed by 0x00 or a restart marker, so the
+                # byte pair FF D9 after the first scan is the end-of-image marker: without it, the
+                # file is cut short (some decoders fill the missing rows with grey, say nothing).
+                return (*size, data.find(b"\xff\xd9", stop) >= 0)
+    except ValueError as exc:  # the walk's own complaints: not a marker, a bad length
+        raise _corrupt("JPEG", str(exc)) from None
     if size is None:
         raise _truncated("JPEG")
     return (*size, False)

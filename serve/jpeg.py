@@ -17,6 +17,7 @@ IMREAD_COLOR)` would, and the caller then decodes with OpenCV, which also words 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -26,6 +27,40 @@ _EXIF = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
 _SHORT = 3
 _COLOUR_SPACES = frozenset({"YCbCr", "Gray"})
+# Markers without a length or payload: TEM, RST0-7, SOI, EOI.
+STANDALONE = frozenset({0x01, *range(0xD0, 0xDA)})
+SOS = 0xDA  # start of scan: entropy-coded data follows its header segment
+APP1 = 0xE1
+
+
+def marker_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, start, stop) of each marker after SOI, up to and including the first start of
+    scan: a segment's payload is data[start:stop] (stop may pass the end of a file cut short); a
+    standalone marker has start == stop. Stops without SOS where the data ends first; ValueError
+    where a marker is expected and something else is there, or a length is under 2. The pixel
+    guard (serve/decode.py) and the EXIF reader below both walk a JPEG with this."""
+    pos, end = 2, len(data)
+    while pos < end:
+        if data[pos] != 0xFF:
+            raise ValueError("expected a marker")
+        while pos < end and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= end:
+            return
+        marker = data[pos]
+        pos += 1
+        if marker in STANDALONE:
+            yield marker, pos, pos
+            continue
+        if pos + 2 > end:
+            return
+        (length,) = struct.unpack(">H", data[pos : pos + 2])
+        if length < 2:
+            raise ValueError("bad segment length")
+        yield marker, pos + 2, pos + length
+        if marker == SOS:
+            return
+        pos += length
 
 
 def decode(data: bytes) -> np.ndarray | None:
@@ -73,24 +108,15 @@ def exif_orientation(data: bytes) -> int | None:
 def _first_app1(data: bytes) -> bytes | None:
     """The payload of the first APP1 segment before the first scan, None if there is none;
     ValueError where the segments do not lead cleanly to a scan."""
-    pos, end = 2, len(data)
-    while pos + 4 <= end:
-        if data[pos] != 0xFF:
-            raise ValueError("expected a marker")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # a fill byte
-            pos += 1
-            continue
-        if marker == 0xDA:  # start of scan: no more header segments
+    for marker, start, stop in marker_segments(data):
+        if marker == SOS:
             return None
-        if marker == 0x01 or 0xD0 <= marker <= 0xD9:
+        if marker in STANDALONE:
             raise ValueError("a standalone marker before the scan")
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if length < 2 or pos + 2 + length > end:
+        if stop > len(data):
             raise ValueError("a segment runs past the end")
-        if marker == 0xE1:
-            return data[pos + 4 : pos + 2 + length]
-        pos += 2 + length
+        if marker == APP1:
+            return data[start:stop]
     raise ValueError("no scan")
 
 
