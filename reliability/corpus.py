@@ -219,10 +219,9 @@ def _jpeg_zero_height() -> bytes:
     return bytes(data)
 
 
-def _jpeg_with_app1(payload: bytes) -> bytes:
-    """The good JPEG with an APP1 segment holding `payload` right after SOI."""
-    data = good_jpeg()
-    return data[:2] + b"\xff\xe1" + len(payload + b"..").to_bytes(2, "big") + payload + data[2:]
+def with_app1(jpeg: bytes, payload: bytes) -> bytes:
+    """`jpeg` with an APP1 segment (EXIF, XMP) holding `payload` right after SOI."""
+    return jpeg[:2] + b"\xff\xe1" + len(payload + b"..").to_bytes(2, "big") + payload + jpeg[2:]
 
 
 def _nested_json(depth: int) -> str:
@@ -305,12 +304,12 @@ _BEFORE_SIZES: tuple[Case, ...] = (
     # EXIF the fast JPEG path does not read (serve/jpeg.py): OpenCV decodes these
     Case(
         "JPEG with its EXIF cut short",
-        lazy_invoke(lambda: _jpeg_with_app1(b"Exif\x00\x00II*\x00")),
+        lazy_invoke(lambda: with_app1(good_jpeg(), b"Exif\x00\x00II*\x00")),
         IMAGE_OK,
     ),
     Case(
         "JPEG whose EXIF entries run past its end",
-        lazy_invoke(lambda: _jpeg_with_app1(b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff")),
+        lazy_invoke(lambda: with_app1(good_jpeg(), b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff")),
         IMAGE_OK,
     ),
     # content types

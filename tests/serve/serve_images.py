@@ -3,6 +3,8 @@ on), and encoders."""
 
 from __future__ import annotations
 
+import struct
+
 import cv2
 import numpy as np
 
@@ -50,3 +52,13 @@ def decode(data: bytes) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None
     return image
+
+
+def exif(entries: list[tuple[int, int, int, int]], order: str = "<") -> bytes:
+    """An EXIF APP1 payload: one IFD of (tag, type, count, value) entries (a SHORT value), for
+    reliability.corpus.with_app1; [(0x0112, 3, 1, n)] is orientation n."""
+    head = b"II*\x00" if order == "<" else b"MM\x00*"
+    tiff = head + struct.pack(order + "IH", 8, len(entries))
+    for tag, kind, count, value in entries:
+        tiff += struct.pack(order + "HHIHH", tag, kind, count, value, 0)
+    return b"Exif\x00\x00" + tiff + struct.pack(order + "I", 0)

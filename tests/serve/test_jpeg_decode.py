@@ -6,14 +6,15 @@ which decoder ran."""
 from __future__ import annotations
 
 import io
-import struct
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from serve_images import exif
 
+from reliability.corpus import with_app1
 from serve import jpeg
 from serve.decode import decode_image
 
@@ -38,20 +39,6 @@ def encode(image: np.ndarray, *params: int) -> bytes:
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90, *params])
     assert ok
     return data.tobytes()
-
-
-def with_app1(data: bytes, payload: bytes) -> bytes:
-    """`data` with an APP1 segment holding `payload` right after SOI."""
-    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
-
-
-def exif(entries: list[tuple[int, int, int, int]], order: str = "<") -> bytes:
-    """An EXIF APP1 payload: one IFD of (tag, type, count, value) entries (a SHORT value)."""
-    head = b"II*\x00" if order == "<" else b"MM\x00*"
-    tiff = head + struct.pack(order + "IH", 8, len(entries))
-    for tag, kind, count, value in entries:
-        tiff += struct.pack(order + "HHIHH", tag, kind, count, value, 0)
-    return b"Exif\x00\x00" + tiff + struct.pack(order + "I", 0)
 
 
 def assert_fast_and_exact(data: bytes) -> None:

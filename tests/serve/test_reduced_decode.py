@@ -6,15 +6,15 @@ small JPEGs, drawn answers) is decoded exactly.
 
 from __future__ import annotations
 
-import struct
-
 import cv2
 import numpy as np
 import pytest
+from serve_images import exif
 from serve_server import ServerProcess
 
 from demo.evaluate import iou
 from demo.shapes import make_image
+from reliability.corpus import with_app1
 from serve.config import ConfigError, Settings
 from serve.decode import decode_for_model, decode_image, read_header, reduction_factor
 
@@ -43,10 +43,7 @@ def phone_photo(width: int, height: int, seed: int) -> tuple[bytes, list[dict]]:
 
 def rotated(jpeg: bytes, orientation: int) -> bytes:
     """The JPEG with a minimal EXIF segment holding only the orientation tag."""
-    tiff = b"II*\x00" + struct.pack("<IH", 8, 1)
-    tiff += struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
-    payload = b"Exif\x00\x00" + tiff
-    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+    return with_app1(jpeg, exif([(0x0112, 3, 1, orientation)]))
 
 
 @pytest.fixture(scope="module")
