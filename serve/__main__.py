@@ -137,22 +137,20 @@ def main(argv: list[str] | None = None) -> int:
             server.stop(EXIT_MODEL)
             return
         info = detector.info
-        log.info(
-            "ready",
-            extra={
-                "fields": {
-                    "model": info.name,
-                    "path": str(model_path),
-                    "layout": info.layout,
-                    "img_size": info.img_size,
-                    "classes": len(info.names),
-                    "runtime": detector.runtime,
-                    "precision": detector.precision,
-                    "float_precision": detector.float_precision,
-                    "precision_why": choice.why,
-                }
-            },
-        )
+        fields = {
+            "model": info.name,
+            "path": str(model_path),
+            "layout": info.layout,
+            "img_size": info.img_size,
+            "classes": len(info.names),
+            "runtime": detector.runtime,
+            "precision": detector.precision,
+            "float_precision": detector.float_precision,
+            "precision_why": choice.why,
+        }
+        if detector.compiling:
+            fields["compiling"] = detector.compiling
+        log.info("ready", extra={"fields": fields})
 
     loader = threading.Thread(target=load, name="model-loader", daemon=True)
     loader.start()

@@ -147,6 +147,8 @@ class Ping:
             "precision": detector.precision,
             "float_precision": detector.float_precision,
         }
+        if detector.compiling:  # an INT8 export on OpenVINO, its float view serving for now
+            resp.media["compiling"] = detector.compiling
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not self._detector.ready:

@@ -65,11 +65,18 @@ class Detector:
 
     @property
     def precision(self) -> str:
-        """What the model computes in, as /ping says it: "int8" for an INT8 export (its QDQ pairs
-        run as int8 on both runtimes), else the runtime's float precision; after load()."""
-        if self.info is not None and self.info.metadata.get("precision") == INT8:
+        """What the model computes in, as /ping says it: "int8" for an INT8 export once its QDQ
+        pairs run as int8 (on onnxruntime from the start, on OpenVINO once it compiled them: until
+        then its float view serves), else the runtime's float precision; after load()."""
+        if self._model is not None and self._model.runs_int8:
             return INT8
         return self.float_precision
+
+    @property
+    def compiling(self) -> str | None:
+        """INT8 while OpenVINO compiles an INT8 export in the background (its float view serving
+        until then), else None."""
+        return None if self._model is None else self._model.compiling
 
     def load(self) -> None:
         """Load the model, read the metadata, run one warm-up inference; raise ModelError."""

@@ -37,6 +37,8 @@ class Loaded(Protocol):
     outputs: Sequence[Port]
     metadata: Mapping[str, str]  # the ONNX file's metadata_props, as written
     precision: str  # what the runtime computes in: FP32 (the graph's own types) or BF16
+    runs_int8: bool  # an INT8 export whose QDQ pairs run as int8 now
+    compiling: str | None  # INT8 while an INT8 export is served from its float view
 
     def run(self, tensor: np.ndarray, output: str) -> np.ndarray:
         """The named output for one input tensor; safe to call from `requests` threads at once."""

@@ -25,7 +25,7 @@ import onnxruntime as ort
 
 from serve.errors import ModelError, one_line
 from serve.model_info import Port
-from serve.runtimes import BF16, FP32, Threads
+from serve.runtimes import BF16, FP32, INT8, Threads
 from serve.runtimes.layout import WideNarrow, narrow_threads
 
 
@@ -36,6 +36,8 @@ class OnnxRuntimeModel:
         self.outputs = [Port(p.name, tuple(p.shape), p.type) for p in wide.get_outputs()]
         self.metadata = dict(wide.get_modelmeta().custom_metadata_map or {})
         self.precision = FP32
+        self.runs_int8 = self.metadata.get("precision") == INT8  # its QDQ pairs fuse to int8
+        self.compiling = None
         self._input = self.inputs[0].name if self.inputs else ""
 
     @property

@@ -13,9 +13,13 @@ an inference alone) and, where `requests` inferences at once would each get fewe
 one stream, two infer requests at once take turns, so the wide compile alone ran two inferences
 at once no faster than one (docs/serving.md "Concurrency"). Both compute the same numbers, bit for
 bit. The narrow compile runs in the background after the first inference (the warm-up):
-compiling costs 0.15 s (FP32) to 0.8 s (an INT8 export: OpenVINO's low-precision passes) on 2
-vCPUs, and a second one before /ping would double the cold start; until it is there, inferences
-at once share the wide compile.
+compiling costs 0.15-0.25 s (FP32) on 2 vCPUs, and a second one before /ping would add that to
+the cold start; until it is there, inferences at once share the wide compile.
+
+An INT8 export starts on its float view (serve/runtimes/openvino_float_view.py: 0.18 s to compile
+against 0.8-1.2 s for the INT8 graph): the server is ready on it, the INT8 graph compiles in the
+background after the warm-up and takes over every inference started once it is warm, then the
+narrow layout follows. Until then /ping says `"compiling": "int8"` and the view's float precision.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ import openvino as ov
 from serve.errors import ModelError, one_line
 from serve.memory import keep_freed_memory
 from serve.model_info import Port
-from serve.runtimes import BF16, FP32, Threads
+from serve.runtimes import BF16, FP32, INT8, Threads
 from serve.runtimes.layout import WideNarrow, narrow_threads
+from serve.runtimes.openvino_float_view import float_view
 
 log = logging.getLogger("serve")
 
@@ -86,84 +91,133 @@ class _Pool:
             self._free.put(request)
 
 
+Compile = Callable[[], ov.CompiledModel]
+VIEW_DRAIN_SECONDS = 60.0  # far over an inference: the view's last ones before it is freed
+
+
 class OpenVinoModel:
-    def __init__(self, model: ov.Model, wide: ov.CompiledModel, requests: int):
+    def __init__(self, model: ov.Model, wide: ov.CompiledModel, requests: int, int8: bool):
         self.inputs = [_port(p) for p in model.inputs]
         self.outputs = [_port(p) for p in model.outputs]
         self.metadata = _metadata(model)
-        used = wide.get_property("INFERENCE_PRECISION_HINT")
-        self.precision = BF16 if used == ov.Type.bf16 else FP32
+        self.precision = _precision(wide)
+        self.runs_int8 = int8  # False on an INT8 export's float view
+        self.compiling: str | None = None  # INT8 while that compile is to come or runs
+        self._requests = requests
         # as many requests as inferences at once: the wide compile takes them all until (unless)
         # a narrow one is there
         self._pools = WideNarrow(_Pool(wide, requests))
-        self._narrow_lock = threading.Lock()
-        self._narrow_pending: tuple[Callable[[], ov.CompiledModel], int, int] | None = None
-        self._narrow_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._later: list[Callable[[], bool]] = []  # background steps, in order
+        self._thread: threading.Thread | None = None
 
     @property
     def layouts(self) -> int:
         """How many thread layouts this model runs in: 2 once it has a narrow compile."""
         return self._pools.layouts
 
-    def compile_narrow_later(
-        self, compile_: Callable[[], ov.CompiledModel], requests: int, streams: int
-    ) -> None:
-        """Compile the narrow layout (`streams` streams, `requests` infer requests) in a
-        background thread once the first inference (the detector's warm-up) has finished, so
-        that neither waits for the other."""
-        with self._narrow_lock:
-            self._narrow_pending = (compile_, requests, streams)
+    def compile_int8_later(self, compile_: Compile) -> None:
+        """Compile the INT8 graph after the first inference (the detector's warm-up) and hand it
+        every inference started once it is warm; until then the float view serves."""
+        with self._lock:
+            self.compiling = INT8
+            self._later.append(lambda: self._take_over(compile_))
 
-    def _compile_narrow(
-        self, compile_: Callable[[], ov.CompiledModel], requests: int, expected: int
-    ) -> None:
+    def compile_narrow_later(self, compile_: Compile, requests: int, streams: int) -> None:
+        """Compile the narrow layout (`streams` streams, `requests` infer requests) in the
+        background once the first inference (and the INT8 compile, if any) has finished, so that
+        neither waits for the other."""
+        with self._lock:
+            self._later.append(lambda: self._compile_narrow(compile_, requests, streams))
+
+    def _compiled(self, compile_: Compile, requests: int, streams: int, warm: int) -> _Pool:
+        """A pool of `requests` on a new compile, `warm` of them warmed up (the first inference
+        of a compile builds its kernels); RuntimeError where it is not what was asked."""
+        compiled = compile_()
+        found = int(compiled.get_property("NUM_STREAMS"))
+        if _precision(compiled) != self.precision or found != streams:
+            used = compiled.get_property("INFERENCE_PRECISION_HINT")
+            raise RuntimeError(f"compiled {found} streams in {used}")
+        pool = _Pool(compiled, requests)
+        pool.warm_up(self.inputs[0], warm)
+        return pool
+
+    def _take_over(self, compile_: Compile) -> bool:
+        """The INT8 graph, warm, takes every inference started from now on; on a failure the
+        view keeps serving (and no narrow compile of a graph that does not compile follows)."""
+        started = time.perf_counter()
+        try:
+            pool = self._compiled(compile_, self._requests, 1, warm=1)
+        except Exception as exc:  # OpenVINO raises RuntimeError and its own types
+            self.compiling = None
+            log.error(
+                "OpenVINO's INT8 compile failed; serving the export's weights in "
+                f"{self.precision}: {one_line(exc)}"
+            )
+            return False
+        view, self._pools = self._pools, WideNarrow(pool)
+        self.runs_int8, self.compiling = True, None
+        seconds = round(time.perf_counter() - started, 3)
+        log.info("int8 ready", extra={"fields": {"seconds": seconds}})
+        view.wait_idle(VIEW_DRAIN_SECONDS)  # its last inferences end before it is freed
+        return True
+
+    def _compile_narrow(self, compile_: Compile, requests: int, streams: int) -> bool:
         """Compile the narrow layout, warm each of its requests with one inference, then let
         inferences at once take it; a failure is logged and the wide compile serves alone."""
         started = time.perf_counter()
         try:
-            compiled = compile_()
-            streams = int(compiled.get_property("NUM_STREAMS"))
-            used = compiled.get_property("INFERENCE_PRECISION_HINT")
-            if (BF16 if used == ov.Type.bf16 else FP32) != self.precision or streams != expected:
-                raise RuntimeError(f"compiled {streams} streams in {used}")
-            pool = _Pool(compiled, requests)
-            pool.warm_up(self.inputs[0], requests)
+            pool = self._compiled(compile_, requests, streams, warm=requests)
         except Exception as exc:  # OpenVINO raises RuntimeError and its own types
             log.warning(f"OpenVINO's narrow layout failed; serving on one: {one_line(exc)}")
-            return
+            return False
         self._pools.add_narrow(pool)
         seconds = round(time.perf_counter() - started, 3)
         log.info("narrow layout ready", extra={"fields": {"streams": streams, "seconds": seconds}})
+        return True
+
+    def _work_through(self, step: Callable[[], bool]) -> None:
+        """`step`, then each one still to come while they succeed."""
+        while step():
+            with self._lock:  # settle() empties the list: nothing after it starts
+                if not self._later:
+                    return
+                step = self._later.pop(0)
+        with self._lock:
+            self._later.clear()
 
     def run(self, tensor: np.ndarray, output: str) -> np.ndarray:
         with self._pools.pick() as pool:
             answer = pool.run(tensor, output)
-        if self._narrow_pending is not None:
-            with self._narrow_lock:  # settle() sees either the pending work or a started thread
-                if self._narrow_pending is not None:
-                    self._narrow_thread = threading.Thread(
-                        target=self._compile_narrow,
-                        args=self._narrow_pending,
-                        name="openvino-narrow-compile",
+        if self._thread is None and self._later:
+            with self._lock:  # settle() sees either the work to come or a started thread
+                if self._thread is None and self._later:
+                    self._thread = threading.Thread(
+                        target=self._work_through,
+                        args=(self._later.pop(0),),
+                        name="openvino-compile",
                         daemon=True,
                     )
-                    self._narrow_pending = None
-                    self._narrow_thread.start()
+                    self._thread.start()
         return answer
 
     def settle(self, timeout: float) -> bool:
-        """At exit: drop a narrow compile not started yet, wait for one that runs and for the
+        """At exit: drop the compiles not started yet, wait for one that runs and for the
         inferences in flight. A process that exits while OpenVINO works in another thread is
         aborted by the C++ runtime ("terminate called without an active exception")."""
         deadline = time.monotonic() + timeout
-        with self._narrow_lock:
-            self._narrow_pending = None
-            thread = self._narrow_thread
+        with self._lock:
+            self._later.clear()
+            thread = self._thread
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():
                 return False
         return self._pools.wait_idle(max(0.0, deadline - time.monotonic()))
+
+
+def _precision(compiled: ov.CompiledModel) -> str:
+    return BF16 if compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16 else FP32
 
 
 def _config(precision: str, streams: int, threads: int) -> dict[str, object]:
@@ -179,21 +233,40 @@ def _config(precision: str, streams: int, threads: int) -> dict[str, object]:
     }
 
 
+def _float_view_or_none(model: ov.Model) -> ov.Model | None:
+    """The INT8 export's float view; None (the INT8 graph compiled first, slower to start but
+    served all the same) where the frontend's graph is not what the view expects."""
+    try:
+        return float_view(model)
+    except Exception as exc:  # a graph the view does not know: not worth refusing to start
+        log.warning(f"no float view of the INT8 export; compiling it first: {one_line(exc)}")
+        return None
+
+
 def load(path: Path, threads: Threads, precision: str, requests: int) -> OpenVinoModel:
-    """Read and compile for the CPU (wide, and narrow where it differs); ModelError when the
-    plugin will not use `precision`."""
+    """Read and compile for the CPU (wide, and narrow where it differs; an INT8 export's float
+    view first); ModelError when the plugin will not use `precision`."""
     keep_freed_memory()  # each inference's output copy, reused rather than faulted in again
     core = ov.Core()
     try:
         model = core.read_model(str(path))
-        wide = core.compile_model(model, "CPU", _config(precision, 1, threads.intra_op))
     except Exception as exc:  # OpenVINO raises RuntimeError and its own types
         raise ModelError(f"cannot load model {path}: {one_line(exc)}") from None
-    loaded = OpenVinoModel(model, wide, requests)
+    quantized = _metadata(model).get("precision") == INT8
+    view = _float_view_or_none(model) if quantized else None
+    try:
+        first = model if view is None else view
+        wide = core.compile_model(first, "CPU", _config(precision, 1, threads.intra_op))
+    except Exception as exc:
+        raise ModelError(f"cannot load model {path}: {one_line(exc)}") from None
+    loaded = OpenVinoModel(model, wide, requests, int8=quantized and view is None)
     if loaded.precision != precision:
         raise ModelError(
             f"OpenVINO compiled {path.name} in {loaded.precision}, not the {precision} asked"
         )
+    if view is not None:
+        int8 = _config(precision, 1, threads.intra_op)
+        loaded.compile_int8_later(lambda: core.compile_model(model, "CPU", int8))
     share = narrow_threads(threads, requests)
     if share is not None:  # one stream of `share` threads per concurrent inference,
         # no more streams than the threads hold (SERVE_INFERENCE_SLOTS may ask for more slots)

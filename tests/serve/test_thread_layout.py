@@ -89,11 +89,14 @@ def test_openvino_narrow_layout_comes_after_load_and_answers_as_the_wide_one(
     model = ov_runtime.load(both_precisions, Threads(2, 1), precision, requests=2)
     output = model.outputs[0].name
     tensors = _tensors(4)
-    alone = [model.run(t, output) for t in tensors]  # served while the narrow one compiles
+    assert model.layouts == 1
+    model.run(tensors[0], output)  # served while the narrow one (and an INT8 graph) compiles
     deadline = time.monotonic() + 60
     while model.layouts == 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert model.layouts == 2, "the narrow compile did not arrive"
+    assert model.runs_int8 == (both_precisions.name == "int8.onnx")
+    alone = [model.run(t, output) for t in tensors]  # one at a time: the wide compile
 
     assert_four_at_once_answer_as_alone(model, tensors, alone)
     assert ov_runtime.load(both_precisions, Threads(2, 1), precision, requests=1).layouts == 1
@@ -105,10 +108,23 @@ def test_openvino_settle_waits_for_the_narrow_compile(int8_export, requests):
     With more slots than threads the narrow compile has one 1-thread stream per thread."""
     from serve.runtimes import openvino as ov_runtime
 
-    model = ov_runtime.load(int8_export["int8"], Threads(2, 1), "fp32", requests=requests)
+    model = ov_runtime.load(int8_export["fp32"], Threads(2, 1), "fp32", requests=requests)
     assert model.layouts == 1  # the narrow compile starts after the first inference
     model.run(_tensors(1)[0], model.outputs[0].name)  # the warm-up: starts the narrow compile
     assert model.settle(60) and model.layouts == 2
+
+
+def test_openvino_settle_waits_for_the_int8_compile_and_drops_the_narrow_one(int8_export):
+    """An INT8 export: the warm-up starts the INT8 compile, which settle() waits for; the narrow
+    compile that would follow it is not started any more."""
+    from serve.runtimes import openvino as ov_runtime
+
+    model = ov_runtime.load(int8_export["int8"], Threads(2, 1), "fp32", requests=2)
+    model.run(_tensors(1)[0], model.outputs[0].name)  # the warm-up: starts the INT8 compile
+    assert model.settle(60)
+    assert (model.runs_int8, model.layouts) == (True, 1)
+    time.sleep(0.5)
+    assert model.layouts == 1  # nothing started after settle()
 
 
 def test_wide_narrow_gives_the_narrow_copy_only_beside_another_inference():
