@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -286,7 +287,7 @@ def side_by_side(
             for name in names:
                 found[name]["big_photo"] = merge(windows[name])
         for name, server in servers.items():
-            found[name]["cold_start_s"] = server.ready_after
+            found[name]["first_start_s"] = server.ready_after  # beside the servers started before
             found[name]["ping"] = server.ping
             found[name]["rss_peak_mb"] = max(r["rss_peak_mb"] for r in found[name]["levels"])
     for name, run in in_process.items():
@@ -295,11 +296,16 @@ def side_by_side(
     return found
 
 
-def cold_starts(start: Start, count: int) -> list[float]:
-    times = []
-    for _ in range(count):
-        with start() as server:
-            times.append(server.ready_after)
+def cold_starts(starts: dict[str, Start], count: int) -> dict[str, dict[str, list[float]]]:
+    """`count` cold starts of each server with no other one running (in side_by_side the others
+    wait idle or finish compiling in the background), the order reversed every round: seconds to
+    the first /ping 200 ("ready") and to the first without "compiling" ("settled")."""
+    times = {name: {"ready": [], "settled": []} for name in starts}
+    for k in range(count):
+        for name in list(starts) if k % 2 == 0 else list(starts)[::-1]:
+            with starts[name]() as server:
+                times[name]["ready"].append(server.ready_after)
+                times[name]["settled"].append(server.settled_after or server.ready_after)
     return times
 
 
@@ -400,16 +406,13 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Pa
         for c in configs
     }
     result["ours"] = result["configs"][EXACT]
-    say(f"{family}: cold starts")
-    more = args.cold_starts - 1
-    result["ours"]["cold_starts_s"] = [
-        result["ours"]["cold_start_s"],
-        *cold_starts(lambda: ours(exported.raw), more),
-    ]
-    result["pytorch_fastapi"]["cold_starts_s"] = [
-        result["pytorch_fastapi"]["cold_start_s"],
-        *cold_starts(lambda: baseline(exported.checkpoint, args.img_size), more),
-    ]
+    say(f"{family}: cold starts, each server alone, in turns")
+    started = cold_starts(starts, args.cold_starts)
+    for name, times in started.items():
+        run = result["pytorch_fastapi"] if name == "pytorch_fastapi" else result["configs"][name]
+        run["cold_starts_s"], run["settled_starts_s"] = times["ready"], times["settled"]
+        run["cold_start_s"] = statistics.median(times["ready"])
+        run["settled_s"] = statistics.median(times["settled"])
 
     if photo is not None:
         height, width = cv2.imread(str(photo)).shape[:2]

@@ -4,6 +4,8 @@
   FP32 session.run's p50 (measured in the same windows).
 - c=4 throughput of the best accurate configuration >= 4x PyTorch + FastAPI's (yolov7-tiny),
   >= 3x (yolov7).
+- yolov7-tiny: the slowest cold start of any configuration (the median of its starts, each
+  server alone: process start -> first /ping 200) < 1 s (issue 12's must-not-regress).
 "Accurate" is bench/accuracy.py's verdict for the configuration on the bundled shapes model
 (precision and recall within 0.01 of FP32, agreement with FP32 >= 0.97); a configuration whose
 accuracy was not measured does not count. Beside each throughput ratio: the same comparison as
@@ -13,6 +15,7 @@ CPU time per request (PyTorch's over ours), the steadier figure on a machine sha
 from __future__ import annotations
 
 P50_TARGET = 0.70
+COLD_START_TARGET_S = 1.0
 THROUGHPUT_TARGETS = {"yolov7-tiny": 4.0, "yolov7": 3.0}
 LATENCY_FAMILY = "yolov7-tiny"
 THROUGHPUT_LEVEL = 4
@@ -36,6 +39,9 @@ def evaluate(results: dict) -> list[dict]:
     goals = []
     accuracy = results.get("accuracy", {})
     for family, m in results["models"].items():
+        cold = cold_start_goal(family, m)
+        if cold is not None:
+            goals.append(cold)
         candidates = accurate_configs(m, accuracy)
         if not candidates:
             continue
@@ -76,3 +82,20 @@ def evaluate(results: dict) -> list[dict]:
             }
         )
     return goals
+
+
+def cold_start_goal(family: str, model: dict) -> dict | None:
+    """The slowest configuration's median cold start against COLD_START_TARGET_S."""
+    cold = {n: r["cold_start_s"] for n, r in model["configs"].items() if "cold_start_s" in r}
+    if family != LATENCY_FAMILY or not cold:
+        return None
+    slowest = max(cold, key=cold.__getitem__)
+    return {
+        "model": family,
+        "goal": "slowest cold start of any configuration (median, each server alone)",
+        "config": slowest,
+        "measured": cold[slowest],
+        "detail": f"{cold[slowest]:.2f} s; fastest {min(cold.values()):.2f} s",
+        "target": f"< {COLD_START_TARGET_S:g} s",
+        "met": cold[slowest] < COLD_START_TARGET_S,
+    }

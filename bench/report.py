@@ -196,7 +196,8 @@ def _side_by_side(results: dict) -> list[str]:
         lines += [
             "",
             f"{family} @ {m['img_size']}, every configuration side by side "
-            f"(bare onnxruntime FP32 p50 {m['bare']['p50_ms']:.1f} ms):",
+            f"(bare onnxruntime FP32 p50 {m['bare']['p50_ms']:.1f} ms; cold s: median of "
+            f"{len(m['ours'].get('cold_starts_s', []))} starts, each server alone):",
             f"  {'configuration':<20}{'p50 c=1':>9}{'/bare':>7}{'req/s c=4':>10}{'CPUms/rq':>9}"
             f"{'$/M img':>9}{'cold s':>7}{'agree':>7}{'P':>7}{'R':>7}{'shift px':>9}  accurate",
         ]
@@ -217,6 +218,14 @@ def _side_by_side(results: dict) -> list[str]:
                 f"{run.get('usd_per_million', float('nan')):9.3f}"
                 f"{run.get('cold_start_s', float('nan')):7.2f}{accuracy}{at}"
             )
+        for name, run in m["configs"].items():
+            settled, cold = run.get("settled_s"), run.get("cold_start_s")
+            if settled is not None and cold is not None and settled > cold + 0.01:
+                lines.append(
+                    f"  {name}: ready (its float view answering) after {cold:.2f} s, its INT8 "
+                    f"graph answering after {settled:.2f} s (medians); every other figure above "
+                    f"is the INT8 graph's"
+                )
         if m.get("skipped"):
             lines.append(
                 "  not run here: " + "; ".join(f"{k}: {v}" for k, v in m["skipped"].items())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -30,6 +31,7 @@ class LocalServer:
     process: subprocess.Popen
     started: float  # time.monotonic() at process start
     ready_after: float  # seconds from process start to the first 200 from /ping
+    settled_after: float  # ... to the first /ping without "compiling" (later on OpenVINO INT8)
 
 
 def wait_for_ping(url: str, process: subprocess.Popen, timeout: float) -> None:
@@ -47,10 +49,24 @@ def wait_for_ping(url: str, process: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError(f"/ping was not 200 within {timeout:.0f} s")
 
 
+def wait_until_settled(url: str, timeout: float) -> None:
+    """Until /ping no longer says "compiling": an INT8 export on OpenVINO answers from its float
+    view until its INT8 graph has compiled in the background (serve/runtimes/openvino.py)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"{url}/ping", timeout=5) as response:
+            if "compiling" not in json.loads(response.read() or b"{}"):
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"/ping still said compiling after {timeout:.0f} s")
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def local_server(
     model: Path, env: dict[str, str] | None = None, timeout: float = 60.0, quiet: bool = True
 ) -> Iterator[LocalServer]:
+    """The server on a free port, once /ping is 200 and nothing compiles in the background."""
     port = free_port()
     child_env = {
         **os.environ,
@@ -67,7 +83,9 @@ def local_server(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_ping(url, process, timeout)
-        yield LocalServer(url, process, started, time.monotonic() - started)
+        ready = time.monotonic()
+        wait_until_settled(url, timeout)
+        yield LocalServer(url, process, started, ready - started, time.monotonic() - started)
     finally:
         stop(process)
 

@@ -105,6 +105,9 @@ def test_smoke_run_writes_results_with_every_measurement_and_the_ratios(repo_roo
         assert 0 <= accuracy[name]["precision"] <= 1 and 0 <= accuracy[name]["recall"] <= 1
         assert isinstance(accuracy[name]["accurate"], bool)
         assert run["usd_per_million"] > 0
+        # each started alone for its cold start: to the first 200, and to its INT8 graph
+        assert len(run["cold_starts_s"]) == len(run["settled_starts_s"]) == 1
+        assert 0 < run["cold_start_s"] <= run["settled_s"] < 180
         assert f"  {name:<20}" in done.stdout  # its line in the side-by-side table
     assert set(tiny["bare_peers"]) == expected - {"ours"}
     assert all(b["p50_ms"] > 0 for b in tiny["bare_peers"].values())
@@ -123,7 +126,11 @@ def test_smoke_run_writes_results_with_every_measurement_and_the_ratios(repo_roo
     per_second = int8["levels"][-1]["throughput_rps"] * cost["throughput_scale"]
     assert int8["usd_per_million"] == pytest.approx(cost["usd_per_hour"] / per_second / 3600 * 1e6)
     goals = {(g["model"], g["goal"].split(" ")[0]) for g in results["goals"]}
-    assert goals == {("yolov7-tiny", "fastest"), ("yolov7-tiny", "best")}
+    assert goals == {
+        ("yolov7-tiny", "fastest"),
+        ("yolov7-tiny", "best"),
+        ("yolov7-tiny", "slowest"),
+    }
     for g in results["goals"]:
         assert g["config"] in expected and g["measured"] > 0 and isinstance(g["met"], bool)
         assert ("MET" if g["met"] else "MISSED") in done.stdout
