@@ -4,6 +4,7 @@ OpenVINO serves no model with, and answers like the onnxruntime server."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 from container.engine import Engine, running
@@ -47,5 +48,29 @@ def test_openvino_image_answers_like_the_onnxruntime_server(
             for g, w in zip(got, want, strict=True):
                 assert max(abs(a - b) for a, b in zip(g["box"], w["box"], strict=True)) <= 1.0
                 assert abs(g["score"] - w["score"]) <= 1e-3
+        code, _ = container.stop_with_sigterm()
+        assert code == 0, container.logs()
+
+
+def test_openvino_image_starts_an_int8_export_on_its_float_view(
+    engine: Engine, openvino_image: str, int8_export: dict, port_8080: int, tmp_path
+):
+    """The trimmed OpenVINO install builds the view and hands over to the INT8 graph."""
+    mounted = tmp_path / "opt-ml-model"
+    mounted.mkdir()
+    (mounted / "model.onnx").write_bytes(int8_export["int8"].read_bytes())
+    mounted.chmod(0o755)
+    (mounted / "model.onnx").chmod(0o644)
+    options = ("--volume", f"{mounted}:/opt/ml/model:ro")
+    with running(engine, openvino_image, port_8080, options=options) as container:
+        deadline = time.monotonic() + 60
+        while "compiling" in (answer := ping(container.url)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (answer["runtime"], answer["precision"]) == ("openvino", "int8")
+        records = [json.loads(line) for line in container.logs().splitlines() if line[:1] == "{"]
+        ready = next(r for r in records if r["message"] == "ready")
+        assert ready["compiling"] == "int8" and ready["precision"] == ready["float_precision"]
+        assert "int8 ready" in [r["message"] for r in records]
+        assert detect(container.url, SAMPLES[0])["detections"] is not None
         code, _ = container.stop_with_sigterm()
         assert code == 0, container.logs()
