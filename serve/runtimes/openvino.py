@@ -254,9 +254,9 @@ def load(path: Path, threads: Threads, precision: str, requests: int) -> OpenVin
         raise ModelError(f"cannot load model {path}: {one_line(exc)}") from None
     quantized = _metadata(model).get("precision") == INT8
     view = _float_view_or_none(model) if quantized else None
+    alone = _config(precision, 1, threads.intra_op)  # the view's compile and the INT8 graph's
     try:
-        first = model if view is None else view
-        wide = core.compile_model(first, "CPU", _config(precision, 1, threads.intra_op))
+        wide = core.compile_model(model if view is None else view, "CPU", alone)
     except Exception as exc:
         raise ModelError(f"cannot load model {path}: {one_line(exc)}") from None
     loaded = OpenVinoModel(model, wide, requests, int8=quantized and view is None)
@@ -265,8 +265,7 @@ def load(path: Path, threads: Threads, precision: str, requests: int) -> OpenVin
             f"OpenVINO compiled {path.name} in {loaded.precision}, not the {precision} asked"
         )
     if view is not None:
-        int8 = _config(precision, 1, threads.intra_op)
-        loaded.compile_int8_later(lambda: core.compile_model(model, "CPU", int8))
+        loaded.compile_int8_later(lambda: core.compile_model(model, "CPU", alone))
     share = narrow_threads(threads, requests)
     if share is not None:  # one stream of `share` threads per concurrent inference,
         # no more streams than the threads hold (SERVE_INFERENCE_SLOTS may ask for more slots)

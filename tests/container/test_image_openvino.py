@@ -4,10 +4,10 @@ OpenVINO serves no model with, and answers like the onnxruntime server."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 
 from container.engine import Engine, running
+from demo.local_server import wait_until_settled
 from tests.container.helpers import SAMPLES, detect
 
 
@@ -63,9 +63,8 @@ def test_openvino_image_starts_an_int8_export_on_its_float_view(
     (mounted / "model.onnx").chmod(0o644)
     options = ("--volume", f"{mounted}:/opt/ml/model:ro")
     with running(engine, openvino_image, port_8080, options=options) as container:
-        deadline = time.monotonic() + 60
-        while "compiling" in (answer := ping(container.url)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_settled(container.url, 60)
+        answer = ping(container.url)
         assert (answer["runtime"], answer["precision"]) == ("openvino", "int8")
         records = [json.loads(line) for line in container.logs().splitlines() if line[:1] == "{"]
         ready = next(r for r in records if r["message"] == "ready")
