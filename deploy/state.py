@@ -28,11 +28,15 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from deploy import config
 from deploy.errors import UserError
 
 VERSION = 1
+
+# The state's type: every module names it, so that its declared shape has one home.
+State = dict[str, Any]
 
 
 def now_iso() -> str:
