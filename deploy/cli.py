@@ -719,7 +719,7 @@ def main(argv: list[str] | None = None, aws=None) -> int:
         store = StateFile(args.state)
         ctx = Context(
             store=store,
-            state=store.load(),
+            state=store.read(),
             region=args.region,
             profile=args.profile,
             assume_role=args.assume_role,

@@ -2,23 +2,8 @@
 
 JSON, written atomically after every resource that is created or deleted, so that an interrupted
 `up` still leaves a state from which `down` removes everything. It holds names, ARNs, the region,
-the image URI, the model data and the tags: never a credential.
-
-Layout (version 1):
-  {
-    "version": 1, "tool": "yolov7-sagemaker-deploy",
-    "region": "eu-west-1", "prefix": "yolov7",
-    "tags": {"managed-by": "yolov7-sagemaker-deploy", "yolov7-deployment": "yolov7"},
-    "image": {"uri", "repository", "repository_arn", "repository_created", "pushed_at"},
-    "model_data": {"uri", "bucket", "key", "source", "sha256", "bucket_created", "uploaded_at"},
-    "endpoint": {"name", "arn", "config", "model", "variant", "image", "model_data",
-                 "instance_type", "instance_count", "serverless", "environment", "role",
-                 "startup_timeout", "data_capture", "created_at", "updated_at"},
-    "autoscaling": {"resource_id", "min", "max", "target", "policy"},
-    "rollback_alarms": {"names", "created", "p99_ms", "how"},  # update --rollback-alarms auto
-    "transform_jobs": [{"name", "input", "output", "status", "created_at"}],
-    "resources": [{"type": "model" | "endpoint-config" | "endpoint", "name", "arn"}]
-  }
+the image URI, the model data and the tags: never a credential. Its shape is declared, versioned
+and checked in deploy/schema.py (and drawn in docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -32,19 +17,19 @@ from typing import Any
 
 from deploy import config
 from deploy.errors import UserError
-
-VERSION = 1
-
-# The state's type: every module names it, so that its declared shape has one home.
-State = dict[str, Any]
+from deploy.schema import (
+    READABLE_VERSIONS,
+    ResourceKind,
+    ResourceRecord,
+    State,
+    check,
+    empty,
+    upgrade,
+)
 
 
 def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
-
-
-def empty() -> dict:
-    return {"version": VERSION, "tool": config.TOOL, "resources": [], "transform_jobs": []}
 
 
 class StateFile:
@@ -54,9 +39,10 @@ class StateFile:
     def exists(self) -> bool:
         return self.path.is_file()
 
-    def load(self) -> dict:
+    def load(self) -> dict[str, Any]:
+        """The file's JSON as written, once it is known to be ours and of a version we read."""
         if not self.path.is_file():
-            return empty()
+            return dict(empty())
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -68,15 +54,20 @@ class StateFile:
             raise UserError(
                 f"{self.path} is not a {config.TOOL} state file", "point --state elsewhere"
             )
-        if data.get("version") != VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise UserError(
-                f"{self.path} has state version {data.get('version')}, this tool reads {VERSION}"
+                f"{self.path} has state version {data.get('version')}, this tool reads "
+                f"{', '.join(map(str, READABLE_VERSIONS))}"
             )
         data.setdefault("resources", [])
         data.setdefault("transform_jobs", [])
         return data
 
-    def save(self, data: dict) -> None:
+    def read(self) -> State:
+        """What commands work with: the file upgraded to this version and held to its schema."""
+        return check(upgrade(self.load()), str(self.path))
+
+    def save(self, data: State | dict[str, Any]) -> None:
         """Write atomically: a crash mid-write never leaves half a file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ignore = self.path.parent / ".gitignore"
@@ -93,7 +84,7 @@ class StateFile:
             raise
 
 
-def check_region(state: dict, region: str) -> None:
+def check_region(state: State, region: str) -> None:
     """A state belongs to one region: refuse to mix."""
     recorded = state.get("region")
     if recorded and recorded != region and has_resources(state):
@@ -103,7 +94,7 @@ def check_region(state: dict, region: str) -> None:
         )
 
 
-def has_resources(state: dict) -> bool:
+def has_resources(state: State) -> bool:
     return bool(
         state.get("resources")
         or state.get("endpoint")
@@ -114,17 +105,17 @@ def has_resources(state: dict) -> bool:
     )
 
 
-def remember(state: dict, kind: str, name: str, arn: str | None) -> None:
+def remember(state: State, kind: ResourceKind, name: str, arn: str | None) -> None:
     """Add a created resource to the ledger that `down` walks."""
     forget(state, kind, name)
-    state["resources"].append({"type": kind, "name": name, "arn": arn})
+    state.setdefault("resources", []).append({"type": kind, "name": name, "arn": arn})
 
 
-def forget(state: dict, kind: str, name: str) -> None:
+def forget(state: State, kind: ResourceKind, name: str) -> None:
     state["resources"] = [
         r for r in state.get("resources", []) if not (r["type"] == kind and r["name"] == name)
     ]
 
 
-def resources(state: dict, kind: str) -> list[dict]:
+def resources(state: State, kind: ResourceKind) -> list[ResourceRecord]:
     return [r for r in state.get("resources", []) if r["type"] == kind]
