@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from deploy import aws as aws_module
 from deploy import config
-from deploy.state import StateFile, check_region
+from deploy.state import State, StateFile, check_region
 
 
 def stderr_log(text: str) -> None:
@@ -18,7 +18,7 @@ def stderr_log(text: str) -> None:
 @dataclass
 class Context:
     store: StateFile
-    state: dict
+    state: State
     region: str | None = None
     profile: str | None = None
     assume_role: str | None = None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
+from deploy.context import Context
 from deploy.errors import UserError
 
 DOCKER_V2S2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -58,7 +59,7 @@ def parse(uri: str) -> EcrImage:
     return EcrImage(**match.groupdict())
 
 
-def check(ctx, uri: str) -> None:
+def check(ctx: Context, uri: str) -> None:
     """Refuse (UserError, nothing created) an image SageMaker would refuse or fail to pull."""
     image = parse(uri)
     if image.region != ctx.aws.region:
