@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
+from deploy.aws.not_found import is_not_found
 from deploy.context import Context
 from deploy.errors import UserError
 
@@ -75,7 +76,7 @@ def check(ctx: Context, uri: str) -> None:
         )["imageDetails"][0]
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("ImageNotFoundException", "RepositoryNotFoundException"):
+        if is_not_found(exc):
             raise UserError(
                 f"image {uri} is not in ECR ({code})", "run `python -m deploy push` first"
             ) from None

@@ -16,7 +16,7 @@ from deploy.aws import paging
 from deploy.aws.waiting import ProgressLine, elapsed, wait_for
 from deploy.context import Context
 from deploy.errors import AwsError, UserError
-from deploy.state import now_iso, remember
+from deploy.state import State, now_iso, remember
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -45,7 +45,7 @@ def count_objects(s3: Any, uri: str, suffixes: tuple[str, ...] | None = None) ->
     return total
 
 
-def default_folders(state: dict, source: str | None, destination: str | None) -> tuple[str, str]:
+def default_folders(state: State, source: str | None, destination: str | None) -> tuple[str, str]:
     """The shared layout (deploy/s3_layout.py): without --input, the async endpoint's input
     folder; without --output, the `output/` folder next to the input."""
     if not source:

@@ -11,11 +11,16 @@ from deploy.context import Context
 
 
 def for_endpoint(ctx: Context, endpoint: dict[str, Any] | None = None) -> VariantScaling:
-    """Backlog scaling for an asynchronous endpoint (or a state whose record has the backlog's
-    alarm or step policy), invocation tracking otherwise. `endpoint` defaults to the state's."""
+    """Backlog scaling for an asynchronous endpoint, invocation tracking otherwise.
+
+    Without `endpoint`, the state's: then a state whose autoscaling record holds the backlog's
+    alarm or step policy also gets backlog scaling, so that removing it removes those too.
+    """
     if endpoint is None:
         endpoint = ctx.state.get("endpoint") or {}
-    record = ctx.state.get("autoscaling") or {}
-    if endpoint.get("async_inference") or record.get("step_policy") or record.get("alarm"):
+        record = ctx.state.get("autoscaling") or {}
+        if record.get("step_policy") or record.get("alarm"):
+            return BacklogScaling(ctx, endpoint)
+    if endpoint.get("async_inference"):
         return BacklogScaling(ctx, endpoint)
     return InvocationsScaling(ctx, endpoint)

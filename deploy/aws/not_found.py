@@ -13,6 +13,7 @@ NOT_FOUND_CODES = frozenset(
         "ResourceNotFound",  # SageMaker
         "ResourceNotFoundException",  # SageMaker, CloudWatch Logs
         "RepositoryNotFoundException",  # ECR
+        "ImageNotFoundException",  # ECR
         "ObjectNotFoundException",  # Application Auto Scaling
         "NoSuchBucket",  # S3
         "NoSuchKey",  # S3 (GET)

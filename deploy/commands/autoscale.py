@@ -6,12 +6,18 @@ import argparse
 
 from deploy.autoscaling import choose
 from deploy.autoscaling.backlog import BacklogScaling
-from deploy.autoscaling.invocations import target_from_throughput
+from deploy.autoscaling.invocations import (
+    DEFAULT_UTILISATION,
+    InvocationsScaling,
+    target_from_throughput,
+)
 from deploy.context import Context
 from deploy.errors import EXIT_OK, UserError
 
 NAME = "autoscale"
 HELP = "target tracking on invocations per instance (async: on the backlog, to 0)"
+# The defaults --help states are the ones each kind applies.
+REALTIME, BACKLOG = InvocationsScaling.DEFAULTS, BacklogScaling.DEFAULTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,17 +27,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--target",
         type=float,
-        help="invocations per instance per minute to hold (200); async: queued requests per "
-        "instance (5)",
+        help=f"invocations per instance per minute to hold ({REALTIME.target:g}); async: queued "
+        f"requests per instance ({BACKLOG.target:g})",
     )
     target.add_argument(
         "--throughput",
         type=float,
         metavar="IMG_PER_S",
-        help="measured images/s of one instance: target = 60 x 0.7 x this",
+        help=f"measured images/s of one instance: target = 60 x {DEFAULT_UTILISATION:g} x this",
     )
-    parser.add_argument("--scale-in-cooldown", type=int, help="seconds (300; async 600)")
-    parser.add_argument("--scale-out-cooldown", type=int, help="seconds (60; async 300)")
+    parser.add_argument(
+        "--scale-in-cooldown",
+        type=int,
+        help=f"seconds ({REALTIME.scale_in_cooldown}; async {BACKLOG.scale_in_cooldown})",
+    )
+    parser.add_argument(
+        "--scale-out-cooldown",
+        type=int,
+        help=f"seconds ({REALTIME.scale_out_cooldown}; async {BACKLOG.scale_out_cooldown})",
+    )
     parser.add_argument("--off", action="store_true", help="remove autoscaling")
 
 
