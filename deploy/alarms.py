@@ -15,10 +15,13 @@ slow under full load) rolls back, not noise. `--latency-p99-ms` overrides it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from deploy import config, names, preflight
+from deploy.aws import ownership, paging
+from deploy.context import Context
 from deploy.errors import UserError
 
 NAMESPACE = "AWS/SageMaker"
@@ -58,19 +61,19 @@ def names_for(endpoint: str) -> dict[str, str]:
     }
 
 
-def _dimensions(endpoint: str) -> list[dict]:
+def _dimensions(endpoint: str) -> list[dict[str, str]]:
     return [
         {"Name": "EndpointName", "Value": endpoint},
         {"Name": "VariantName", "Value": config.VARIANT_NAME},
     ]
 
 
-def create(ctx, endpoint: str, bound: LatencyBound) -> list[str]:
+def create(ctx: Context, endpoint: str, bound: LatencyBound) -> list[str]:
     """Put both alarms (idempotent: same name, same definition) and record them in the state."""
     cw = ctx.aws.client("cloudwatch")
     tags = names.as_aws(ctx.state.get("tags") or names.tags_for(ctx.name_prefix))
     made = names_for(endpoint)
-    common = {
+    common: dict[str, Any] = {
         "Namespace": NAMESPACE,
         "Dimensions": _dimensions(endpoint),
         "Period": 60,
@@ -107,14 +110,22 @@ def create(ctx, endpoint: str, bound: LatencyBound) -> list[str]:
     return sorted(made.values())
 
 
-def existing(ctx, alarm_names: list[str]) -> list[dict]:
+def existing(ctx: Context, alarm_names: list[str]) -> list[dict[str, Any]]:
     if not alarm_names:
         return []
     cw = ctx.aws.client("cloudwatch")
-    return cw.describe_alarms(AlarmNames=alarm_names, AlarmTypes=["MetricAlarm"])["MetricAlarms"]
+    return list(
+        paging.items(
+            cw,
+            "describe_alarms",
+            "MetricAlarms",
+            AlarmNames=alarm_names,
+            AlarmTypes=["MetricAlarm"],
+        )
+    )
 
 
-def require(ctx, alarm_names: list[str]) -> None:
+def require(ctx: Context, alarm_names: list[str]) -> None:
     """User-named alarms must exist before an update relies on them."""
     found = {a["AlarmName"] for a in existing(ctx, alarm_names)}
     missing = [name for name in alarm_names if name not in found]
@@ -125,12 +136,12 @@ def require(ctx, alarm_names: list[str]) -> None:
         )
 
 
-def fired(ctx, alarm_names: list[str]) -> list[dict]:
+def fired(ctx: Context, alarm_names: list[str]) -> list[dict[str, Any]]:
     """The alarms in ALARM now (what made SageMaker roll back)."""
     return [a for a in existing(ctx, alarm_names) if a.get("StateValue") == "ALARM"]
 
 
-def states(ctx) -> list[dict]:
+def states(ctx: Context) -> list[dict[str, Any]]:
     """For `status`: every rollback alarm this state knows of, with its state and reason."""
     record = ctx.state.get("rollback_alarms") or {}
     return [
@@ -144,7 +155,7 @@ def states(ctx) -> list[dict]:
     ]
 
 
-def delete(ctx, endpoints: list[str] | tuple[str, ...] = ()) -> list[str]:
+def delete(ctx: Context, endpoints: list[str] | tuple[str, ...] = ()) -> list[str]:
     """`down`: delete the rollback alarms this tool created (tag-checked), those of the state and
     those named after `endpoints` (down --endpoint without a state); user-named ones stay."""
     record = ctx.state.get("rollback_alarms") or {}
@@ -160,20 +171,24 @@ def delete(ctx, endpoints: list[str] | tuple[str, ...] = ()) -> list[str]:
     return ours
 
 
-def delete_ours(ctx, alarm_names: list[str]) -> list[str]:
+def delete_ours(ctx: Context, alarm_names: list[str]) -> list[str]:
     """Delete those of the named alarms that exist and carry this tool's tag; return them. One
     that is not tagged (or whose tags cannot be read) is kept, and the log says so."""
     cw = ctx.aws.client("cloudwatch")
-    ours = []
-    for alarm in existing(ctx, alarm_names):
+
+    def tags_of(alarm: dict[str, Any]) -> list[dict[str, str]]:
         try:
-            tags = cw.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags", [])
+            tags: list[dict[str, str]] = cw.list_tags_for_resource(
+                ResourceARN=alarm["AlarmArn"]
+            ).get("Tags", [])
         except ClientError:
-            tags = []
-        if names.is_ours(tags):
-            ours.append(alarm["AlarmName"])
-        else:
-            ctx.log(f"kept alarm {alarm['AlarmName']}: it is not tagged {config.TAG_KEY}")
+            tags = []  # unreadable tags: not known to be ours, so kept
+        return tags
+
+    found, kept = ownership.split_ours(existing(ctx, alarm_names), tags_of)
+    for alarm in kept:
+        ctx.log(f"kept alarm {alarm['AlarmName']}: it is not tagged {config.TAG_KEY}")
+    ours = [alarm["AlarmName"] for alarm in found]
     if ours:
         cw.delete_alarms(AlarmNames=ours)
     return ours

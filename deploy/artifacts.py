@@ -12,11 +12,14 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
 
 from deploy import config, names
+from deploy.aws.not_found import is_not_found
+from deploy.context import Context
 from deploy.errors import UserError
 from deploy.state import now_iso
 
@@ -70,15 +73,15 @@ def default_bucket(prefix: str, account: str, region: str) -> str:
     return f"{prefix}-sagemaker-{account}-{region}".lower()[:63]
 
 
-def ensure_bucket(s3, bucket: str, region: str, tags: dict[str, str]) -> bool:
+def ensure_bucket(s3: Any, bucket: str, region: str, tags: dict[str, str]) -> bool:
     """Create the bucket (private, encrypted, tagged) if it is missing; True when created."""
     try:
         s3.head_bucket(Bucket=bucket)
         return False
     except ClientError as exc:
-        if exc.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
+        if not is_not_found(exc):
             raise
-    kwargs = {"Bucket": bucket}
+    kwargs: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
     s3.create_bucket(**kwargs)
@@ -105,7 +108,9 @@ class PackageResult:
     bucket_created: bool
 
 
-def package(ctx, onnx: Path, bucket: str | None = None, key: str | None = None) -> PackageResult:
+def package(
+    ctx: Context, onnx: Path, bucket: str | None = None, key: str | None = None
+) -> PackageResult:
     check_model_file(onnx)
     aws = ctx.aws
     s3 = aws.client("s3")

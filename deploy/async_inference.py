@@ -12,16 +12,20 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
 from deploy import names, s3_layout
-from deploy.endpoints import logs_hint
+from deploy.aws.not_found import is_not_found
+from deploy.aws.sagemaker import logs_hint
+from deploy.aws.waiting import ProgressLine, elapsed
+from deploy.context import Context
 from deploy.errors import AwsError, DeployError, UserError, one_line
 from deploy.invoke import IMAGE_TYPES, custom_attributes
-from deploy.waiting import ProgressLine, elapsed
 
 MIB = 1024 * 1024
 # The server's body limit on an async endpoint. A 50 MP photo is 10-30 MB as JPEG; PNG can be
@@ -34,7 +38,6 @@ DEFAULT_INVOCATION_TIMEOUT_S = 900
 DEFAULT_WAIT_S = 1200.0  # scaling out of zero takes minutes before the first answer
 DEFAULT_POLL_S = 5.0
 TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$")
-MISSING_OBJECT = ("404", "NoSuchKey", "NotFound")
 
 
 @dataclass
@@ -46,7 +49,7 @@ class AsyncOptions:
     max_concurrent: int | None = None
 
 
-def prepare(ctx, options: AsyncOptions) -> dict:
+def prepare(ctx: Context, options: AsyncOptions) -> dict:
     """Check everything the endpoint config will name (URIs, buckets, topics) before anything is
     created; return what the state records as `endpoint.async_inference`."""
     output = s3_layout.parse(options.output, "--output")
@@ -93,11 +96,11 @@ def prepare(ctx, options: AsyncOptions) -> dict:
     }
 
 
-def _check_topic(sns, topic: str, option: str) -> None:
+def _check_topic(sns: Any, topic: str, option: str) -> None:
     try:
         sns.get_topic_attributes(TopicArn=topic)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NotFound", "NotFoundException"):
+        if is_not_found(exc):
             raise UserError(f"{option}: the SNS topic {topic} does not exist") from exc
         raise
 
@@ -154,7 +157,7 @@ def check_files(files: list[Path], limit: int) -> list[tuple[Path, str]]:
 
 
 def send(
-    ctx,
+    ctx: Context,
     files: list[Path],
     endpoint: str | None = None,
     conf: float | None = None,
@@ -213,13 +216,13 @@ def send(
 
 
 def wait(
-    ctx,
+    ctx: Context,
     requests: list[Request],
     timeout: float | None = None,
     poll: float | None = None,
-    stream=None,
-    clock=time.monotonic,
-    sleep=time.sleep,
+    stream: IO[str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[Request]:
     """Poll each output and failure object (HEAD) until one appears, with one progress line;
     raise when `timeout` runs out. A failure object marks its request `failed` (see `failures`)."""
@@ -259,30 +262,31 @@ def wait(
         progress.close()
 
 
-def _first_existing(s3, request: Request) -> str | None:
+def _first_existing(s3: Any, request: Request) -> str | None:
     for location in (request.output, request.failure):
         if location and _exists(s3, location):
             return location
     return None
 
 
-def _exists(s3, location: str) -> bool:
+def _exists(s3: Any, location: str) -> bool:
     uri = s3_layout.parse(location, "output location")
     try:
         s3.head_object(Bucket=uri.bucket, Key=uri.key)
         return True
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in MISSING_OBJECT:
+        if is_not_found(exc):
             return False
         raise
 
 
-def _read(s3, location: str) -> bytes:
+def _read(s3: Any, location: str) -> bytes:
     uri = s3_layout.parse(location, "output location")
-    return s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+    body: bytes = s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+    return body
 
 
-def raise_failures(ctx, requests: list[Request]) -> None:
+def raise_failures(ctx: Context, requests: list[Request]) -> None:
     """One `error:` line for the requests that ended in a failure object (exit 1)."""
     failed = [r for r in requests if r.failed]
     if failed:
@@ -292,7 +296,7 @@ def raise_failures(ctx, requests: list[Request]) -> None:
         raise error
 
 
-def _failure(ctx, request: Request) -> AwsError:
+def _failure(ctx: Context, request: Request) -> AwsError:
     detail = one_line((request.body or b"")[:500].decode("utf-8", "replace")) or "no detail"
     try:
         data = json.loads(request.body or b"")

@@ -19,9 +19,12 @@ import binascii
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deploy import config
 from deploy.artifacts import parse_s3_uri
+from deploy.aws import paging
+from deploy.context import Context
 from deploy.errors import UserError
 
 JSON_TYPES = ["application/json"]
@@ -41,7 +44,9 @@ def data_capture_config(destination: str, percent: int) -> dict:
     }
 
 
-def from_options(capture: str | None, percent: int | None, current: dict | None = None):
+def from_options(
+    capture: str | None, percent: int | None, current: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The DataCaptureConfig to deploy: a new one, the current one changed, or the current one."""
     if capture is None and percent is None:
         return current
@@ -100,20 +105,12 @@ def parse_line(key: str, line: str) -> Record:
     )
 
 
-def _keys(s3, bucket: str, prefix: str) -> list[str]:
-    keys, token = [], None
-    while True:
-        kwargs = {"Bucket": bucket, "Prefix": prefix}
-        if token:
-            kwargs["ContinuationToken"] = token
-        page = s3.list_objects_v2(**kwargs)
-        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".jsonl")]
-        token = page.get("NextContinuationToken")
-        if not token:
-            return keys
+def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    found = paging.items(s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix)
+    return [o["Key"] for o in found if o["Key"].endswith(".jsonl")]
 
 
-def last(ctx, count: int) -> list[Record]:
+def last(ctx: Context, count: int) -> list[Record]:
     """The `count` newest records of the deployed endpoint (the key paths sort by time)."""
     if count < 1:
         raise UserError("--last must be at least 1")
@@ -143,41 +140,3 @@ def save(record: Record, folder: Path) -> Path:
     path = folder / f"{record.event_id}{EXTENSIONS.get(record.input_type, '.bin')}"
     path.write_bytes(record.input_bytes)
     return path
-
-
-def as_json(record: Record, saved: Path | None) -> dict:
-    return {
-        "event_id": record.event_id,
-        "time": record.time,
-        "key": record.key,
-        "input_type": record.input_type,
-        "input_bytes": len(record.input_bytes),
-        "saved": str(saved) if saved else None,
-        "output_type": record.output_type,
-        "output": record.output,
-    }
-
-
-def render(record: Record, saved: Path | None) -> str:
-    from deploy import output  # the tables of `invoke`
-
-    head = f"{record.time}  event {record.event_id}  {record.input_type} "
-    head += f"{len(record.input_bytes)} bytes"
-    if saved:
-        head += f" -> saved {saved}"
-    if isinstance(record.output, dict) and "detections" in record.output:
-        found = record.output["detections"] or []
-        rows = [
-            [
-                str(i),
-                str(d.get("label", d.get("class_id", "?"))),
-                f"{float(d.get('score', 0)):.3f}",
-                *(f"{float(v):.1f}" for v in (d.get("box") or [0, 0, 0, 0])[:4]),
-            ]
-            for i, d in enumerate(found, 1)
-        ]
-        table = output.table(
-            rows, ["#", "label", "score", "x1", "y1", "x2", "y2"], {0, 2, 3, 4, 5, 6}
-        )
-        return f"{head}\n{table if rows else '(no detections)'}"
-    return f"{head}\nanswer ({record.output_type}): {record.output}"

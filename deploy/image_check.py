@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
+from deploy.aws.not_found import is_not_found
+from deploy.context import Context
 from deploy.errors import UserError
 
 DOCKER_V2S2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -58,7 +60,7 @@ def parse(uri: str) -> EcrImage:
     return EcrImage(**match.groupdict())
 
 
-def check(ctx, uri: str) -> None:
+def check(ctx: Context, uri: str) -> None:
     """Refuse (UserError, nothing created) an image SageMaker would refuse or fail to pull."""
     image = parse(uri)
     if image.region != ctx.aws.region:
@@ -74,7 +76,7 @@ def check(ctx, uri: str) -> None:
         )["imageDetails"][0]
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("ImageNotFoundException", "RepositoryNotFoundException"):
+        if is_not_found(exc):
             raise UserError(
                 f"image {uri} is not in ECR ({code})", "run `python -m deploy push` first"
             ) from None

@@ -13,12 +13,16 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from deploy import config, names
+from deploy.aws.not_found import is_not_found
+from deploy.context import Context
 from deploy.errors import CommandFailed, UserError
 from deploy.state import now_iso
 
@@ -62,7 +66,7 @@ class PushPlan:
     commands: list[Command] = field(default_factory=list)
 
 
-def pick_cli(explicit: str | None = None, run=subprocess.run) -> str:
+def pick_cli(explicit: str | None = None, run: Callable[..., Any] = subprocess.run) -> str:
     """--cli, else DEPLOY_CONTAINER_CLI, else docker where its engine answers, else podman."""
     chosen = explicit or config.container_cli_from_env()
     if chosen:
@@ -90,7 +94,7 @@ def pick_cli(explicit: str | None = None, run=subprocess.run) -> str:
     raise UserError("neither docker nor podman was found", "install one of them")
 
 
-def decode_token(authorization: dict) -> tuple[str, str, str]:
+def decode_token(authorization: dict[str, Any]) -> tuple[str, str, str]:
     """ECR's authorizationToken is base64("AWS:password"); returns registry, user, password."""
     try:
         raw = base64.b64decode(authorization["authorizationToken"]).decode("utf-8")
@@ -101,22 +105,24 @@ def decode_token(authorization: dict) -> tuple[str, str, str]:
     return registry.rstrip("/"), user, password
 
 
-def find_repository(ecr, name: str) -> dict | None:
+def find_repository(ecr: Any, name: str) -> dict[str, Any] | None:
     try:
-        return ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+        found: dict[str, Any] = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "RepositoryNotFoundException":
+        if is_not_found(exc):
             return None
         raise
+    return found
 
 
-def create_repository(ecr, name: str, tags: dict[str, str]) -> dict:
-    return ecr.create_repository(
+def create_repository(ecr: Any, name: str, tags: dict[str, str]) -> dict[str, Any]:
+    created: dict[str, Any] = ecr.create_repository(
         repositoryName=name,
         imageScanningConfiguration={"scanOnPush": True},
         encryptionConfiguration={"encryptionType": "AES256"},
         tags=names.as_aws(tags),
     )["repository"]
+    return created
 
 
 def plan(
@@ -170,11 +176,16 @@ def build_command(
     return argv
 
 
-def run_plan(push_plan: PushPlan, password: str, log=None, popen=subprocess.Popen) -> None:
+def run_plan(
+    push_plan: PushPlan,
+    password: str,
+    log: Callable[[str], None] | None = None,
+    popen: Callable[..., Any] = subprocess.Popen,
+) -> None:
     """Run each command, relaying its output to stderr (stdout stays for the image URI)."""
-    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     for command in push_plan.commands:
-        log(f"$ {command.shown()}")
+        say(f"$ {command.shown()}")
         try:
             child = popen(
                 command.argv,
@@ -188,11 +199,11 @@ def run_plan(push_plan: PushPlan, password: str, log=None, popen=subprocess.Pope
         if command.stdin_secret:
             child.stdin.write(password + "\n")
             child.stdin.close()
-        tail = []
+        tail: list[str] = []
         for line in child.stdout:
             clean = scrub(line.rstrip("\n"), password)
             tail = [*tail[-4:], clean]
-            log(f"  {clean}")
+            say(f"  {clean}")
         code = child.wait()
         if code != 0:
             what = " ".join(itertools.takewhile(lambda arg: not arg.startswith("-"), command.argv))
@@ -216,7 +227,7 @@ class PushResult:
 
 
 def push(
-    ctx,
+    ctx: Context,
     *,
     repository: str | None = None,
     tag: str | None = None,
@@ -282,6 +293,7 @@ def push(
     if dry_run:
         return PushResult(push_plan.image_uri, repository, False, push_plan, True)
 
+    assert repo is not None  # found or created above; only --dry-run goes on without one
     run_plan(push_plan, password, log=ctx.log)
     previous = ctx.state.get("image") or {}
     was_ours = previous.get("repository") == repository and previous.get("repository_created")

@@ -15,12 +15,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
 from deploy import payload
-from deploy.endpoints import logs_hint
+from deploy.aws.sagemaker import logs_hint
+from deploy.context import Context
 from deploy.errors import AwsError, DeployError, UserError, one_line
 
 ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
@@ -136,7 +138,7 @@ def _error_detail(body: bytes) -> str:
 
 
 def call_endpoint(
-    runtime,
+    runtime: Any,
     endpoint: str,
     region: str,
     body: bytes,
@@ -174,7 +176,7 @@ def call_endpoint(
 
 
 def invoke(
-    ctx,
+    ctx: Context,
     image: Path,
     url: str | None = None,
     endpoint: str | None = None,

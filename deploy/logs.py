@@ -14,10 +14,14 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deploy import config
+from deploy.aws import paging
+from deploy.aws.not_found import is_not_found
+from deploy.aws.sagemaker import log_group
+from deploy.context import Context
 from deploy.errors import UserError
 
 SINCE = re.compile(r"^(\d+)([smhd])$")
@@ -64,21 +68,17 @@ def render(message: str, stream: str = "") -> str:
     return line
 
 
-def events(logs_client, group: str, start_ms: int, end_ms: int | None = None) -> Iterator[dict]:
-    kwargs: dict = {"logGroupName": group, "startTime": start_ms}
+def events(
+    logs_client: Any, group: str, start_ms: int, end_ms: int | None = None
+) -> Iterator[dict[str, Any]]:
+    kwargs: dict[str, Any] = {"logGroupName": group, "startTime": start_ms}
     if end_ms is not None:
         kwargs["endTime"] = end_ms
-    while True:
-        page = logs_client.filter_log_events(**kwargs)
-        yield from page.get("events", [])
-        token = page.get("nextToken")
-        if not token:
-            return
-        kwargs["nextToken"] = token
+    yield from paging.items(logs_client, "filter_log_events", "events", **kwargs)
 
 
 def show(
-    ctx,
+    ctx: Context,
     since_s: int,
     follow: bool = False,
     write: Callable[[str], None] = print,
@@ -88,7 +88,7 @@ def show(
     endpoint = (ctx.state.get("endpoint") or {}).get("name")
     if not endpoint:
         raise UserError("nothing is deployed in this state", "run `up` first")
-    group = config.ENDPOINT_LOG_GROUP.format(name=endpoint)
+    group = log_group(endpoint)
     client = ctx.aws.client("logs")
     start = int((datetime.now(UTC).timestamp() - since_s) * 1000)
     seen: set[str] = set()
@@ -98,7 +98,7 @@ def show(
             try:
                 batch = sorted(events(client, group, start), key=lambda e: e.get("timestamp", 0))
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                if not is_not_found(exc):
                     raise
                 if not follow:
                     raise UserError(

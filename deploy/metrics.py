@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from botocore.exceptions import ClientError
 
 from deploy import config
+from deploy.context import Context
 
 VARIANT_NS = "AWS/SageMaker"
 INSTANCE_NS = "/aws/sagemaker/Endpoints"
@@ -41,7 +42,7 @@ def _dimensions(endpoint: str, variant: str) -> list[dict]:
     return [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
 
 
-def last_hour(ctx, endpoint: str, variant: str = config.VARIANT_NAME) -> dict:
+def last_hour(ctx: Context, endpoint: str, variant: str = config.VARIANT_NAME) -> dict:
     cw = ctx.aws.client("cloudwatch")
     start, end = window()
     dims = _dimensions(endpoint, variant)
@@ -90,7 +91,7 @@ def last_hour(ctx, endpoint: str, variant: str = config.VARIANT_NAME) -> dict:
     return report
 
 
-def safely(ctx, endpoint: str) -> dict:
+def safely(ctx: Context, endpoint: str) -> dict:
     """The last hour, or {"error": ...}: `status` still shows the rest when CloudWatch says no."""
     try:
         return last_hour(ctx, endpoint)
@@ -99,7 +100,7 @@ def safely(ctx, endpoint: str) -> dict:
         return {"error": f"{error.get('Code', '?')}: {error.get('Message', '')}".strip()}
 
 
-def _n(value, unit: str = "", digits: int = 0) -> str:
+def _n(value: float | None, unit: str = "", digits: int = 0) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{unit}"
 
 

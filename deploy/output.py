@@ -1,9 +1,11 @@
-"""Plain-text renderings of results; the CLI prints what these return."""
+"""Plain-text renderings that several commands share: tables, detections, a deployment."""
 
 from __future__ import annotations
 
-from deploy import config
-from deploy.waiting import elapsed
+from pathlib import Path
+
+from deploy.aws.waiting import elapsed
+from deploy.deployment import Outcome
 
 
 def table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
@@ -63,7 +65,7 @@ def detections(data: dict, round_trip_s: float, target: str) -> str:
     return "\n".join(lines)
 
 
-def outcome(result, state_path, region: str) -> str:
+def outcome(result: Outcome, state_path: Path, region: str) -> str:
     lines = [
         f"endpoint  {result.endpoint}  {result.status}"
         + (f" after {elapsed(result.seconds)}" if result.seconds is not None else ""),
@@ -78,94 +80,4 @@ def outcome(result, state_path, region: str) -> str:
         lines.append("not waiting: follow it with `python -m deploy status`")
     else:
         lines.append("next      python -m deploy invoke IMAGE.jpg  (then autoscale, cost, down)")
-    return "\n".join(lines)
-
-
-def status(report: dict) -> str:
-    lines = [
-        f"identity   {report['identity']}",
-        f"region     {report['region']}",
-        f"state      {report['state_file']}",
-    ]
-    if report.get("image"):
-        lines.append(f"image      {report['image']}")
-    if report.get("model_data"):
-        lines.append(f"model data {report['model_data']}")
-    endpoint = report.get("endpoint")
-    if not endpoint:
-        lines.append("endpoint   none (run `python -m deploy up`)")
-    else:
-        detail = endpoint["instances"] or ""
-        if endpoint.get("serverless"):
-            detail = "serverless {memory_mb} MB, max concurrency {max_concurrency}".format(
-                **endpoint["serverless"]
-            )
-        elif endpoint.get("instance_type"):
-            detail = f"{detail} {endpoint['instance_type']}".strip()
-        lines.append(f"endpoint   {endpoint['name']}  {endpoint['status']}  {detail}".rstrip())
-        lines.append(f"config     {endpoint['config']}")
-        lines.append(f"model      {endpoint['model']}")
-        if endpoint.get("failure_reason"):
-            lines.append(f"failure    {endpoint['failure_reason']}")
-        lines.append(f"logs       CloudWatch log group {endpoint['log_group']}")
-        scaling = report.get("autoscaling")
-        if scaling and scaling.get("metric") == "ApproximateBacklogSizePerInstance":
-            lines.append(
-                f"autoscale  {scaling['min']}-{scaling['max']} instances, target "
-                f"{scaling['target'] or 0:g} queued requests/instance"
-                + (", alarm brings it back from zero" if scaling.get("step_policies") else "")
-            )
-        elif scaling:
-            lines.append(
-                f"autoscale  {scaling['min']}-{scaling['max']} instances, target "
-                f"{scaling['target'] or 0:g} invocations/instance/minute"
-            )
-        else:
-            lines.append("autoscale  off")
-        queue = report.get("async")
-        if queue:
-            backlog = "n/a (no data in 15 min)" if queue["backlog"] is None else queue["backlog"]
-            count = "?" if queue["instances"] is None else queue["instances"]
-            lines.append(
-                f"async      backlog {backlog}, {count} instances; "
-                f"{queue['input']} -> {queue['output']}"
-            )
-    for job in report.get("transform_jobs", []):
-        text = f"transform  {job['name']}  {job['status']}  {job['input']} -> {job['output']}"
-        if job.get("failure_reason"):
-            text += f"  ({job['failure_reason']})"
-        lines.append(text)
-    return "\n".join(lines)
-
-
-def cost(result) -> str:
-    price = result.price
-    lines = [
-        f"{price.instance_type} in {price.region}, {price.usage}, on-demand: "
-        f"${price.usd_per_hour:.4f} per hour ({price.usagetype})",
-        f"{result.instance_count} instance{'s' if result.instance_count != 1 else ''}, "
-        f"{config.HOURS_PER_MONTH} h/month: ${result.usd_per_month:,.2f} per month",
-    ]
-    if result.usd_per_million is not None:
-        lines.append(
-            f"at {result.throughput:g} images/s per instance, kept busy: "
-            f"${result.usd_per_million:,.2f} per million images"
-        )
-    else:
-        lines.append("pass --throughput IMAGES_PER_S (from the benchmark) for the cost per image")
-    return "\n".join(lines)
-
-
-def down(report, dry_run: bool) -> str:
-    if dry_run:
-        if not report.planned:
-            return "nothing to delete"
-        return "\n".join(["would delete (if tagged by this tool):", *report.planned])
-    lines = ["nothing to delete"] if report.nothing and not report.absent else []
-    lines += [f"deleted  {item}" for item in report.deleted]
-    lines += [f"gone     {item} (already)" for item in report.absent]
-    lines += [f"REFUSED  {item} (not tagged {config.TAG_KEY})" for item in report.refused]
-    lines += [f"kept     {item}" for item in report.kept]
-    if report.state_removed:
-        lines.append("state file removed: nothing of this deployment is left")
     return "\n".join(lines)

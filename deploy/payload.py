@@ -10,6 +10,7 @@ Above what any re-encoding can fit, the answer is `invoke --async`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class Payload:
 
     def map_back(self, data: dict) -> dict:
         """The server's answer in the original's pixels (boxes and image size)."""
-        if not self.resized:
+        if self.original is None or self.sent is None:  # sent as it was
             return data
         (width, height), (sent_w, sent_h) = self.original, self.sent
         sx, sy = width / sent_w, height / sent_h
@@ -54,7 +55,9 @@ def limit_for(endpoint: dict | None) -> int:
     return SERVERLESS_LIMIT if (endpoint or {}).get("serverless") else REALTIME_LIMIT
 
 
-def fit(path: Path, data: bytes, content_type: str, limit: int, log=None) -> Payload:
+def fit(
+    path: Path, data: bytes, content_type: str, limit: int, log: Callable[[str], None] | None = None
+) -> Payload:
     """`data` as it is when it fits `limit`, else a smaller JPEG of it (said on `log`)."""
     if len(data) <= limit:
         return Payload(data, content_type)

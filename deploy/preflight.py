@@ -19,17 +19,22 @@ import json
 import math
 import re
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from deploy import image_check
 from deploy.aws import client_config
+from deploy.aws.not_found import is_not_found
+from deploy.context import Context
 from deploy.errors import UserError
+from deploy.spec import Spec
 
 X86, ARM = "amd64", "arm64"
-_INTEL_6 = ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge")
-_INTEL_6 = (*_INTEL_6, "32xlarge")
+_INTEL_6: tuple[str, ...] = ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge")
+_INTEL_6 = (*_INTEL_6, "16xlarge", "24xlarge", "32xlarge")
 _INTEL_7 = (*_INTEL_6, "48xlarge")
 _C5 = ("large", "xlarge", "2xlarge", "4xlarge", "9xlarge", "18xlarge")
 _M5 = ("large", "xlarge", "2xlarge", "4xlarge", "12xlarge", "24xlarge")
@@ -112,7 +117,7 @@ def vcpus(instance_type: str) -> int:
     return 4 * int(size.removesuffix("xlarge") or 1)
 
 
-def check_instance_type(instance_type: str, log=None) -> None:
+def check_instance_type(instance_type: str, log: Callable[[str], None] | None = None) -> None:
     """Refuse a typo of a known type or an unknown size of a known family; a well-formed type of
     a family this list does not know (AWS adds families) is let through with a warning."""
     family = FAMILIES.get(family_of(instance_type))
@@ -147,7 +152,7 @@ class ImageArchitecture:
     source: str  # where it was read, or why it is unknown
 
 
-def _config_blob(ecr, image: image_check.EcrImage) -> dict:
+def _config_blob(ecr: Any, image: image_check.EcrImage) -> dict:
     """The image config (its "architecture" field) through ECR's own API."""
     found = ecr.batch_get_image(
         registryId=image.account,
@@ -166,7 +171,7 @@ def _config_blob(ecr, image: image_check.EcrImage) -> dict:
         return json.loads(answer.read(1 << 20))
 
 
-def _single_try_ecr(ctx):
+def _single_try_ecr(ctx: Context) -> Any:
     """ECR without retries: where the config is not served (another registry API, an emulator),
     the fallback is immediate instead of a retried wait."""
     retries = {"mode": "standard", "total_max_attempts": 1}
@@ -175,7 +180,7 @@ def _single_try_ecr(ctx):
     )
 
 
-def image_architecture(ctx, uri: str, ecr=None) -> ImageArchitecture:
+def image_architecture(ctx: Context, uri: str, ecr: Any = None) -> ImageArchitecture:
     image = image_check.parse(uri)
     try:
         config_blob = _config_blob(ecr or _single_try_ecr(ctx), image)
@@ -194,7 +199,7 @@ def image_architecture(ctx, uri: str, ecr=None) -> ImageArchitecture:
     return ImageArchitecture(None, "neither ECR nor the state says")
 
 
-def check_architecture(ctx, uri: str, instance_type: str | None) -> None:
+def check_architecture(ctx: Context, uri: str, instance_type: str | None) -> None:
     """instance_type None: serverless, which runs on x86."""
     wanted = architecture_of(instance_type) if instance_type else X86
     where = instance_type or "serverless inference"
@@ -212,7 +217,7 @@ def check_architecture(ctx, uri: str, instance_type: str | None) -> None:
         )
 
 
-def model_bytes(ctx, model_data: str | None) -> int | None:
+def model_bytes(ctx: Context, model_data: str | None) -> int | None:
     """The ONNX size of the model the endpoint will serve; None when it is baked into the image."""
     if not model_data:
         return None
@@ -224,7 +229,7 @@ def model_bytes(ctx, model_data: str | None) -> int | None:
         head = ctx.aws.client("s3").head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("404", "NoSuchKey", "NotFound"):
+        if is_not_found(exc):
             raise UserError(
                 f"model data {model_data} does not exist", "run `python -m deploy package` first"
             ) from None
@@ -245,7 +250,7 @@ def needed_serverless_mb(onnx_bytes: int) -> tuple[float, int]:
     return rss, fits or math.ceil(needed)
 
 
-def check_serverless_memory(ctx, model_data: str | None, memory_mb: int) -> None:
+def check_serverless_memory(ctx: Context, model_data: str | None, memory_mb: int) -> None:
     size = model_bytes(ctx, model_data)
     if size is None:
         ctx.log("note: the model is baked into the image: serverless memory not checked against it")
@@ -265,11 +270,11 @@ def check_serverless_memory(ctx, model_data: str | None, memory_mb: int) -> None
     )
 
 
-def check(ctx, spec) -> None:
-    """All preflight checks for a Spec (deploy/endpoints.py), after image_check.check."""
-    if spec.serverless:
+def check(ctx: Context, spec: Spec) -> None:
+    """All preflight checks for a Spec (deploy/spec.py), after image_check.check."""
+    if spec.serverless_memory is not None:  # serverless
         check_serverless_memory(ctx, spec.model_data, spec.serverless_memory)
         check_architecture(ctx, spec.image, None)
         return
-    check_instance_type(spec.instance_type, ctx.log)
+    check_instance_type(spec.instance_type or "", ctx.log)
     check_architecture(ctx, spec.image, spec.instance_type)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from deploy import config
 from deploy.errors import AwsError, UserError
@@ -44,7 +46,7 @@ class Cost:
     usd_per_million: float | None = None
 
 
-def field_names(pricing) -> tuple[str, str]:
+def field_names(pricing: Any) -> tuple[str, str]:
     services = pricing.describe_services(ServiceCode=SERVICE_CODE, FormatVersion="aws_v1")
     attributes = set()
     for service in services.get("Services", []):
@@ -59,7 +61,7 @@ def field_names(pricing) -> tuple[str, str]:
     return instance, REGION_FIELD
 
 
-def products(pricing, filters: list[dict]):
+def products(pricing: Any, filters: list[dict]) -> Iterator[dict]:
     for page in pricing.get_paginator("get_products").paginate(
         ServiceCode=SERVICE_CODE, Filters=filters, FormatVersion="aws_v1"
     ):
@@ -76,7 +78,7 @@ def on_demand_usd_per_hour(product: dict) -> tuple[float, str] | None:
     return None
 
 
-def hourly_price(pricing, region: str, instance_type: str, usage: str = "hosting") -> Price:
+def hourly_price(pricing: Any, region: str, instance_type: str, usage: str = "hosting") -> Price:
     if usage not in USAGE:
         raise UserError(f"unknown usage {usage!r}", f"use one of {', '.join(USAGE)}")
     instance_field, region_field = field_names(pricing)
@@ -115,7 +117,7 @@ def hourly_price(pricing, region: str, instance_type: str, usage: str = "hosting
     raise UserError(f"no on-demand {usage} price for {instance_type} in {region}", hint)
 
 
-def suggestions(pricing, instance_field: str, instance_type: str) -> list[str]:
+def suggestions(pricing: Any, instance_field: str, instance_type: str) -> list[str]:
     values = []
     paginator = pricing.get_paginator("get_attribute_values")
     for page in paginator.paginate(ServiceCode=SERVICE_CODE, AttributeName=instance_field):
@@ -124,7 +126,7 @@ def suggestions(pricing, instance_field: str, instance_type: str) -> list[str]:
 
 
 def cost(
-    pricing,
+    pricing: Any,
     region: str,
     instance_type: str,
     instance_count: int = 1,

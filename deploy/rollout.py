@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from deploy import alarms, preflight
+from deploy.aws.sagemaker import instances
+from deploy.context import Context
 from deploy.errors import UserError
+from deploy.spec import Spec
 
 MODES = ("ALL_AT_ONCE", "CANARY", "LINEAR")
 PHASES = {
@@ -80,18 +84,18 @@ def plan_from_options(
     return Plan("ALL_AT_ONCE", None, 0 if wait is None else wait, rollback_alarms, latency_p99_ms)
 
 
-def deployment_config(plan: Plan, alarm_names: list[str], startup_timeout: int) -> dict:
-    routing: dict = {"Type": plan.mode, "WaitIntervalInSeconds": plan.wait_s}
+def deployment_config(plan: Plan, alarm_names: list[str], startup_timeout: int) -> dict[str, Any]:
+    routing: dict[str, Any] = {"Type": plan.mode, "WaitIntervalInSeconds": plan.wait_s}
     steps = 1
     if plan.mode == "CANARY":
         routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": plan.percent}
         steps = 2
     elif plan.mode == "LINEAR":
         routing["LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": plan.percent}
-        steps = math.ceil(100 / plan.percent)
+        steps = math.ceil(100 / (plan.percent or 100))
     # Room for the new fleet to start and pass /ping, every wait, and the old fleet's wait.
     budget = 2 * startup_timeout + steps * plan.wait_s + plan.wait_s + 600
-    config: dict = {
+    config: dict[str, Any] = {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": routing,
             # Keep the old fleet for one more bake after the last shift: an alarm then still
@@ -105,7 +109,9 @@ def deployment_config(plan: Plan, alarm_names: list[str], startup_timeout: int) 
     return config
 
 
-def prepare(ctx, plan: Plan | None, spec, endpoint: str) -> tuple[dict | None, list[str]]:
+def prepare(
+    ctx: Context, plan: Plan | None, spec: Spec, endpoint: str
+) -> tuple[dict[str, Any] | None, list[str]]:
     """Alarms made (auto) or checked (names), and the DeploymentConfig; call after every check
     that can refuse the update, before anything else is created."""
     if plan is None:
@@ -139,7 +145,7 @@ def prepare(ctx, plan: Plan | None, spec, endpoint: str) -> tuple[dict | None, l
     return deployment_config(plan, names, spec.startup_timeout), names
 
 
-def phase(response: dict) -> str:
+def phase(response: dict[str, Any]) -> str:
     """The phase of a guarded update, from describe_endpoint (the new fleet's variant status)."""
     if response.get("EndpointStatus") == "RollingBack":
         return "rolling back"
@@ -153,12 +159,10 @@ def phase(response: dict) -> str:
             if weight is not None and latest.get("Status") in ("Baking", "ActivatingTraffic"):
                 text += f", new fleet weight {weight:g}"
             return f"{text}: {latest['StatusMessage']}" if latest.get("StatusMessage") else text
-    from deploy.endpoints import instances  # endpoints imports this module
-
     return instances(response)
 
 
-def rolled_back(ctx, alarm_names: list[str], live: dict) -> str | None:
+def rolled_back(ctx: Context, alarm_names: list[str], live: dict[str, Any]) -> str | None:
     """Which alarm fired, in words, when SageMaker rolled the update back; None if none did."""
     if not alarm_names:
         return None

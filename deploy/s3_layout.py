@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import ClientError
 
+from deploy.aws.not_found import is_not_found
 from deploy.errors import UserError
 
 INPUT = "input"
 OUTPUT = "output"
 FAILURE = "failure"
-MISSING_BUCKET = ("404", "NoSuchBucket", "NotFound")
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ class Layout:
     failure: S3Uri
 
     @classmethod
-    def around(cls, output: S3Uri, failure: S3Uri | None = None, inputs: S3Uri | None = None):
+    def around(
+        cls, output: S3Uri, failure: S3Uri | None = None, inputs: S3Uri | None = None
+    ) -> Layout:
         """The layout for an output folder: inputs and failures in its sibling folders."""
         return cls(
             input=(inputs or output.sibling(INPUT)).folder(),
@@ -92,12 +95,12 @@ def input_key(prefix: S3Uri, path: Path) -> S3Uri:
     return prefix.folder().child(path.name)
 
 
-def check_bucket(s3, uri: S3Uri, option: str) -> None:
+def check_bucket(s3: Any, uri: S3Uri, option: str) -> None:
     """The bucket must exist (and be reachable): nothing is created in a missing one."""
     try:
         s3.head_bucket(Bucket=uri.bucket)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in MISSING_BUCKET:
+        if is_not_found(exc):
             raise UserError(
                 f"{option}: the S3 bucket {uri.bucket} does not exist",
                 f"create it first (aws s3 mb s3://{uri.bucket}), in the endpoint's region",

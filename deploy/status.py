@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from botocore.exceptions import ClientError
 
-from deploy import alarms, metrics, scale_to_zero, scaling
-from deploy.endpoints import describe_endpoint, instances, is_missing, log_group
+from deploy import alarms, metrics
+from deploy.autoscaling import backlog, choose
+from deploy.aws.not_found import is_not_found
+from deploy.aws.sagemaker import describe_endpoint, instances, log_group
+from deploy.context import Context
 
 
-def status(ctx) -> dict:
+def status(ctx: Context) -> dict[str, Any]:
     state = ctx.state
     aws = ctx.aws
     sm = aws.client("sagemaker")
-    report: dict = {
+    report: dict[str, Any] = {
         "state_file": str(ctx.store.path),
         "region": aws.region,
         "identity": aws.identity()["arn"],
@@ -46,13 +51,13 @@ def status(ctx) -> dict:
             report["last_hour"] = metrics.safely(ctx, recorded["name"])
             report["alarms"] = alarms.states(ctx)
         if live and not recorded.get("serverless"):
-            report["autoscaling"] = scaling.describe(ctx, recorded["name"])
+            report["autoscaling"] = choose.for_endpoint(ctx).describe()
         if live and recorded.get("async_inference"):
             folders = recorded["async_inference"]
             variant = (live.get("ProductionVariants") or [{}])[0]
             report["async"] = {
                 **{key: folders.get(key) for key in ("input", "output", "failure")},
-                "backlog": scale_to_zero.backlog(ctx, recorded["name"]),
+                "backlog": backlog.backlog(ctx, recorded["name"]),
                 "instances": variant.get("CurrentInstanceCount"),
             }
     for job in state.get("transform_jobs", []):
@@ -61,7 +66,7 @@ def status(ctx) -> dict:
             job_status = found["TransformJobStatus"]
             reason = found.get("FailureReason") or None
         except ClientError as exc:
-            if not is_missing(exc):
+            if not is_not_found(exc):
                 raise
             job_status, reason = "missing", None
         report["transform_jobs"].append(

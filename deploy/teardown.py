@@ -8,14 +8,19 @@ the S3 model data go only when asked (--delete-repository, --delete-model-data).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
-from deploy import alarms, names, scale_to_zero, scaling
-from deploy.endpoints import delete_if_ours, find, tags_of
+from deploy import alarms, names
+from deploy.autoscaling import choose, variant
+from deploy.aws import ownership
+from deploy.aws.not_found import is_not_found
+from deploy.aws.sagemaker import delete_if_ours, find, tags_of
+from deploy.aws.waiting import ProgressLine, wait_for
+from deploy.context import Context
 from deploy.images import find_repository
 from deploy.state import forget, has_resources
-from deploy.waiting import ProgressLine, wait_for
 
 
 @dataclass
@@ -38,7 +43,7 @@ def _add(items: list[tuple[str, str]], kind: str, name: str | None) -> None:
 
 
 def down(
-    ctx,
+    ctx: Context,
     endpoint_name: str | None = None,
     delete_model_data: bool = False,
     delete_repository: bool = False,
@@ -46,7 +51,7 @@ def down(
     wait: bool = True,
     poll: float | None = None,
     timeout: float | None = None,
-    stream=None,
+    stream: IO[str] | None = None,
 ) -> DownReport:
     state = ctx.state
     report = DownReport()
@@ -141,10 +146,10 @@ def down(
     return report
 
 
-def _deregister_scaling(ctx, sm, endpoint: str, report: DownReport) -> None:
+def _deregister_scaling(ctx: Context, sm: Any, endpoint: str, report: DownReport) -> None:
     record = ctx.state.get("autoscaling")
-    if record and record.get("resource_id") == scaling.resource_id(endpoint):
-        if scaling.remove(ctx):
+    if record and record.get("resource_id") == variant.resource_id(endpoint):
+        if choose.for_endpoint(ctx).remove():
             report.deleted.append(f"scalable target {record['resource_id']}")
             if record.get("alarm"):
                 policies = ", ".join(p for p in (record["policy"], record["step_policy"]) if p)
@@ -154,58 +159,62 @@ def _deregister_scaling(ctx, sm, endpoint: str, report: DownReport) -> None:
     live = find(sm, "endpoint", endpoint)
     if not live or not names.is_ours(tags_of(sm, live["EndpointArn"])):
         return
-    if scaling.describe(ctx, endpoint):
+    if variant.describe(ctx, endpoint):
         config_name = live.get("EndpointConfigName")
-        ctx.state["autoscaling"] = {
-            "resource_id": scaling.resource_id(endpoint),
-            "policy": scaling.policy_name(endpoint),
-            **scale_to_zero.recover(
-                find(sm, "endpoint-config", config_name) if config_name else None, endpoint
-            ),
-        }
-        if scaling.remove(ctx):
-            report.deleted.append(f"scalable target {scaling.resource_id(endpoint)}")
+        live_config = find(sm, "endpoint-config", config_name) if config_name else None
+        async_config = (live_config or {}).get("AsyncInferenceConfig")
+        scaler = choose.for_endpoint(ctx, {"name": endpoint, "async_inference": async_config})
+        ctx.state["autoscaling"] = scaler.recovered()
+        if scaler.remove():
+            report.deleted.append(f"scalable target {variant.resource_id(endpoint)}")
 
 
-def _delete_model_data(ctx, model_data: dict, report: DownReport) -> None:
+def _delete_model_data(ctx: Context, model_data: dict[str, Any], report: DownReport) -> None:
     s3 = ctx.aws.client("s3")
-    label = f"model data {model_data['uri']}"
+    where = {"Bucket": model_data["bucket"], "Key": model_data["key"]}
+    outcome = ownership.delete_if_ours(
+        lambda: _object_tagging(s3, where),
+        lambda tagging: tagging.get("TagSet", []),
+        lambda: s3.delete_object(**where),
+    )
+    _record(ctx, report, outcome, f"model data {model_data['uri']}", "model_data")
+
+
+def _object_tagging(s3: Any, where: dict[str, str]) -> dict[str, Any] | None:
     try:
-        tagging = s3.get_object_tagging(Bucket=model_data["bucket"], Key=model_data["key"])
+        tagging: dict[str, Any] = s3.get_object_tagging(**where)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "NoSuchBucket", "404"):
-            report.absent.append(label)
-            ctx.state.pop("model_data", None)
-            ctx.save()
-            return
+        if is_not_found(exc):
+            return None
         raise
-    if not names.is_ours(tagging.get("TagSet", [])):
-        report.refused.append(label)
-        return
-    s3.delete_object(Bucket=model_data["bucket"], Key=model_data["key"])
-    report.deleted.append(label)
-    ctx.state.pop("model_data", None)
-    ctx.save()
+    return tagging
 
 
-def _delete_repository(ctx, image: dict, report: DownReport) -> None:
+def _delete_repository(ctx: Context, image: dict[str, Any], report: DownReport) -> None:
     ecr = ctx.aws.client("ecr")
-    label = f"ECR repository {image['repository']}"
-    repo = find_repository(ecr, image["repository"])
-    if repo is None:
-        report.absent.append(label)
-        ctx.state.pop("image", None)
-        ctx.save()
-        return
-    tags = ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags", [])
-    if not names.is_ours(tags):
+    outcome = ownership.delete_if_ours(
+        lambda: find_repository(ecr, image["repository"]),
+        lambda repo: ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags", []),
+        lambda: _delete_repository_now(ecr, image["repository"]),
+    )
+    _record(ctx, report, outcome, f"ECR repository {image['repository']}", "image")
+
+
+def _delete_repository_now(ecr: Any, name: str) -> None:
+    try:
+        ecr.delete_repository(repositoryName=name, force=True)
+    except ClientError as exc:
+        if not is_not_found(exc):
+            raise  # gone meanwhile: still reported deleted, as it was asked to go
+
+
+def _record(
+    ctx: Context, report: DownReport, outcome: ownership.Outcome, label: str, key: str
+) -> None:
+    """The outcome in the report; the state forgets what is deleted or already gone."""
+    if outcome == "refused":
         report.refused.append(label)
         return
-    try:
-        ecr.delete_repository(repositoryName=image["repository"], force=True)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "RepositoryNotFoundException":
-            raise
-    report.deleted.append(label)
-    ctx.state.pop("image", None)
+    (report.deleted if outcome == "deleted" else report.absent).append(label)
+    ctx.state.pop(key, None)
     ctx.save()

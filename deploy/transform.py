@@ -8,12 +8,15 @@ raw bytes on POST /invocations exactly as a real-time request, and SageMaker wri
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import IO, Any
 
 from deploy import config, names, s3_layout
 from deploy.artifacts import parse_s3_uri
+from deploy.aws import paging
+from deploy.aws.waiting import ProgressLine, elapsed, wait_for
+from deploy.context import Context
 from deploy.errors import AwsError, UserError
-from deploy.state import now_iso, remember
-from deploy.waiting import ProgressLine, elapsed, wait_for
+from deploy.state import State, now_iso, remember
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -30,20 +33,19 @@ class TransformResult:
     waited: bool = True
 
 
-def count_objects(s3, uri: str, suffixes: tuple[str, ...] | None = None) -> int:
+def count_objects(s3: Any, uri: str, suffixes: tuple[str, ...] | None = None) -> int:
     bucket, prefix = parse_s3_uri(uri)
     total = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            key = item["Key"]
-            if key.endswith("/"):
-                continue
-            if suffixes is None or key.lower().endswith(suffixes):
-                total += 1
+    for item in paging.items(s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix):
+        key = item["Key"]
+        if key.endswith("/"):
+            continue
+        if suffixes is None or key.lower().endswith(suffixes):
+            total += 1
     return total
 
 
-def default_folders(state: dict, source: str | None, destination: str | None) -> tuple[str, str]:
+def default_folders(state: State, source: str | None, destination: str | None) -> tuple[str, str]:
     """The shared layout (deploy/s3_layout.py): without --input, the async endpoint's input
     folder; without --output, the `output/` folder next to the input."""
     if not source:
@@ -56,7 +58,7 @@ def default_folders(state: dict, source: str | None, destination: str | None) ->
 
 
 def start(
-    ctx,
+    ctx: Context,
     source: str | None,
     destination: str | None,
     instance_type: str | None = None,
@@ -68,7 +70,7 @@ def start(
     wait: bool = True,
     poll: float | None = None,
     timeout: float | None = None,
-    stream=None,
+    stream: IO[str] | None = None,
 ) -> TransformResult:
     endpoint = ctx.state.get("endpoint") or {}
     model = endpoint.get("model")
@@ -99,7 +101,7 @@ def start(
     env = dict(environment or {})
     if len(env) > 16:
         raise UserError("a transform job takes at most 16 environment variables")
-    request = {
+    request: dict[str, Any] = {
         "TransformJobName": name,
         "ModelName": model,
         "MaxConcurrentTransforms": concurrency,

@@ -11,7 +11,8 @@ import json
 import pytest
 from deploy_support import ROOT
 
-from deploy import config, names, scale_to_zero
+from deploy import config, names
+from deploy.autoscaling import backlog as scale_to_zero
 
 IAM = ROOT / "iam"
 OPERATOR = json.loads((IAM / "deploy-operator-policy.json").read_text())

@@ -15,7 +15,8 @@ import pytest
 from botocore.response import StreamingBody
 from deploy_support import IMAGE, ROOT, StubbedAws, free_port, ping, state, write_state
 
-from deploy import artifacts, names, waiting
+from deploy import artifacts, names
+from deploy.aws import waiting
 from deploy.errors import UserError
 from deploy.state import StateFile
 

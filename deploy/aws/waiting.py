@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO, Any
 
 from botocore import xform_name
 from botocore.exceptions import ClientError
@@ -31,11 +32,11 @@ def elapsed(seconds: float) -> str:
 class ProgressLine:
     """One line on a terminal, rewritten in place; on a pipe, one line per change."""
 
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream: IO[str] = stream or sys.stderr
         isatty = getattr(self.stream, "isatty", None)
         self.tty = bool(isatty and isatty())
-        self._last_key = None
+        self._last_key: str | None = None
         self._open = False
 
     def show(self, text: str, key: str | None = None) -> None:
@@ -57,19 +58,19 @@ class ProgressLine:
 
 @dataclass
 class WaitResult:
-    response: dict
+    response: dict[str, Any]
     seconds: float
     state: str  # "success" or "failure"
 
 
 def wait_for(
-    client,
+    client: Any,
     waiter_name: str,
-    params: dict,
+    params: dict[str, Any],
     *,
     label: str,
-    status_of: Callable[[dict], str],
-    detail: Callable[[dict], str] | None = None,
+    status_of: Callable[[dict[str, Any]], str],
+    detail: Callable[[dict[str, Any]], str] | None = None,
     poll: float | None = None,
     timeout: float | None = None,
     progress: ProgressLine | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -18,9 +19,9 @@ from deploy.errors import UserError
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 
 
-def client_config(**overrides) -> Config:
+def client_config(**overrides: Any) -> Config:
     """Retries through botocore (throttling included), our user agent, sane timeouts."""
-    settings = {
+    settings: dict[str, Any] = {
         "retries": config.retry_settings(),
         "user_agent_extra": config.USER_AGENT,
         "connect_timeout": 10,
@@ -36,10 +37,10 @@ class Aws:
 
     session: boto3.Session
     region: str
-    assumed_role: dict | None = None
-    _clients: dict = field(default_factory=dict, repr=False)
+    assumed_role: dict[str, Any] | None = None
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
-    def client(self, service: str, region: str | None = None):
+    def client(self, service: str, region: str | None = None) -> Any:
         key = (service, region or self.region)
         if key not in self._clients:
             self._clients[key] = self.session.client(
@@ -47,7 +48,7 @@ class Aws:
             )
         return self._clients[key]
 
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, str]:
         """sts:GetCallerIdentity: Account, Arn, UserId (no permission needed)."""
         found = self.client("sts").get_caller_identity()
         return {"account": found["Account"], "arn": found["Arn"]}
@@ -76,7 +77,7 @@ def connect(
             "expected arn:aws:iam::ACCOUNT:role/NAME",
         )
     sts = session.client("sts", region_name=resolved, config=client_config())
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "RoleArn": assume_role,
         "RoleSessionName": f"{config.TOOL}-{datetime.now(UTC):%Y%m%d%H%M%S}"[:64],
     }

@@ -1,0 +1,74 @@
+"""`cost`: the on-demand price (Pricing API) and, given a throughput, per million images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from deploy import config, pricing
+from deploy.context import Context
+from deploy.errors import EXIT_OK, UserError
+
+NAME = "cost"
+HELP = "on-demand price from the Pricing API, and per million images"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--instance-type", help="default: the endpoint's, else the default type")
+    parser.add_argument("--instance-count", type=int, help="default: the endpoint's, else 1")
+    parser.add_argument("--throughput", type=float, metavar="IMG_PER_S", help="images/s/instance")
+    parser.add_argument("--usage", choices=sorted(pricing.USAGE), default="hosting")
+    parser.add_argument("--json", action="store_true")
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    endpoint = ctx.state.get("endpoint") or {}
+    instance_type = args.instance_type or endpoint.get("instance_type")
+    if not instance_type and endpoint.get("serverless"):
+        raise UserError(
+            "the deployed endpoint is serverless: billed per GB-second of compute",
+            "pass --instance-type to price an instance instead",
+        )
+    instance_type = instance_type or config.DEFAULT_INSTANCE_TYPE
+    count = args.instance_count or endpoint.get("instance_count") or 1
+    client = ctx.aws.client("pricing", region=config.PRICING_REGION)
+    result = pricing.cost(client, ctx.aws.region, instance_type, count, args.throughput, args.usage)
+    print(json.dumps(as_json(result), indent=2) if args.json else render(result))
+    return EXIT_OK
+
+
+def as_json(result: pricing.Cost) -> dict[str, Any]:
+    price = result.price
+    return {
+        "instance_type": price.instance_type,
+        "region": price.region,
+        "usage": price.usage,
+        "usd_per_hour": price.usd_per_hour,
+        "usagetype": price.usagetype,
+        "sku": price.sku,
+        "instance_count": result.instance_count,
+        "usd_per_month": round(result.usd_per_month, 2),
+        "throughput": result.throughput,
+        "usd_per_million_images": (
+            round(result.usd_per_million, 4) if result.usd_per_million is not None else None
+        ),
+    }
+
+
+def render(result: pricing.Cost) -> str:
+    price = result.price
+    lines = [
+        f"{price.instance_type} in {price.region}, {price.usage}, on-demand: "
+        f"${price.usd_per_hour:.4f} per hour ({price.usagetype})",
+        f"{result.instance_count} instance{'s' if result.instance_count != 1 else ''}, "
+        f"{config.HOURS_PER_MONTH} h/month: ${result.usd_per_month:,.2f} per month",
+    ]
+    if result.usd_per_million is not None:
+        lines.append(
+            f"at {result.throughput:g} images/s per instance, kept busy: "
+            f"${result.usd_per_million:,.2f} per million images"
+        )
+    else:
+        lines.append("pass --throughput IMAGES_PER_S (from the benchmark) for the cost per image")
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""`update`: what the user changed, as a change set, deployed without downtime (deploy/redeploy)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from deploy import capture, config, output, redeploy, rollout
+from deploy.commands import options
+from deploy.context import Context
+from deploy.errors import EXIT_OK, UserError
+
+NAME = "update"
+HELP = "new model + config, update_endpoint without downtime, remove old"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    options.variant_options(parser, defaults=False)
+    parser.add_argument("--no-capture", action="store_true", help="stop data capture")
+    options.rollout_options(parser)
+    options.wait_options(parser)
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    current = ctx.state.get("endpoint")
+    if not current:
+        raise UserError("nothing is deployed in this state", "run `up` first")
+    changes = change_set(ctx, args, current)
+    plan = rollout.plan_from_options(
+        args.canary,
+        args.linear,
+        args.all_at_once,
+        args.bake,
+        args.step_wait,
+        args.rollback_alarms,
+        args.latency_p99_ms,
+    )
+    changes.update(_serverless(args, current))
+    for key, value in changes.items():
+        shown = value if key != "environment" else ",".join(f"{k}={v}" for k, v in value.items())
+        if key == "data_capture":
+            shown = value["DestinationS3Uri"] if value else "off"
+        ctx.log(f"update: {key} -> {shown}")
+    if not changes:
+        ctx.log("update: nothing changed; redeploying the same model on new instances")
+    result = redeploy.update(
+        ctx, changes, wait_poll=options.poll(args), timeout=args.timeout, rollout_plan=plan
+    )
+    print(output.outcome(result, ctx.store.path, ctx.aws.region))
+    return EXIT_OK
+
+
+def change_set(ctx: Context, args: argparse.Namespace, current: dict[str, Any]) -> dict[str, Any]:
+    """Spec fields that differ from the running deployment: what was asked for, and what `push`
+    or `package` recorded since (or the role from the environment) when nothing was asked."""
+    changes: dict[str, Any] = {}
+    recorded_image = (ctx.state.get("image") or {}).get("uri")
+    if args.image:
+        changes["image"] = args.image
+    elif recorded_image and recorded_image != current.get("image"):
+        changes["image"] = recorded_image  # `push` ran since: deploy what it pushed
+    recorded_data = (ctx.state.get("model_data") or {}).get("uri")
+    if args.no_model_data:
+        changes["model_data"] = None
+    elif args.model_data:
+        changes["model_data"] = args.model_data
+    elif recorded_data and recorded_data != current.get("model_data"):
+        changes["model_data"] = recorded_data
+    if args.role or (config.role_from_env() and config.role_from_env() != current.get("role")):
+        changes["role"] = args.role or config.role_from_env()
+    environment = options.environment(args, current.get("environment"))
+    if environment != (current.get("environment") or {}):
+        changes["environment"] = environment
+    for option in ("instance_type", "instance_count", "startup_timeout"):
+        if getattr(args, option) is not None:
+            changes[option] = getattr(args, option)
+    if args.no_capture and (args.capture or args.capture_percent is not None):
+        raise UserError("--no-capture and --capture contradict each other")
+    wanted_capture = capture.from_options(
+        args.capture, args.capture_percent, current.get("data_capture")
+    )
+    if args.no_capture:
+        wanted_capture = None
+    if wanted_capture != current.get("data_capture"):
+        changes["data_capture"] = wanted_capture
+    return changes
+
+
+def _serverless(args: argparse.Namespace, current: dict[str, Any]) -> dict[str, Any]:
+    """--serverless-concurrency alone keeps the running serverless memory."""
+    changes = options.serverless(args, required_memory=False)
+    if "serverless_concurrency" in changes and changes.get("serverless_memory") is None:
+        if not current.get("serverless"):
+            raise UserError("--serverless-concurrency needs --serverless-memory")
+        changes["serverless_memory"] = current["serverless"]["memory_mb"]
+    return changes

@@ -1,0 +1,76 @@
+"""`up`: a new model, endpoint config and endpoint, each recorded as it is made; then wait."""
+
+from __future__ import annotations
+
+from typing import IO
+
+from deploy import config, image_check, names, preflight
+from deploy.aws.sagemaker import logs_hint, wait_endpoint
+from deploy.aws.waiting import elapsed
+from deploy.context import Context
+from deploy.deployment import Outcome, create_model_and_config
+from deploy.errors import AwsError, UserError
+from deploy.spec import Spec
+from deploy.state import now_iso, remember
+
+
+def up(
+    ctx: Context,
+    spec: Spec,
+    endpoint_name: str | None = None,
+    user_tags: dict[str, str] | None = None,
+    wait: bool = True,
+    poll: float | None = None,
+    timeout: float | None = None,
+    stream: IO[str] | None = None,
+) -> Outcome:
+    current = ctx.state.get("endpoint")
+    if current:
+        raise UserError(
+            f"this state already holds endpoint {current['name']}",
+            "run `update` to change it, `down` to remove it, or pass another --state",
+        )
+    spec.check()
+    prefix = names.check_prefix(ctx.name_prefix)
+    image_check.check(ctx, spec.image)
+    preflight.check(ctx, spec)
+    if endpoint_name:
+        names.check_name(endpoint_name, "--endpoint-name")
+    sm = ctx.aws.client("sagemaker")
+    found = names.deployment(prefix, names.stamp(), endpoint_name)
+    tags = names.tags_for(prefix, user_tags)
+    ctx.state["prefix"] = prefix
+    ctx.state["tags"] = tags
+
+    create_model_and_config(ctx, sm, spec, found, tags)
+
+    endpoint_arn = sm.create_endpoint(
+        EndpointName=found.endpoint, EndpointConfigName=found.config, Tags=names.as_aws(tags)
+    )["EndpointArn"]
+    remember(ctx.state, "endpoint", found.endpoint, endpoint_arn)
+    ctx.state["endpoint"] = {
+        "name": found.endpoint,
+        "arn": endpoint_arn,
+        "config": found.config,
+        "model": found.model,
+        "variant": config.VARIANT_NAME,
+        **spec.recorded(),
+        "created_at": now_iso(),
+        "updated_at": now_iso(),
+    }
+    ctx.save()
+    ctx.log(f"creating endpoint {found.endpoint} (this takes a few minutes)")
+    if not wait:
+        return Outcome(found.endpoint, found.config, found.model, "Creating", waited=False)
+
+    result = wait_endpoint(sm, found.endpoint, poll, timeout, stream)
+    status = result.response.get("EndpointStatus", "?")
+    ctx.state["endpoint"]["status"] = status
+    ctx.save()
+    if result.state != "success":
+        reason = result.response.get("FailureReason") or "no reason given"
+        raise AwsError(
+            f"endpoint {found.endpoint} is {status} after {elapsed(result.seconds)}: {reason}",
+            f"{logs_hint(found.endpoint, ctx.aws.region)}; remove it with `python -m deploy down`",
+        )
+    return Outcome(found.endpoint, found.config, found.model, status, result.seconds)

@@ -1,0 +1,157 @@
+"""What a deployment runs (the container and the variant it runs on), checked before use."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from deploy import config
+from deploy.aws import ROLE_ARN
+from deploy.errors import UserError
+
+SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
+IMAGE = re.compile(r"^[\w.-]+(:\d+)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")
+ENV_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,1023}$")
+
+
+@dataclass
+class Spec:
+    """What a deployment runs: the container and the variant it runs on."""
+
+    image: str
+    role: str
+    model_data: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    instance_type: str | None = config.DEFAULT_INSTANCE_TYPE
+    instance_count: int = 1
+    serverless_memory: int | None = None
+    serverless_concurrency: int | None = None
+    startup_timeout: int = config.DEFAULT_STARTUP_TIMEOUT_S
+    # {"config": AsyncInferenceConfig, "input", "output", "failure"} (deploy/async_inference.py)
+    async_inference: dict[str, Any] | None = None
+    # DataCaptureConfig (deploy/capture.py), or None
+    data_capture: dict[str, Any] | None = None
+
+    @property
+    def serverless(self) -> bool:
+        return self.serverless_memory is not None
+
+    def check(self) -> Spec:
+        if not self.image or not IMAGE.match(self.image):
+            raise UserError(
+                f"image {self.image!r} is not a full image URI",
+                "run `push` first or pass --image ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG",
+            )
+        if not self.role:
+            raise UserError(
+                "no SageMaker execution role",
+                f"pass --role ARN or set {config.ENV_ROLE} (policy: iam/sagemaker-execution-role-"
+                "policy.json)",
+            )
+        if not ROLE_ARN.match(self.role):
+            raise UserError(f"--role {self.role!r} is not an IAM role ARN")
+        if self.model_data and not (
+            self.model_data.startswith("s3://") and self.model_data.endswith(".tar.gz")
+        ):
+            raise UserError(f"model data {self.model_data!r} is not an s3://.../*.tar.gz URI")
+        for key in self.environment:
+            if not ENV_KEY.match(key):
+                raise UserError(f"environment variable name {key!r} is not valid")
+        if len(self.environment) > 100:
+            raise UserError("SageMaker allows at most 100 environment variables")
+        if self.serverless and self.async_inference:
+            raise UserError(
+                "an asynchronous endpoint runs on instances, not serverless",
+                "drop --serverless-memory, or drop --async",
+            )
+        if self.serverless and self.data_capture:
+            raise UserError(
+                "serverless endpoints do not support data capture",
+                "drop --capture, or use instances",
+            )
+        if self.serverless:
+            if self.serverless_memory not in SERVERLESS_MEMORY:
+                raise UserError(
+                    f"--serverless-memory {self.serverless_memory} is not allowed",
+                    f"use one of {', '.join(map(str, SERVERLESS_MEMORY))} (MB)",
+                )
+            if not 1 <= (self.serverless_concurrency or 0) <= 200:
+                raise UserError("--serverless-concurrency must be between 1 and 200")
+        else:
+            if not self.instance_type or not self.instance_type.startswith("ml."):
+                raise UserError(
+                    f"--instance-type {self.instance_type!r} is not a SageMaker instance type",
+                    "for example ml.c6i.xlarge",
+                )
+            if self.instance_count < 1:
+                raise UserError("--instance-count must be at least 1")
+            if not 60 <= self.startup_timeout <= 3600:
+                raise UserError("--startup-timeout must be between 60 and 3600 seconds")
+        return self
+
+    def variant(self, model_name: str) -> dict[str, Any]:
+        variant: dict[str, Any] = {
+            "VariantName": config.VARIANT_NAME,
+            "ModelName": model_name,
+            "InitialVariantWeight": 1.0,
+        }
+        if self.serverless:
+            variant["ServerlessConfig"] = {
+                "MemorySizeInMB": self.serverless_memory,
+                "MaxConcurrency": self.serverless_concurrency,
+            }
+        else:
+            variant["InstanceType"] = self.instance_type
+            variant["InitialInstanceCount"] = self.instance_count
+            variant["ContainerStartupHealthCheckTimeoutInSeconds"] = self.startup_timeout
+        return variant
+
+    def container(self) -> dict[str, Any]:
+        container: dict[str, Any] = {"Image": self.image, "Mode": "SingleModel"}
+        if self.model_data:
+            container["ModelDataUrl"] = self.model_data
+        if self.environment:
+            container["Environment"] = dict(sorted(self.environment.items()))
+        return container
+
+    def recorded(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["serverless"] = (
+            {"memory_mb": self.serverless_memory, "max_concurrency": self.serverless_concurrency}
+            if self.serverless
+            else None
+        )
+        for key in ("serverless_memory", "serverless_concurrency"):
+            data.pop(key)
+        if self.serverless:
+            data["instance_type"] = None
+            data["instance_count"] = None
+        return data
+
+    @classmethod
+    def from_recorded(cls, data: dict[str, Any]) -> Spec:
+        serverless = data.get("serverless") or {}
+        return cls(
+            image=data.get("image") or "",
+            role=data.get("role") or "",
+            model_data=data.get("model_data"),
+            environment=dict(data.get("environment") or {}),
+            instance_type=data.get("instance_type") or config.DEFAULT_INSTANCE_TYPE,
+            instance_count=data.get("instance_count") or 1,
+            serverless_memory=serverless.get("memory_mb"),
+            serverless_concurrency=serverless.get("max_concurrency"),
+            startup_timeout=data.get("startup_timeout") or config.DEFAULT_STARTUP_TIMEOUT_S,
+            async_inference=data.get("async_inference"),
+            data_capture=data.get("data_capture"),
+        )
+
+
+def describe(spec: Spec) -> str:
+    """The variant in words, for the log."""
+    if spec.serverless:
+        return (
+            f"serverless {spec.serverless_memory} MB, max concurrency {spec.serverless_concurrency}"
+        )
+    text = f"{spec.instance_count} x {spec.instance_type}"
+    return f"{text}, asynchronous" if spec.async_inference else text
