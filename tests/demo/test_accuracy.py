@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from demo.evaluate import Tally, match
-from demo.local_server import local_server
 from demo.shapes import make_image
+from tests.support.server import local_server
 
 
 @pytest.fixture(scope="module")

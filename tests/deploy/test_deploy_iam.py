@@ -9,9 +9,9 @@ import fnmatch
 import json
 
 import pytest
-from deploy_support import ROOT
 
 from deploy import config, names, scale_to_zero
+from tests.support.aws import ROOT
 
 IAM = ROOT / "iam"
 OPERATOR = json.loads((IAM / "deploy-operator-policy.json").read_text())

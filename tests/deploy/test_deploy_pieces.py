@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import tarfile
-import time
 
 import pytest
 from botocore.response import StreamingBody
-from deploy_support import IMAGE, ROOT, StubbedAws, free_port, ping, state, write_state
 
 from deploy import artifacts, names, waiting
 from deploy.errors import UserError
 from deploy.state import StateFile
+from tests.support.aws import IMAGE, ROOT, StubbedAws, state, write_state
+from tests.support.server import free_port, local_server
 
 PICTURE = ROOT / "samples" / "shapes" / "shapes-01.png"
 ANSWER = {
@@ -121,30 +118,10 @@ def test_invoke_rejects_bad_thresholds_before_sending(moto, cli, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def local_serve(tmp_path_factory, shapes_onnx):
+def local_serve(shapes_onnx):
     """`python -m serve` with the exported model on loopback: the --url target."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "YOLO_"))}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        MODEL_PATH=str(shapes_onnx),
-        SERVE_HOST="127.0.0.1",
-        SAGEMAKER_BIND_TO_PORT=str(port),
-    )
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "serve"], cwd=ROOT, env=env, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not ping(url):
-        if time.monotonic() > deadline or process.poll() is not None:
-            pytest.fail(f"serve did not start: {log.read_text()}")
-        time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(15)
+    with local_server(shapes_onnx) as server:
+        yield server.url
 
 
 def test_invoke_url_reports_the_servers_400_as_an_input_error(moto, cli, local_serve, tmp_path):

@@ -12,13 +12,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from serve_reference import reference_nms  # written from the reference facts; tests/conftest.py
 
-from export.architectures import FAMILIES
 from export.cli import Options, run
 from export.safe_load import load_checkpoint
 from export.verify import load_image
 from serve.letterbox import letterbox, to_tensor
+from tests.support.checkpoints import FAMILIES
+from tests.support.reference import reference_nms  # written from the reference facts
 
 P5_ANCHORS_640 = 25200
 P6_ANCHORS_640 = 25500

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.programs import venv_command
+from tests.support.programs import venv_command
 
 SPEC = Path(__file__).resolve().parents[2] / "serve" / "openapi.yaml"
 CHECKS = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reliability_helpers import run_soak
+from tests.support.reliability import run_soak
 
 
 def test_twenty_second_soak_loses_no_good_request_and_memory_stays_flat(

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_server import REPO, ServerProcess
+
+from tests.support.server import REPO, ServerProcess
 
 pytest.importorskip("openvino")
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc")

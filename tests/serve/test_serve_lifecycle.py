@@ -10,9 +10,10 @@ import time
 
 import numpy as np
 import pytest
-from serve_images import encode, shapes_image
-from serve_models import constant_model, flaky_model, head_model, slow_model
-from serve_server import SAMPLES, ServerProcess, free_port
+
+from tests.support.images import encode, shapes_image
+from tests.support.models import constant_model, flaky_model, head_model, slow_model
+from tests.support.server import SAMPLES, ServerProcess, free_port
 
 ZIDANE = (SAMPLES / "zidane.jpg").read_bytes()
 
