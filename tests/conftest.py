@@ -19,6 +19,26 @@ pytest_plugins = ["tests.support.aws"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The tiers (markers registered in pyproject.toml), given here so that no test can miss one:
+# - container: every test under tests/container (images, podman, a registry);
+# - emulator: every test that uses moto's server (the moto_url fixture, through moto or not);
+# - slow: every test that uses an export of the bundled checkpoint (each takes 10-60 s of torch
+#   work), plus the modules that say `pytestmark = pytest.mark.slow` (soaks, fuzzing, big servers).
+CONTAINER_FOLDERS = {"container"}
+EMULATOR_FIXTURES = {"moto_url"}
+SLOW_FIXTURES = {"exported", "shapes_onnx", "int8_export"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(ROOT / "tests").parts[0] in CONTAINER_FOLDERS:
+            item.add_marker(pytest.mark.container)
+        if EMULATOR_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.emulator)
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

@@ -17,6 +17,9 @@ from demo.evaluate import Tally, match
 from demo.shapes import make_image
 from tests.support.server import local_server
 
+# Exports the bundled checkpoint and runs `python -m demo` (10-15 s each).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def shapes_model(tmp_path_factory, shapes_checkpoint, repo_root) -> Path:

@@ -16,6 +16,9 @@ from reliability.wire import NO_ANSWER, build, exchange
 from tests.support.reliability import SERVER_ENV, port_of, run_soak
 from tests.support.server import local_server
 
+# The corpus and a short soak per served configuration (10-20 s each).
+pytestmark = pytest.mark.slow
+
 # name -> (the server's environment, its body limit, which model: the small head or INT8)
 CONFIGURATIONS = {
     "async-limits": (ASYNC_ENVIRONMENT, ASYNC_MAX_BODY_BYTES, "head"),
