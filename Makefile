@@ -1,6 +1,7 @@
 # The two commands the README promises, plus the ones around them.
 #   make demo   export the bundled model, serve it on 127.0.0.1, detect on sample images
 #   make test   the whole test suite (what CI runs)
+#   make test-fast  the tests without containers, AWS emulator or slow exports (about 2 minutes)
 #   make image  the serving image (exports weights/model.onnx first when it is missing or stale)
 #   make bench  the side-by-side benchmark (minutes; see docs/bench.md)
 PYTHON ?= python3
@@ -20,7 +21,7 @@ IMAGE_ARGS := $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(IMG_SIZE),--img-size 
 	$(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(TAG),--tag $(TAG)) \
 	$(if $(RUNTIME),--runtime $(RUNTIME))
 
-.PHONY: env test lint demo bench image clean
+.PHONY: env test test-fast lint demo bench image clean
 
 env: $(VENV)/.installed
 
@@ -39,6 +40,11 @@ lint: env
 
 test: lint
 	$(BIN)/python -m pytest
+
+test-fast: env
+	@start=$$(date +%s); \
+	$(BIN)/python -m pytest -m "not container and not emulator and not slow"; status=$$?; \
+	echo "make test-fast: $$(( $$(date +%s) - start )) s"; exit $$status
 
 bench: env
 	$(BIN)/python -m bench

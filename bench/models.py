@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from demo.shapes import make_image
-from export.architectures import build_full_size, checkpoint_dict, save_checkpoint
 from export.cli import Options, run
 from export.fuse import fuse_model
 from export.onnx_graph import set_metadata
 from export.safe_load import load_checkpoint
+from tests.support.checkpoints import build_full_size, checkpoint_dict, save_checkpoint
 
 # The official README's figures (yolov7-tiny and yolov7 at 640, deploy form).
 OFFICIAL = {

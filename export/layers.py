@@ -3,7 +3,7 @@
 A checkpoint stores whole module objects. Unpickling restores their attributes (`conv`, `bn`, `act`,
 `m`, ...) onto instances of these classes without running `__init__`, so `forward` must rely only on
 the attribute names the official layers carry. The constructors exist so that the tests and the
-benchmarks can build models in the same layout (see `export.architectures`).
+benchmarks can build models in the same layout (see `tests.support.checkpoints`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Shared fixtures: the repository root, the bundled assets, and the bundled model's INT8 export."""
+"""The suite's shared fixtures: the repository root, the bundled assets, the small head model, and
+the bundled model's INT8 export. tests.support.aws's fixtures (moto's server) are a plugin for all.
+
+Helpers are imported absolutely (`from tests.support.server import ...`): pyproject's
+`pythonpath = ["."]` puts the repository root on sys.path, and nothing else edits it."""
 
 from __future__ import annotations
 
@@ -9,11 +13,31 @@ from pathlib import Path
 import pytest
 
 from demo.shapes import write_samples
+from tests.support.models import head_model
+
+pytest_plugins = ["tests.support.aws"]
 
 ROOT = Path(__file__).resolve().parent.parent
-# The independent reference pipeline (tests/serve/serve_reference.py) serves the export tests too.
-if str(ROOT / "tests" / "serve") not in sys.path:
-    sys.path.insert(0, str(ROOT / "tests" / "serve"))
+
+# The tiers (markers registered in pyproject.toml), given here so that no test can miss one:
+# - container: every test under tests/container (images, podman, a registry);
+# - emulator: every test that uses moto's server (the moto_url fixture, through moto or not);
+# - slow: every test that uses an export of the bundled checkpoint (each takes 10-60 s of torch
+#   work), plus the modules that say `pytestmark = pytest.mark.slow` (soaks, fuzzing, big servers).
+CONTAINER_FOLDERS = {"container"}
+EMULATOR_FIXTURES = {"moto_url"}
+SLOW_FIXTURES = {"exported", "shapes_onnx", "int8_export"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(ROOT / "tests").parts[0] in CONTAINER_FOLDERS:
+            item.add_marker(pytest.mark.container)
+        if EMULATOR_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.emulator)
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +48,12 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def shapes_checkpoint() -> Path:
     return ROOT / "weights" / "shapes-yolov7-tiny.pt"
+
+
+@pytest.fixture(scope="session")
+def head_model_path(tmp_path_factory) -> Path:
+    """The small head model (tests.support.models) at 128: the serve and reliability servers'."""
+    return head_model(tmp_path_factory.mktemp("head-model") / "head.onnx", size=128)
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,7 @@ def test_load_generator_targets_only_127_0_0_1(tmp_path):
             generate(url, [image], 1, 0.1)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_results_with_every_measurement_and_the_ratios(repo_root, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from container.engine import REPO, SAGEMAKER_PORT, Engine, base_image, export_onnx, find_engine
-from demo.local_server import local_server
-from tests.container.helpers import SAMPLES, detect, port_is_free, unavailable
+from tests.support.containers import SAMPLES, detect, port_is_free, unavailable
+from tests.support.server import local_server
 
 # In the build context (.dockerignore lets weights/*.onnx in; .gitignore keeps it out of git).
 BAKED_IN_CONTEXT = "weights/container-test.onnx"

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 from container.engine import REPO, Engine, running
-from demo.local_server import free_port
-from tests.container.helpers import SAMPLES, detect, hadolint_path, unavailable
+from tests.support.containers import SAMPLES, detect, hadolint_path, unavailable
+from tests.support.server import free_port
 
 SIGTERM_EXIT_SECONDS = 5.0
 LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"

@@ -4,16 +4,10 @@ OpenVINO serves no model with, and answers like the onnxruntime server."""
 from __future__ import annotations
 
 import json
-import urllib.request
 
 from container.engine import Engine, running
-from demo.local_server import wait_until_settled
-from tests.container.helpers import SAMPLES, detect
-
-
-def ping(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}/ping", timeout=10) as answer:
-        return json.loads(answer.read())
+from tests.support.containers import SAMPLES, detect
+from tests.support.server import ping, wait_until_settled
 
 
 def test_openvino_image_holds_only_its_runtime(engine: Engine, openvino_image: str):

@@ -26,9 +26,9 @@ import bcrypt
 import pytest
 
 from container.engine import REPO, Engine
-from demo.local_server import free_port
 from deploy import images
-from tests.container.helpers import unavailable
+from tests.support.containers import unavailable
+from tests.support.server import free_port
 
 SYSTEM_DIRS = "/usr/sbin:/usr/bin:/sbin:/bin"
 DOCKER_V2S2 = "application/vnd.docker.distribution.manifest.v2+json"

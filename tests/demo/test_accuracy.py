@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 
 from demo.evaluate import Tally, match
-from demo.local_server import local_server
 from demo.shapes import make_image
+from tests.support.server import local_server
+
+# Exports the bundled checkpoint and runs `python -m demo` (10-15 s each).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

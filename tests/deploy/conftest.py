@@ -1,27 +1,20 @@
-"""Fixtures for `deploy`'s tests: moto's real server on 127.0.0.1 (boto3 talks HTTP to it through
-AWS_ENDPOINT_URL), the CLI run in-process or as a subprocess, a fake docker/podman on PATH, the
-bundled checkpoint exported once, and `python -m serve` started the way SageMaker starts it."""
+"""Fixtures for `deploy`'s tests: the CLI run in-process or as a subprocess, a fake docker/podman
+on PATH, the bundled checkpoint exported once, and `python -m serve` started the way SageMaker
+starts it. moto's server (`moto_url`, `moto`) is tests.support.aws's, a plugin of the suite."""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import subprocess
 import sys
 import tarfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
-
-from deploy_support import (  # noqa: E402
+from deploy.cli import main
+from tests.support.aws import (
     DOCKER_V2S2,
     IAM_PREFIX,
     ROOT,
@@ -30,41 +23,8 @@ from deploy_support import (  # noqa: E402
     Result,
     StubbedAws,
     aws_environment,
-    free_port,
-    ping,
-    seed_images,
 )
-
-from deploy.cli import main  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def moto_url():
-    """moto's real server (werkzeug) on 127.0.0.1 and a free port, for the whole session."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    _, port = server.get_host_and_port()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def moto(moto_url, monkeypatch, tmp_path) -> Moto:
-    """A clean emulator, this process pointed at it, and the cwd in tmp_path (the state's home)."""
-    emulator = Moto(moto_url)
-    emulator.reset()
-    seed_images(emulator)
-    env = aws_environment(moto_url, tmp_path)
-    for key in list(os.environ):
-        if key not in env:
-            monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)
-    return emulator
+from tests.support.server import ServerProcess, free_port
 
 
 @pytest.fixture
@@ -245,9 +205,6 @@ def shapes_onnx(_export_started) -> Path:
     return out
 
 
-SERVE_VARIABLES = ("MODEL_PATH", "BAKED_MODEL_PATH", "SERVE_", "YOLO_", "ORT_", "SAGEMAKER_")
-
-
 @pytest.fixture
 def sagemaker_like_server(tmp_path):
     """start(model_data_uri, environment, moto) -> URL: what SageMaker does with a model.
@@ -256,7 +213,7 @@ def sagemaker_like_server(tmp_path):
     and runs `python -m serve serve` with the model's Environment, on loopback; returns the base
     URL once /ping answers 200.
     """
-    started: list[subprocess.Popen] = []
+    started: list[ServerProcess] = []
 
     def start(model_data: str, environment: dict[str, str], emulator: Moto) -> str:
         bucket, _, key = model_data[len("s3://") :].partition("/")
@@ -267,42 +224,22 @@ def sagemaker_like_server(tmp_path):
         model_dir.mkdir()
         with tarfile.open(archive) as tar:
             tar.extractall(model_dir, filter="data")
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(SERVE_VARIABLES)}
-        env.update(environment)
-        env.update(
-            PYTHONPATH=str(ROOT),
-            SAGEMAKER_MODEL_DIR=str(model_dir),
-            BAKED_MODEL_PATH=str(tmp_path / "no-baked-model.onnx"),
-            SERVE_HOST="127.0.0.1",
-            SAGEMAKER_BIND_TO_PORT=str(port),
-            SERVE_THREADS="4",
-        )
-        log_path = tmp_path / "serve.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "serve", "serve"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"serve exited {process.returncode}: {log_path.read_text()}")
-            if ping(url):
-                return url
-            time.sleep(0.05)
-        pytest.fail(f"serve did not pass /ping within 60 s: {log_path.read_text()}")
+        env = {
+            **environment,
+            "SAGEMAKER_MODEL_DIR": str(model_dir),
+            "BAKED_MODEL_PATH": str(tmp_path / "no-baked-model.onnx"),
+            "SERVE_HOST": "127.0.0.1",
+            "SAGEMAKER_BIND_TO_PORT": str(free_port()),
+            "SERVE_THREADS": "4",
+        }
+        server = ServerProcess(tmp_path / "serve", env, ("serve",), threads={})
+        started.append(server)
+        try:
+            server.wait_ready(60)
+        except AssertionError as failed:
+            pytest.fail(f"serve did not pass /ping within 60 s: {failed}")
+        return server.url
 
     yield start
-    for process in started:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    for server in started:
+        server.stop(grace=15)

@@ -1,7 +1,7 @@
 """Asynchronous endpoints against moto's server, with SageMaker's part played by the test
-(async_support.py) and the real `python -m serve` answering: up --async -> invoke --async (a 12 MP
-photo) -> autoscale --min 0 -> status -> transform over the same inputs -> down. Then the bad
-inputs: one `error:` line each, and nothing half created."""
+(tests/support/async_sagemaker.py) and the real `python -m serve` answering: up --async ->
+invoke --async (a 12 MP photo) -> autoscale --min 0 -> status -> transform over the same inputs ->
+down. Then the bad inputs: one `error:` line each, and nothing half created."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import json
 import cv2
 import numpy as np
 import pytest
-from async_support import AsyncSageMaker, found_truth
-from deploy_support import IMAGE, REGION, ROOT, TAG, not_in_policy, state
 
 from demo.shapes import make_image
 from deploy.async_inference import ASYNC_MAX_BODY_BYTES
+from tests.support.async_sagemaker import AsyncSageMaker
+from tests.support.aws import IMAGE, REGION, ROOT, TAG, not_in_policy, state
+from tests.support.reference import found_truth
 
 BUCKET = "yolov7-async-photos"
 OUTPUT = f"s3://{BUCKET}/photos/output"

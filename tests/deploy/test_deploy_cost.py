@@ -8,9 +8,9 @@ import hashlib
 import json
 
 import pytest
-from deploy_support import not_in_policy, write_state
 
 from deploy import pricing
+from tests.support.aws import not_in_policy, write_state
 
 ATTRIBUTES = [
     "productFamily",

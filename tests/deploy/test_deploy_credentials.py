@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from deploy_support import ACCOUNT, IMAGE, SECRET_KEY, state
-
 from deploy.aws import connect
+from tests.support.aws import ACCOUNT, IMAGE, SECRET_KEY, state
 
 DEPLOYER = f"arn:aws:iam::{ACCOUNT}:role/yolov7-deployer"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
-from deploy_support import IMAGE, ROLE, state
+
+from tests.support.aws import IMAGE, ROLE, state
 
 
 def up(cli, *extra):

@@ -8,9 +8,11 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import deploy_support
 import pytest
-from deploy_support import ACCOUNT, IMAGE, REGION, free_port
+
+from tests.support import aws as deploy_support
+from tests.support.aws import ACCOUNT, IMAGE, REGION
+from tests.support.server import free_port
 
 ENDPOINT = "yolov7-20300101-000000"
 

@@ -9,10 +9,10 @@ import fnmatch
 import json
 
 import pytest
-from deploy_support import ROOT
 
 from deploy import config, names
 from deploy.autoscaling import backlog as scale_to_zero
+from tests.support.aws import ROOT
 
 IAM = ROOT / "iam"
 OPERATOR = json.loads((IAM / "deploy-operator-policy.json").read_text())

@@ -5,7 +5,8 @@ SageMaker would refuse (an OCI manifest or index) or fail to pull (over 10 GB, a
 from __future__ import annotations
 
 import pytest
-from deploy_support import (
+
+from tests.support.aws import (
     ACCOUNT,
     IMAGE,
     OCI_MANIFEST,

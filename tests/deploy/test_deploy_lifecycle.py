@@ -9,7 +9,8 @@ import tarfile
 
 import pytest
 from botocore.exceptions import ClientError
-from deploy_support import (
+
+from tests.support.aws import (
     ACCOUNT,
     ECR_PASSWORD,
     PREBUILT,

@@ -14,15 +14,15 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
-from async_support import found_truth
 from botocore.response import StreamingBody
-from deploy_support import DIRECT, write_state
 
-from demo.local_server import local_server
 from demo.shapes import make_image
 from deploy import payload
 from deploy.async_inference import ASYNC_ENVIRONMENT
 from deploy.errors import UserError
+from tests.support.aws import DIRECT, write_state
+from tests.support.reference import found_truth
+from tests.support.server import local_server
 
 MIB = 1024 * 1024
 

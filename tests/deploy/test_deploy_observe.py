@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 import cv2
 import numpy as np
 import pytest
-from deploy_support import IMAGE, REGION, StubbedAws, not_in_policy, state
 
 from deploy import logs as logs_module
 from deploy import metrics
 from deploy.context import Context
 from deploy.state import StateFile
 from serve.logs import JsonFormatter
+from tests.support.aws import IMAGE, REGION, StubbedAws, not_in_policy, state
 
 BUCKET = "yolov7-capture-observe"
 

@@ -9,11 +9,11 @@ import json
 import threading
 
 import pytest
-from deploy_support import ACCOUNT, IMAGE, PREBUILT, REGION, StubbedAws, not_in_policy, state
 
 from deploy import preflight
 from deploy.context import Context
 from deploy.state import StateFile
+from tests.support.aws import ACCOUNT, IMAGE, PREBUILT, REGION, StubbedAws, not_in_policy, state
 
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 BUCKET = "yolov7-models-preflight"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 
-from deploy_support import (
+from tests.support.aws import (
     ACCOUNT,
     ECR_PASSWORD,
     PREBUILT,

@@ -5,8 +5,9 @@ botocore's Stubber, which checks DeploymentConfig against botocore's own model."
 from __future__ import annotations
 
 import pytest
-from deploy_support import IMAGE, NEW_IMAGE, not_in_policy, state
-from test_deploy_update import (
+
+from deploy import names
+from tests.deploy.test_deploy_update import (
     NEW_CONFIG,
     NEW_MODEL,
     NOW,
@@ -16,8 +17,7 @@ from test_deploy_update import (
     expect_creates,
     expect_tagged_delete,
 )
-
-from deploy import names
+from tests.support.aws import IMAGE, NEW_IMAGE, not_in_policy, state
 
 
 @pytest.fixture

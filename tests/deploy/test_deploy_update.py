@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from deploy_support import ACCOUNT, IMAGE, NEW_IMAGE, REGION, ROLE, TAG, not_in_policy, state
 
 from deploy import names
+from tests.support.aws import ACCOUNT, IMAGE, NEW_IMAGE, REGION, ROLE, TAG, not_in_policy, state
 
 NOW = datetime(2030, 1, 1, 0, 0, tzinfo=UTC)
 STAMP = "20300101-000000"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from export.architectures import build_model, checkpoint_dict, save_checkpoint, to_deploy_form
 from export.model import Model
+from tests.support.checkpoints import build_model, checkpoint_dict, save_checkpoint, to_deploy_form
 
 MakeCheckpoint = Callable[..., Path]
 

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from export.architectures import (
+from export.fuse import fuse_model
+from export.layers import Conv, RepConv
+from export.model import Detect, IAuxDetect, IDetect
+from export.safe_load import load_checkpoint
+from tests.support.checkpoints import (
     FAMILIES,
     build_model,
     checkpoint_dict,
@@ -18,10 +22,6 @@ from export.architectures import (
     save_checkpoint,
     to_deploy_form,
 )
-from export.fuse import fuse_model
-from export.layers import Conv, RepConv
-from export.model import Detect, IAuxDetect, IDetect
-from export.safe_load import load_checkpoint
 
 
 def relative_difference(got: torch.Tensor, want: torch.Tensor) -> float:

@@ -12,13 +12,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from serve_reference import reference_nms  # written from the reference facts; tests/conftest.py
 
-from export.architectures import FAMILIES
 from export.cli import Options, run
 from export.safe_load import load_checkpoint
 from export.verify import load_image
 from serve.letterbox import letterbox, to_tensor
+from tests.support.checkpoints import FAMILIES
+from tests.support.reference import reference_nms  # written from the reference facts
 
 P5_ANCHORS_640 = 25200
 P6_ANCHORS_640 = 25500
@@ -37,6 +37,7 @@ def sample_input(size: int, batch: int = 1) -> np.ndarray:
     return np.repeat(to_tensor(letterbox(load_image(None), size)), batch, axis=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["training", "deploy"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_exports_at_640_and_matches_unfused_pytorch(
@@ -125,6 +126,7 @@ def test_img_size_is_rounded_up_to_the_largest_stride_with_a_message(make_checkp
     assert any("320" in m and "64" in m for m in messages)
 
 
+@pytest.mark.slow
 def test_end2end_nms_in_graph_equals_the_official_post_processing(shapes_checkpoint, tmp_path):
     raw_path, e2e_path = tmp_path / "raw.onnx", tmp_path / "e2e.onnx"
     run(Options(shapes_checkpoint, raw_path, img_size=320), log=lambda _: None)
@@ -157,6 +159,7 @@ def run_cli(repo_root: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_exports_the_bundled_checkpoint_and_prints_a_summary(
     repo_root, shapes_checkpoint, tmp_path
 ):

@@ -13,10 +13,10 @@ import pytest
 
 import export.cli
 from demo.evaluate import Tally, match
-from demo.local_server import local_server
 from demo.shapes import make_image, write_samples
 from export.cli import MIN_AGREEMENT, main
 from export.quantize import float_tail
+from tests.support.server import local_server
 
 
 def write_shapes(folder: Path, count: int, seed: int) -> Path:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from export.architectures import build_model, checkpoint_dict, save_checkpoint
 from export.errors import ExportError
 from export.safe_load import load_checkpoint
+from tests.support.checkpoints import build_model, checkpoint_dict, save_checkpoint
 
 
 class Payload:

@@ -6,15 +6,19 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.programs import venv_command
+from tests.support.programs import venv_command
 
 SPEC = Path(__file__).resolve().parents[2] / "serve" / "openapi.yaml"
 CHECKS = (
     "not_a_server_error,response_schema_conformance,content_type_conformance,"
     "status_code_conformance,response_headers_conformance"
 )
+
+# schemathesis fuzzes the whole API (about 15 s).
+pytestmark = pytest.mark.slow
 
 
 def test_openapi_describes_the_three_sagemaker_paths():

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.architectures import build_model, checkpoint_dict, save_checkpoint
 from export.errors import ExportError
 from export.safe_load import load_checkpoint
+from tests.support.checkpoints import build_model, checkpoint_dict, save_checkpoint
 
 
 def _text(value: str) -> bytes:

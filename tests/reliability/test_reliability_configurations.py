@@ -8,13 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from reliability_helpers import SERVER_ENV, port_of, run_soak
 
-from demo.local_server import local_server
 from deploy.async_inference import ASYNC_ENVIRONMENT, ASYNC_MAX_BODY_BYTES
 from reliability.corpus import BODY_LIMIT, GOOD, cases
 from reliability.soak import same_detections
 from reliability.wire import NO_ANSWER, build, exchange
+from tests.support.reliability import SERVER_ENV, port_of, run_soak
+from tests.support.server import local_server
+
+# The corpus and a short soak per served configuration (10-20 s each).
+pytestmark = pytest.mark.slow
 
 # name -> (the server's environment, its body limit, which model: the small head or INT8)
 CONFIGURATIONS = {

@@ -4,11 +4,11 @@ no CORS, and after each one /ping is 200 and a good request still gets the same 
 from __future__ import annotations
 
 import pytest
-from reliability_helpers import port_of
 
 from reliability.corpus import CASES, GOOD, Case
 from reliability.soak import same_detections
 from reliability.wire import NO_ANSWER, Answer, build, exchange
+from tests.support.reliability import port_of
 
 LEAKS = ("Traceback", "/work", ".py", "site-packages", "/tmp", "/root", 'File "')
 

@@ -12,12 +12,11 @@ import threading
 import time
 from pathlib import Path
 
-from reliability_helpers import SERVER_ENV, port_of
-
-from demo.local_server import local_server
 from reliability.corpus import GOOD, good_jpeg
 from reliability.soak import proc_status
 from reliability.wire import build, exchange
+from tests.support.reliability import SERVER_ENV, port_of
+from tests.support.server import local_server
 
 
 def good_request(port: int, timeout: float = 30) -> int:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from reliability_helpers import run_soak
+import pytest
+
+from tests.support.reliability import run_soak
+
+# A 20 s soak.
+pytestmark = pytest.mark.slow
 
 
 def test_twenty_second_soak_loses_no_good_request_and_memory_stays_flat(

@@ -1,5 +1,5 @@
-"""Fixtures for the server's tests: ONNX models built on the spot, and real `python -m serve`
-processes (serve_server.ServerProcess) talked to over HTTP."""
+"""Fixtures for the server's tests: the bundled checkpoint exported, and real `python -m serve`
+processes (tests.support.server.ServerProcess) talked to over HTTP."""
 
 from __future__ import annotations
 
@@ -9,13 +9,7 @@ from pathlib import Path
 
 import pytest
 
-_HERE = Path(__file__).resolve().parent
-for _path in (str(_HERE.parents[1]), str(_HERE)):  # the repository (serve), the serve_* helpers
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from serve_models import head_model  # noqa: E402
-from serve_server import REPO, ServerProcess  # noqa: E402
+from tests.support.server import REPO, ServerProcess
 
 # The bundled model's size: what it was trained at.
 SHAPES_IMG_SIZE = 320
@@ -41,11 +35,6 @@ def exported(models_dir, shapes_checkpoint) -> dict[str, Path]:
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr
     return paths
-
-
-@pytest.fixture(scope="session")
-def head_model_path(models_dir) -> Path:
-    return head_model(models_dir / "head.onnx", size=128)
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from serve_images import exif
 
 from reliability.corpus import with_app1
 from serve import jpeg
 from serve.decode import decode_image
+from tests.support.images import exif
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 

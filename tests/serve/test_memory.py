@@ -13,10 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_server import REPO, ServerProcess
+
+from tests.support.server import REPO, ServerProcess
 
 pytest.importorskip("openvino")
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc"),
+    pytest.mark.slow,  # full servers on full-size exports (10-20 s)
+]
 
 PHOTOS = [REPO / "samples" / "bus.jpg", REPO / "samples" / "zidane.jpg"]
 MAX_FAULTS_PER_REQUEST = 800

@@ -16,8 +16,6 @@ import onnxruntime as ort
 import openvino as ov
 import openvino.passes as passes
 import pytest
-from serve_images import encode, shapes_image
-from test_runtimes import CPU_BF16, served
 
 from demo.evaluate import Tally, match
 from demo.shapes import make_image
@@ -27,6 +25,8 @@ from serve.nms import non_max_suppression
 from serve.runtimes import Threads
 from serve.runtimes import openvino as ov_runtime
 from serve.runtimes.openvino_float_view import float_view
+from tests.serve.test_runtimes import CPU_BF16, served
+from tests.support.images import encode, shapes_image
 
 IMG_SIZE = 320
 PRECISIONS = [

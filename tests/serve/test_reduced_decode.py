@@ -9,14 +9,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from serve_images import exif
-from serve_server import ServerProcess
 
 from demo.evaluate import iou
 from demo.shapes import make_image
 from reliability.corpus import with_app1
 from serve.config import ConfigError, Settings
 from serve.decode import decode_for_model, decode_image, read_header, reduction_factor
+from tests.support.images import exif
+from tests.support.server import ServerProcess
 
 IMG_SIZE = 320
 # Measured on 12 MP photos (docs/serving.md): matched detections moved at most 0.94 letterbox px

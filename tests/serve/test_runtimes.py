@@ -14,16 +14,20 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from serve_images import encode, shapes_image
-from serve_reference import assert_same_detections, reference_detect, reference_detect_end2end
-from serve_server import REPO, SAMPLES, ServerProcess
-from test_serve_lifecycle import assert_fails_fast_with_one_line
 
 from demo.evaluate import Tally, iou, match
 from demo.shapes import make_image
 from serve.config import ConfigError, Settings
 from serve.runtimes import RUNTIMES
 from serve.runtimes.precision import choose, cpu_flags
+from tests.serve.test_serve_lifecycle import assert_fails_fast_with_one_line
+from tests.support.images import encode, shapes_image
+from tests.support.reference import (
+    assert_same_detections,
+    reference_detect,
+    reference_detect_end2end,
+)
+from tests.support.server import REPO, SAMPLES, ServerProcess
 
 IMG_SIZE = 320
 PICTURES = [

@@ -8,7 +8,6 @@ import re
 
 import falcon.testing
 import pytest
-from serve_server import REPO, SAMPLES
 
 from serve.app import create_app
 from serve.config import (
@@ -22,6 +21,7 @@ from serve.config import (
 from serve.detector import Detector
 from serve.errors import ModelError
 from serve.locate import locate_model
+from tests.support.server import REPO, SAMPLES
 
 # --- settings ---------------------------------------------------------------------------------
 

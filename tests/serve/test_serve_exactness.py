@@ -1,7 +1,7 @@
 """The server's answers equal the official pipeline's: same classes, boxes within 1 px, scores
 within 1e-3, for both ONNX layouts, on the bundled checkpoint exported by `python -m export`.
 
-The official pipeline is re-implemented independently in serve_reference.py and run with
+The official pipeline is re-implemented independently in tests/support/reference.py and run with
 onnxruntime on the same file; the server is asked over HTTP.
 
 The servers run in the default configuration: the official pipeline decodes every image in full,
@@ -17,13 +17,14 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from serve_images import encode, shapes_image
-from serve_reference import (
+
+from tests.support.images import encode, shapes_image
+from tests.support.reference import (
     assert_same_detections,
     reference_detect,
     reference_detect_end2end,
 )
-from serve_server import SAMPLES, ServerProcess
+from tests.support.server import SAMPLES, ServerProcess
 
 IMG_SIZE = 320
 

@@ -10,8 +10,9 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from serve_images import decode, encode, shapes_image
-from serve_server import SAMPLES, Response
+
+from tests.support.images import decode, encode, shapes_image
+from tests.support.server import SAMPLES, Response
 
 BUS = (SAMPLES / "bus.jpg").read_bytes()
 ZIDANE = (SAMPLES / "zidane.jpg").read_bytes()

@@ -10,9 +10,10 @@ import time
 
 import numpy as np
 import pytest
-from serve_images import encode, shapes_image
-from serve_models import constant_model, flaky_model, head_model, slow_model
-from serve_server import SAMPLES, ServerProcess, free_port
+
+from tests.support.images import encode, shapes_image
+from tests.support.models import constant_model, flaky_model, head_model, slow_model
+from tests.support.server import SAMPLES, ServerProcess, free_port
 
 ZIDANE = (SAMPLES / "zidane.jpg").read_bytes()
 
@@ -271,6 +272,7 @@ def _invoke_in_thread(server: ServerProcess, body: bytes) -> tuple[threading.Thr
     return thread, result
 
 
+@pytest.mark.slow
 def test_ping_and_bad_requests_answer_at_once_while_an_inference_runs(
     start_server, slow_model_path
 ):
@@ -284,6 +286,7 @@ def test_ping_and_bad_requests_answer_at_once_while_an_inference_runs(
     assert result["response"].status == 200
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(start_server, slow_model_path):
     server = start_server({"MODEL_PATH": str(slow_model_path)})
     thread, result = _invoke_in_thread(server, ZIDANE)

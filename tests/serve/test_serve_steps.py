@@ -9,8 +9,6 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from serve_images import encode, shapes_image
-from serve_reference import reference_letterbox, reference_nms, reference_tensor
 
 from serve.decode import decode_image, read_header
 from serve.errors import BadOption, ImageTooLarge, ModelError, UnreadableImage
@@ -18,6 +16,8 @@ from serve.letterbox import letterbox, scale_boxes, to_tensor
 from serve.model_info import Port, read_model_info
 from serve.nms import greedy_nms, non_max_suppression
 from serve.options import Options, from_custom_attributes, resolve
+from tests.support.images import encode, shapes_image
+from tests.support.reference import reference_letterbox, reference_nms, reference_tensor
 
 
 @contextlib.contextmanager

@@ -11,13 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from serve_images import shapes_image
 
 from serve.letterbox import letterbox, to_tensor
 from serve.runtimes import Threads
 from serve.runtimes import onnxruntime as ort_runtime
 from serve.runtimes.layout import WideNarrow, narrow_threads
 from serve.runtimes.precision import cpu_bf16, cpu_flags
+from tests.support.images import shapes_image
 
 
 @pytest.fixture(scope="module")

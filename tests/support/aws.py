@@ -1,25 +1,29 @@
-"""Helpers shared by `deploy`'s tests (the fixtures are in conftest.py)."""
+"""The AWS emulator for `deploy`'s tests: moto's real server on 127.0.0.1 (boto3 talks HTTP to it
+through AWS_ENDPOINT_URL), the `moto_url` and `moto` fixtures (a plugin: tests/conftest.py names
+this module in `pytest_plugins`), and the helpers around it: names, dummy credentials, the
+environment that reaches only moto, state files, Stubber-backed clients, the operator policy."""
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
 import json
+import logging
 import os
-import sys
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import pytest
 from botocore.stub import Stubber
+from moto.server import ThreadedMotoServer
+
+from deploy.aws import Aws
+from tests.support.server import DIRECT
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from demo.local_server import free_port  # noqa: E402, F401 (the tests import it from here)
-from deploy.aws import Aws  # noqa: E402
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's account
@@ -37,19 +41,6 @@ SECRET_KEY = "moto-dummy-secret-NEVER-PRINTED-7f3a9c"
 ECR_PASSWORD = f"{ACCOUNT}-auth-token"
 SYSTEM_PATH = "/usr/bin:/bin"
 TAG = {"Key": "managed-by", "Value": "yolov7-sagemaker-deploy"}
-
-
-# Loopback servers are never reached through an HTTP(S)_PROXY the machine may have set.
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def ping(url: str) -> bool:
-    """True when GET url/ping answers 200."""
-    try:
-        with DIRECT.open(f"{url}/ping", timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
 
 
 def aws_environment(moto_url: str, home: Path) -> dict[str, str]:
@@ -226,3 +217,35 @@ def not_in_policy(actions) -> list[str]:
         for action in sorted(set(actions) - NEEDS_NO_PERMISSION)
         if not any(fnmatch.fnmatch(action.lower(), p) for p in patterns)
     ]
+
+
+# --- the fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's real server (werkzeug) on 127.0.0.1 and a free port, for the whole session."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto(moto_url, monkeypatch, tmp_path) -> Moto:
+    """A clean emulator, this process pointed at it, and the cwd in tmp_path (the state's home)."""
+    emulator = Moto(moto_url)
+    emulator.reset()
+    seed_images(emulator)
+    env = aws_environment(moto_url, tmp_path)
+    for key in list(os.environ):
+        if key not in env:
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    return emulator

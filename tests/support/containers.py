@@ -1,4 +1,5 @@
-"""Helpers of the container tests: samples, one request, and skip-or-fail when tools are missing."""
+"""Helpers of the container tests: samples, one request, a free port 8080, the venv's hadolint, and
+skip-or-fail when tools are missing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Helpers shared by the reliability tests (a module of its own: `conftest` is ambiguous)."""
+"""Helpers of the reliability tests: the servers' settings, a server's port, and a soak run as a
+user runs it."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from demo.local_server import LocalServer
+from tests.support.server import TEST_THREADS, ServerProcess
 
 # Small and steady, like tests/serve: 4 waitress threads, 2 onnxruntime threads.
-SERVER_ENV = {"SERVE_THREADS": "4", "ORT_INTRA_OP_THREADS": "2"}
+SERVER_ENV = TEST_THREADS
 
 
-def port_of(server: LocalServer) -> int:
+def port_of(server: ServerProcess) -> int:
     return int(server.url.rsplit(":", 1)[1])
 
 

@@ -127,3 +127,18 @@ def assert_same_detections(got: list[dict], expected: list[dict], box_tol=1.0, s
                 break
         assert match is not None, f"no match for {exp} among {unmatched[:5]}"
         unmatched.remove(match)
+
+
+def found_truth(detections: list[dict], truth: list) -> float:
+    """The share of true shapes (demo.shapes) found with their label at IoU > 0.5."""
+
+    def iou(a: list[float], b: list[float]) -> float:
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+        return w * h / union if union else 0.0
+
+    hits = [
+        any(d["label"] == t.label and iou(d["box"], t.box) > 0.5 for d in detections) for t in truth
+    ]
+    return sum(hits) / len(hits)
