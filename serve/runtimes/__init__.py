@@ -142,7 +142,7 @@ RUNTIMES: dict[str, RuntimeSpec] = {
 
 def import_runtime(name: str) -> Runtime:
     """The runtime's module; imports the library it wraps."""
-    return importlib.import_module(f"serve.runtimes.{name}")  # type: ignore[return-value]
+    return importlib.import_module(f"serve.runtimes.{name}")
 
 
 def installed(spec: RuntimeSpec) -> bool:
