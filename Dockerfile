@@ -18,12 +18,18 @@ RUN model="/tmp/context/${MODEL_FILE##*/}" \
     fi \
     && mkdir -p /opt/model && mv "$model" /opt/model/model.onnx
 
-# --- builder: a virtual environment with requirements-serve.txt and the runtime (RUNTIME:
-# onnxruntime, the default, or openvino), less what serving never loads (container/install_venv.sh).
+# --- builder: a virtual environment with requirements-serve.txt and the runtime, less what
+# serving never loads (container/install_venv.sh). `python -m container.image --runtime NAME`
+# passes the RUNTIME_* arguments from the runtime's entry in serve/runtimes/__init__.py; these
+# defaults are the default runtime's (onnxruntime), for a bare build.
 FROM ${BASE_IMAGE} AS builder
-ARG RUNTIME=onnxruntime
-COPY requirements-serve.txt requirements-openvino.txt container/install_venv.sh /tmp/build/
-RUN sh /tmp/build/install_venv.sh "$RUNTIME" /tmp/build && rm -rf /tmp/build
+ARG RUNTIME_REQUIREMENTS=requirements-serve.txt
+ARG RUNTIME_REPLACES=
+ARG RUNTIME_PRUNE="onnxruntime/tools onnxruntime/quantization onnxruntime/transformers"
+COPY requirements-serve.txt ${RUNTIME_REQUIREMENTS} container/install_venv.sh /tmp/build/
+RUN sh /tmp/build/install_venv.sh /tmp/build "$RUNTIME_REQUIREMENTS" "$RUNTIME_REPLACES" \
+        "$RUNTIME_PRUNE" \
+    && rm -rf /tmp/build
 # checked-hash for serve/, so a source file mounted over it in development is still honoured.
 COPY serve/ /opt/program/serve/
 RUN /opt/venv/bin/python -m compileall -q --invalidation-mode checked-hash /opt/program/serve

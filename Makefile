@@ -25,17 +25,21 @@ IMAGE_ARGS := $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(IMG_SIZE),--img-size 
 
 env: $(VENV)/.installed
 
-$(VENV)/.installed: $(REQUIREMENTS)
+# The requirement files pin every package; then the project itself, editable and without
+# dependencies (pyproject.toml: the yolov7-export, yolov7-serve and yolov7-deploy commands).
+$(VENV)/.installed: $(REQUIREMENTS) pyproject.toml
 	@test -n "$(SYSTEM_PYTHON)" || { echo "error: $(PYTHON) not found: make PYTHON=/path/to/python3.11"; exit 2; }
 	@echo "==> creating $(VENV) with $(SYSTEM_PYTHON) from $(REQUIREMENTS)"
 	$(SYSTEM_PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS))
+	$(BIN)/python -m pip install --quiet --no-deps --editable .
 	@touch $@
 
 lint: env
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
+	$(BIN)/python -m mypy
 	$(BIN)/hadolint Dockerfile
 
 test: lint
@@ -56,4 +60,4 @@ image: env
 	$(BIN)/python -m container.image $(IMAGE_ARGS)
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .mypy_cache build *.egg-info

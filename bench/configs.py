@@ -9,10 +9,9 @@ speed figure is reported next to the accuracy of exactly that configuration.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 
-from serve.runtimes import BF16, FP32, INT8
+from serve.runtimes import BF16, DEFAULT_RUNTIME, FP32, INT8, RUNTIMES, RuntimeSpec, installed
 from serve.runtimes.precision import cpu_bf16, cpu_flags
 
 EXACT = "ours"  # the default configuration (onnxruntime FP32): what the others are judged against
@@ -22,7 +21,7 @@ MODELS = ("fp32", "int8", "end2end")
 @dataclass(frozen=True)
 class Config:
     name: str
-    runtime: str = "onnxruntime"
+    runtime: str = DEFAULT_RUNTIME
     precision: str = FP32
     model: str = "fp32"  # which export: fp32, int8 (QDQ) or end2end (NMS in the graph)
     intra_op: int | None = None  # None: the server's default (every CPU)
@@ -35,7 +34,7 @@ class Config:
         """The server's environment variables for this configuration: only what differs from the
         defaults, so that the exact configuration is the server exactly as it ships."""
         env: dict[str, str] = {}
-        if self.runtime != "onnxruntime":  # auto would pick bf16 where the CPU has it
+        if self.runtime != DEFAULT_RUNTIME:  # auto would pick bf16 where the CPU has it
             env = {"SERVE_RUNTIME": self.runtime, "SERVE_PRECISION": self.precision}
         if self.intra_op is not None:
             env["ORT_INTRA_OP_THREADS"] = str(self.intra_op)
@@ -55,46 +54,71 @@ class Config:
 
 BOTH = ("yolov7-tiny", "yolov7")
 
+
+def runtime_configs(spec: RuntimeSpec) -> tuple[Config, ...]:
+    """A runtime other than the default, from its registry entry (serve/runtimes): FP32, bf16
+    where it has a bf16 path, the INT8 export, and those two with 1 thread per inference."""
+    name, title = spec.bench, spec.title
+    bf16 = (
+        (Config(f"{name}_bf16", spec.name, BF16, what=f"{title} bf16", families=BOTH),)
+        if spec.bf16
+        else ()
+    )
+    bf16_intra_op_1 = (
+        (
+            Config(
+                f"{name}_bf16_intra_op_1",
+                spec.name,
+                BF16,
+                intra_op=1,
+                what=f"{title} bf16, 1 thread per inference",
+            ),
+        )
+        if spec.bf16
+        else ()
+    )
+    return (
+        Config(f"{name}_fp32", spec.name, what=f"{title} FP32", families=BOTH),
+        *bf16,
+        Config(
+            f"{name}_int8",
+            spec.name,
+            model="int8",
+            what=f"{title} on the INT8 QDQ export",
+            families=BOTH,
+        ),
+        *bf16_intra_op_1,
+        Config(
+            f"{name}_int8_intra_op_1",
+            spec.name,
+            model="int8",
+            intra_op=1,
+            what=f"{title} on the INT8 export, 1 thread per inference",
+        ),
+    )
+
+
 ALL: tuple[Config, ...] = (
     Config(EXACT, what="onnxruntime FP32, the default", families=BOTH),
     Config("end2end", model="end2end", what="onnxruntime FP32, NMS in the graph"),
     Config("intra_op_1", intra_op=1, what="onnxruntime FP32, 1 thread per inference"),
     Config("inter_op_2", inter_op=2, what="onnxruntime FP32, 2 inter-op threads"),
     Config("ort_int8", model="int8", what="onnxruntime on the INT8 QDQ export", families=BOTH),
-    Config("ov_fp32", runtime="openvino", what="OpenVINO FP32", families=BOTH),
-    Config("ov_bf16", runtime="openvino", precision=BF16, what="OpenVINO bf16", families=BOTH),
-    Config(
-        "ov_int8",
-        runtime="openvino",
-        model="int8",
-        what="OpenVINO on the INT8 QDQ export",
-        families=BOTH,
-    ),
-    Config(
-        "ov_bf16_intra_op_1",
-        runtime="openvino",
-        precision=BF16,
-        intra_op=1,
-        what="OpenVINO bf16, 1 thread per inference",
-    ),
-    Config(
-        "ov_int8_intra_op_1",
-        runtime="openvino",
-        model="int8",
-        intra_op=1,
-        what="OpenVINO on the INT8 export, 1 thread per inference",
+    # every other runtime in the registry
+    *(
+        c
+        for spec in RUNTIMES.values()
+        if spec.name != DEFAULT_RUNTIME
+        for c in runtime_configs(spec)
     ),
 )
 
 
-def openvino_installed() -> bool:
-    return importlib.util.find_spec("openvino") is not None
-
-
 def why_not(config: Config, flags: frozenset[str]) -> str | None:
     """Why this machine cannot run the configuration, or None when it can."""
-    if config.runtime == "openvino" and not openvino_installed():
-        return "openvino is not installed (pip install -r requirements-openvino.txt)"
+    spec = RUNTIMES[config.runtime]
+    if not installed(spec):
+        return f"{spec.module} is not installed (pip install -r {spec.requirements})"
     if config.precision == BF16 and cpu_bf16(flags) is None:
         return "the CPU has no bf16 instructions (avx512_bf16 or amx_bf16)"
     return None

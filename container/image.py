@@ -20,6 +20,7 @@ from deploy import config as deploy_config
 from deploy.artifacts import sha256
 from deploy.errors import DeployError
 from deploy.images import build_command, pick_cli
+from serve.runtimes import DEFAULT_RUNTIME, RUNTIMES, SERVE_REQUIREMENTS  # imports no runtime
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "weights" / "shapes-yolov7-tiny.pt"
@@ -77,6 +78,23 @@ def export(model: Path, wanted: Wanted) -> None:
         raise ImageError(f"exporting {_shown(wanted.weights)} failed (see above)")
 
 
+def runtime_build_args(runtime: str) -> list[str]:
+    """What the Dockerfile and container/install_venv.sh install for `runtime`, from its registry
+    entry (serve/runtimes): its requirement file, the packages of requirements-serve.txt that it
+    replaces (the default runtime's), and the paths its image prunes. The Dockerfile's defaults
+    are these for the default runtime (a test keeps them in step)."""
+    spec = RUNTIMES[runtime]
+    replaced = (
+        () if spec.requirements == SERVE_REQUIREMENTS else (RUNTIMES[DEFAULT_RUNTIME].module,)
+    )
+    return [
+        f"RUNTIME={spec.name}",
+        f"RUNTIME_REQUIREMENTS={spec.requirements}",
+        f"RUNTIME_REPLACES={' '.join(replaced)}",
+        f"RUNTIME_PRUNE={' '.join(spec.prune)}",
+    ]
+
+
 def build(
     cli: str, tag: str, model: Path, base_image: str | None, platform: str | None, runtime: str
 ) -> None:
@@ -84,7 +102,7 @@ def build(
         in_context = model.resolve().relative_to(REPO)
     except ValueError:
         raise ImageError(f"{model} is outside the build context {REPO}") from None
-    build_args = [f"MODEL_FILE={in_context.as_posix()}", f"RUNTIME={runtime}"]
+    build_args = [f"MODEL_FILE={in_context.as_posix()}", *runtime_build_args(runtime)]
     if base_image:
         build_args.append(f"BASE_IMAGE={base_image}")
     argv = build_command(cli, tag, REPO, platform=platform, build_args=build_args)
@@ -133,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cli", choices=("docker", "podman"), help="default: docker, else podman")
     p.add_argument(
         "--runtime",
-        choices=("onnxruntime", "openvino"),
-        default="onnxruntime",
-        help="what the image runs the model with (default onnxruntime)",
+        choices=tuple(RUNTIMES),
+        default=DEFAULT_RUNTIME,
+        help=f"what the image runs the model with (default {DEFAULT_RUNTIME})",
     )
     p.add_argument(
         "--platform", default=deploy_config.DEFAULT_PLATFORM, help="default: what push builds"

@@ -1,50 +1,49 @@
 #!/bin/sh
 # The serving image's /opt/venv, made in the Dockerfile's builder stage: requirements-serve.txt
-# with onnxruntime (RUNTIME=onnxruntime) or OpenVINO (RUNTIME=openvino) as the runtime, less
-# everything serving never loads. Measured sizes: docs/container.md.
+# with the image's runtime, less everything serving never loads. What to install and prune comes
+# from the runtime's entry in serve/runtimes/__init__.py (the one place a runtime is declared),
+# passed by `python -m container.image` as build arguments. Measured sizes: docs/container.md.
 #
-# usage: install_venv.sh RUNTIME DIR   (DIR holds requirements-serve.txt, requirements-openvino.txt)
+# usage: install_venv.sh DIR REQUIREMENTS REPLACES PRUNE
+#   DIR           holds requirements-serve.txt and REQUIREMENTS
+#   REQUIREMENTS  the runtime's requirement file: requirements-serve.txt for the default runtime,
+#                 which it carries; another runtime's is installed with --no-deps beside
+#                 requirements-serve.txt less the packages in REPLACES (the default runtime's)
+#   PRUNE         paths under site-packages to remove (shell patterns, separated by spaces)
 set -eu
-runtime="$1"
-dir="$2"
+dir="$1"
+requirements="$2"
+replaces="$3"
+prune="$4"
 pip() { /opt/venv/bin/pip --no-cache-dir --disable-pip-version-check "$@"; }
 
 python3 -m venv /opt/venv
-case "$runtime" in
-onnxruntime)
+if [ "$requirements" = requirements-serve.txt ]; then
     pip install --no-compile -r "$dir/requirements-serve.txt"
-    ;;
-openvino)
-    grep -v '^onnxruntime==' "$dir/requirements-serve.txt" >"$dir/requirements-common.txt"
+else
+    cp "$dir/requirements-serve.txt" "$dir/requirements-common.txt"
+    for package in $replaces; do
+        grep -v "^$package==" "$dir/requirements-common.txt" >"$dir/requirements-kept.txt" || true
+        mv "$dir/requirements-kept.txt" "$dir/requirements-common.txt"
+    done
     pip install --no-compile -r "$dir/requirements-common.txt"
-    # --no-deps: openvino-telemetry serves only OpenVINO's own tools.
-    pip install --no-compile --no-deps -r "$dir/requirements-openvino.txt"
-    ;;
-*)
-    echo "error: RUNTIME must be onnxruntime or openvino, not '$runtime'" >&2
-    exit 1
-    ;;
-esac
+    # --no-deps: the runtime's file pins all it needs (OpenVINO's openvino-telemetry serves only
+    # its own tools).
+    pip install --no-compile --no-deps -r "$dir/$requirements"
+fi
 # protobuf, flatbuffers and packaging serve only onnxruntime's offline tools, removed below.
 pip uninstall --yes protobuf flatbuffers packaging setuptools pip 2>&1 | grep -v '^WARNING: Skipping' || true
 
 site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
-if [ "$runtime" = onnxruntime ]; then
-    rm -rf "$site"/onnxruntime/tools "$site"/onnxruntime/quantization "$site"/onnxruntime/transformers
-else
-    # Only the CPU plugin and the ONNX (and IR) frontends run here: no GPU/NPU/AUTO/HETERO
-    # plugins, no GPU kernel cache, no TensorFlow/PyTorch/Paddle/JAX/GGUF frontends, no C API,
-    # headers or tools (180 -> 98 MB, measured).
-    ov="$site/openvino"
-    rm -rf "$ov"/libs/libopenvino_intel_gpu_plugin.so "$ov"/libs/libopenvino_intel_npu_plugin.so \
-        "$ov"/libs/cache.json "$ov"/libs/libopenvino_auto_plugin.so \
-        "$ov"/libs/libopenvino_hetero_plugin.so "$ov"/libs/libopenvino_auto_batch_plugin.so \
-        "$ov"/libs/libopenvino_c.so* "$ov"/libs/tbb.pc "$ov"/include "$ov"/tools \
-        "$ov"/frontend/jax "$ov"/frontend/paddle "$ov"/frontend/pytorch "$ov"/frontend/tensorflow
-    for frontend in tensorflow pytorch paddle gguf tensorflow_lite jax; do
-        rm -f "$ov"/libs/libopenvino_"$frontend"_frontend.so*
-    done
-fi
+# Split PRUNE into words without expanding its patterns here; each expands under $site below.
+set -f
+# shellcheck disable=SC2086
+set -- $prune
+set +f
+for path in "$@"; do
+    # shellcheck disable=SC2086
+    rm -rf "$site"/$path
+done
 find "$site" -depth -type d -name tests -exec rm -rf {} +
 # .pyc compiled once here: the image never writes them at run time, and a cold start that
 # compiles numpy and falcon from source is slower. unchecked-hash: installed packages never change.

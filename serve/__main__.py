@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error(f"cannot start: loading {model_path} failed: {one_line(exc)}")
             server.stop(EXIT_MODEL)
             return
-        info = detector.info
+        info = detector.model_info
         fields = {
             "model": info.name,
             "path": str(model_path),

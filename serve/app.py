@@ -62,7 +62,9 @@ class ImageBytes(falcon.media.BaseHandler):
     ) -> bytes:
         return stream.read()
 
-    def serialize(self, media: bytes, content_type: str | None) -> bytes:
+    def serialize(self, media: object, content_type: str | None) -> bytes:
+        if not isinstance(media, bytes):  # image answers are set as resp.data, already bytes
+            raise TypeError(f"an image body must be bytes, not {type(media).__name__}")
         return media
 
 
@@ -142,7 +144,7 @@ class Ping:
         detector = self._detector
         resp.media = {
             "status": "ok",
-            "model": detector.info.name,
+            "model": detector.model_info.name,
             "runtime": detector.runtime,
             "precision": detector.precision,
             "float_precision": detector.float_precision,
@@ -203,7 +205,7 @@ class Invocations:
             raise EmptyBody()
         if len(data) > self._max_body:  # a body that came without Content-Length
             raise BodyTooLarge(len(data), self._max_body)
-        info = detector.info
+        info = detector.model_info
         options = resolve(self._defaults, overrides, info.names, info.nc)
         img_size = None if self._exact_decode else info.img_size
         decoded = decode_for_model(data, self._max_pixels, img_size)
@@ -270,7 +272,7 @@ def _answer(
 
 def create_app(detector: Detector, settings: Settings) -> falcon.App:
     app = falcon.App(middleware=[RequestLog()], cors_enable=False)
-    handlers = {JSON: falcon.media.JSONHandler(loads=_loads)}
+    handlers: dict[str, falcon.media.BaseHandler] = {JSON: falcon.media.JSONHandler(loads=_loads)}
     handlers.update({media_type: ImageBytes() for media_type in IMAGE_TYPES + _ALIASES})
     app.req_options.media_handlers = falcon.media.Handlers(handlers)
     app.req_options.default_media_type = "application/octet-stream"

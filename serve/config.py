@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from serve.runtimes import BF16, FP32, RUNTIMES  # names only: imports no runtime
+from serve.runtimes import (  # names only: imports no runtime
+    BF16,
+    DEFAULT_RUNTIME,
+    FP32,
+    RUNTIMES,
+    SERVE_REQUIREMENTS,
+)
 
 MIB = 1024 * 1024
 
@@ -87,14 +93,20 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "SERVE_RUNTIME",
-        "onnxruntime",
-        "What runs the graph: onnxruntime, or openvino (needs requirements-openvino.txt).",
+        DEFAULT_RUNTIME,
+        f"What runs the graph: {DEFAULT_RUNTIME}, or "
+        + " or ".join(
+            f"{spec.name} (needs {spec.requirements})"
+            for spec in RUNTIMES.values()
+            if spec.requirements != SERVE_REQUIREMENTS
+        )
+        + ".",
     ),
     Variable(
         "SERVE_PRECISION",
         "auto",
         "auto, fp32 or bf16; auto is bf16 where the CPU has AVX512_BF16 or AMX and the runtime "
-        "uses it (openvino), else fp32.",
+        f"uses it ({', '.join(spec.name for spec in RUNTIMES.values() if spec.bf16)}), else fp32.",
     ),
     Variable(
         "SERVE_EXACT_DECODE",
@@ -190,7 +202,7 @@ class Settings:
             intra_op_threads=intra,
             inter_op_threads=get("ORT_INTER_OP_THREADS", _positive_int, 1),
             inference_slots=get("SERVE_INFERENCE_SLOTS", _positive_int, None),
-            runtime=get("SERVE_RUNTIME", _one_of(tuple(RUNTIMES)), "onnxruntime"),
+            runtime=get("SERVE_RUNTIME", _one_of(tuple(RUNTIMES)), DEFAULT_RUNTIME),
             precision=get("SERVE_PRECISION", _one_of(PRECISIONS), "auto"),
             grace_seconds=get("SERVE_GRACE_SECONDS", _non_negative_float, 20.0),
             log_level=log_level,

@@ -64,6 +64,13 @@ class Detector:
         return self._ready.is_set()
 
     @property
+    def model_info(self) -> ModelInfo:
+        """What the loaded model is; only once load() has run (the server answers after it)."""
+        if self.info is None:
+            raise RuntimeError("load() first")
+        return self.info
+
+    @property
     def precision(self) -> str:
         """What the model computes in, as /ping says it: "int8" for an INT8 export once its QDQ
         pairs run as int8 (on onnxruntime from the start, on OpenVINO once it compiled them: until
@@ -135,7 +142,8 @@ class Detector:
         return result
 
     def _raw_rows(self, output: np.ndarray, options: Options) -> np.ndarray:
-        nc = self.info.nc
+        nc = self.model_info.nc
+        assert nc is not None, "read_model_info gives every raw-layout model its nc"
         if output.ndim != 3 or output.shape[0] < 1 or output.shape[2] != 5 + nc:
             raise RuntimeError(f"raw output has shape {output.shape}; expected (1, A, {5 + nc})")
         return non_max_suppression(

@@ -12,7 +12,7 @@ from serve.errors import ModelError
 def onnx_files(model_dir: Path) -> list[Path]:
     """*.onnx files anywhere under model_dir (symlinked folders not followed, dot files skipped:
     a tarball made on macOS carries `._model.onnx` companions)."""
-    found = []
+    found: list[Path] = []
     for folder, subdirs, files in os.walk(model_dir):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         found.extend(

@@ -4,6 +4,13 @@ One module per runtime (`onnxruntime.py`, `openvino.py`), each with `load(path, 
 precision, requests) -> Loaded`. Both read the same ONNX file and the same ONNX metadata; the
 detector's pre- and post-processing do not know which one runs. This package imports neither
 library: `python -m serve` checks the choice before it listens, and imports the runtime after.
+
+`RUNTIMES` below is the one place a runtime is declared. What derives from it: `SERVE_RUNTIME`'s
+choices and help (serve/config.py), the `cannot start:` line (precision.py), the image
+(`python -m container.image --runtime` passes the entry's requirement file and pruning to the
+Dockerfile and container/install_venv.sh as build arguments), and the benchmark's configurations
+(bench/configs.py). Adding a runtime: its module here (`load`), one entry below, its requirement
+file.
 """
 
 from __future__ import annotations
@@ -55,36 +62,87 @@ class Runtime(Protocol):
     def load(self, path: Path, threads: Threads, precision: str, requests: int) -> Loaded: ...
 
 
+DEFAULT_RUNTIME = "onnxruntime"
+# What the serving image installs for every runtime; it carries the default runtime, which another
+# runtime's image leaves out (container/install_venv.sh).
+SERVE_REQUIREMENTS = "requirements-serve.txt"
+
+
 @dataclass(frozen=True)
 class RuntimeSpec:
     name: str
-    module: str  # the Python package it needs
-    install: str  # how to get that package, for the `cannot start:` line
+    module: str  # the Python package it needs (the import name and the distribution's name)
+    requirements: str  # the requirement file that installs it (beside SERVE_REQUIREMENTS)
     bf16: bool  # whether it has a bf16 path on x86 CPUs
     fp32_why: str  # why it runs fp32 where bf16 hardware is there
+    # In its image: paths under site-packages that serving never loads, removed after the install
+    # (shell patterns). A runtime other than the default is installed with --no-deps from its
+    # requirement file, which must therefore pin all it needs that SERVE_REQUIREMENTS lacks.
+    prune: tuple[str, ...] = ()
+    title: str = ""  # its name in prose (the benchmark's descriptions)
+    bench: str = ""  # the benchmark's prefix for its configurations (bench/configs.py)
+
+    @property
+    def install(self) -> str:
+        """How to get its package, for the `cannot start:` line."""
+        command = f"pip install -r {self.requirements}"
+        if self.requirements == SERVE_REQUIREMENTS:
+            return command
+        return f"{command} (or build the image with RUNTIME={self.name})"
 
 
 RUNTIMES: dict[str, RuntimeSpec] = {
     "onnxruntime": RuntimeSpec(
         "onnxruntime",
         "onnxruntime",
-        "pip install -r requirements-serve.txt",
+        SERVE_REQUIREMENTS,
         bf16=False,
         fp32_why="onnxruntime's CPU provider has no bf16 path on x86",
+        # its offline tools
+        prune=("onnxruntime/tools", "onnxruntime/quantization", "onnxruntime/transformers"),
+        title="onnxruntime",
+        bench="ort",
     ),
     "openvino": RuntimeSpec(
         "openvino",
         "openvino",
-        "pip install -r requirements-openvino.txt (or build the image with RUNTIME=openvino)",
+        "requirements-openvino.txt",
         bf16=True,
         fp32_why="",
+        # Only the CPU plugin and the ONNX (and IR) frontends run here: no GPU/NPU/AUTO/HETERO
+        # plugins, no GPU kernel cache, no TensorFlow/PyTorch/Paddle/JAX/GGUF frontends, no C
+        # API, headers or tools (180 -> 98 MB, measured).
+        prune=(
+            "openvino/libs/libopenvino_intel_gpu_plugin.so",
+            "openvino/libs/libopenvino_intel_npu_plugin.so",
+            "openvino/libs/cache.json",
+            "openvino/libs/libopenvino_auto_plugin.so",
+            "openvino/libs/libopenvino_hetero_plugin.so",
+            "openvino/libs/libopenvino_auto_batch_plugin.so",
+            "openvino/libs/libopenvino_c.so*",
+            "openvino/libs/tbb.pc",
+            "openvino/include",
+            "openvino/tools",
+            "openvino/frontend/jax",
+            "openvino/frontend/paddle",
+            "openvino/frontend/pytorch",
+            "openvino/frontend/tensorflow",
+            "openvino/libs/libopenvino_tensorflow_frontend.so*",
+            "openvino/libs/libopenvino_pytorch_frontend.so*",
+            "openvino/libs/libopenvino_paddle_frontend.so*",
+            "openvino/libs/libopenvino_gguf_frontend.so*",
+            "openvino/libs/libopenvino_tensorflow_lite_frontend.so*",
+            "openvino/libs/libopenvino_jax_frontend.so*",
+        ),
+        title="OpenVINO",
+        bench="ov",
     ),
 }
 
 
 def import_runtime(name: str) -> Runtime:
     """The runtime's module; imports the library it wraps."""
-    return importlib.import_module(f"serve.runtimes.{name}")  # type: ignore[return-value]
+    return importlib.import_module(f"serve.runtimes.{name}")
 
 
 def installed(spec: RuntimeSpec) -> bool:
