@@ -59,8 +59,6 @@ class StateFile:
                 f"{self.path} has state version {data.get('version')}, this tool reads "
                 f"{', '.join(map(str, READABLE_VERSIONS))}"
             )
-        data.setdefault("resources", [])
-        data.setdefault("transform_jobs", [])
         return data
 
     def read(self) -> State:
