@@ -26,6 +26,7 @@ from deploy.aws.waiting import ProgressLine, elapsed
 from deploy.context import Context
 from deploy.errors import AwsError, DeployError, UserError, one_line
 from deploy.invoke import IMAGE_TYPES, custom_attributes
+from deploy.schema import AsyncRecord, EndpointRecord
 
 MIB = 1024 * 1024
 # The server's body limit on an async endpoint. A 50 MP photo is 10-30 MB as JPEG; PNG can be
@@ -49,7 +50,7 @@ class AsyncOptions:
     max_concurrent: int | None = None
 
 
-def prepare(ctx: Context, options: AsyncOptions) -> dict:
+def prepare(ctx: Context, options: AsyncOptions) -> AsyncRecord:
     """Check everything the endpoint config will name (URIs, buckets, topics) before anything is
     created; return what the state records as `endpoint.async_inference`."""
     output = s3_layout.parse(options.output, "--output")
@@ -110,7 +111,7 @@ def environment(user: dict[str, str]) -> dict[str, str]:
     return {**ASYNC_ENVIRONMENT, **user}
 
 
-def body_limit(endpoint: dict) -> int:
+def body_limit(endpoint: EndpointRecord) -> int:
     value = (endpoint.get("environment") or {}).get("MAX_BODY_BYTES")
     try:
         return min(MAX_INPUT_BYTES, int(value)) if value else 6 * MIB

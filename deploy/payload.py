@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.errors import UserError
+from deploy.schema import EndpointRecord
 
 MIB = 1024 * 1024
 REALTIME_LIMIT = 6 * MIB
@@ -51,7 +52,7 @@ class Payload:
         return data
 
 
-def limit_for(endpoint: dict | None) -> int:
+def limit_for(endpoint: EndpointRecord | None) -> int:
     return SERVERLESS_LIMIT if (endpoint or {}).get("serverless") else REALTIME_LIMIT
 
 

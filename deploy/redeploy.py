@@ -21,6 +21,7 @@ from deploy.aws.sagemaker import (
 from deploy.context import Context
 from deploy.deployment import Outcome, create_model_and_config
 from deploy.errors import AwsError, UserError
+from deploy.schema import AutoscalingRecord, ResourceKind
 from deploy.spec import Spec
 from deploy.state import forget, now_iso
 
@@ -89,7 +90,11 @@ def update(
     live = result.response
     if result.state != "success" or live.get("EndpointConfigName") != new.config:
         reason = live.get("FailureReason") or "SageMaker rolled the update back"
-        for kind, name in (("endpoint-config", new.config), ("model", new.model)):
+        made: tuple[tuple[ResourceKind, str], ...] = (
+            ("endpoint-config", new.config),
+            ("model", new.model),
+        )
+        for kind, name in made:
             if delete_if_ours(sm, kind, name) in ("deleted", "absent"):
                 forget(ctx.state, kind, name)
         ctx.save()
@@ -104,7 +109,11 @@ def update(
         )
 
     deleted = []
-    for kind, name in (("endpoint-config", current["config"]), ("model", current["model"])):
+    replaced: tuple[tuple[ResourceKind, str], ...] = (
+        ("endpoint-config", current["config"]),
+        ("model", current["model"]),
+    )
+    for kind, name in replaced:
         outcome = delete_if_ours(sm, kind, name)
         if outcome in ("deleted", "absent"):
             forget(ctx.state, kind, name)
@@ -135,7 +144,7 @@ def update(
     )
 
 
-def _resume(ctx: Context, record: dict[str, Any]) -> None:
+def _resume(ctx: Context, record: AutoscalingRecord) -> None:
     """Autoscaling as it was before the update paused it."""
     scaler = choose.for_endpoint(ctx)
     scaler.apply(scaler.settings_of(record))

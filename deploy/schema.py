@@ -75,7 +75,7 @@ class EndpointRecord(TypedDict, total=False):
     config: str  # the endpoint config it runs
     model: str
     variant: str
-    status: str
+    status: str | None  # as SageMaker last described it
     image: str
     role: str
     model_data: str | None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from deploy import config
 from deploy.aws import ROLE_ARN
 from deploy.errors import UserError
+from deploy.schema import AsyncRecord, EndpointRecord
 
 SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
 IMAGE = re.compile(r"^[\w.-]+(:\d+)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")
@@ -29,7 +30,7 @@ class Spec:
     serverless_concurrency: int | None = None
     startup_timeout: int = config.DEFAULT_STARTUP_TIMEOUT_S
     # {"config": AsyncInferenceConfig, "input", "output", "failure"} (deploy/async_inference.py)
-    async_inference: dict[str, Any] | None = None
+    async_inference: AsyncRecord | None = None
     # DataCaptureConfig (deploy/capture.py), or None
     data_capture: dict[str, Any] | None = None
 
@@ -115,7 +116,7 @@ class Spec:
             container["Environment"] = dict(sorted(self.environment.items()))
         return container
 
-    def recorded(self) -> dict[str, Any]:
+    def recorded(self) -> EndpointRecord:
         data = asdict(self)
         data["serverless"] = (
             {"memory_mb": self.serverless_memory, "max_concurrency": self.serverless_concurrency}
@@ -127,10 +128,10 @@ class Spec:
         if self.serverless:
             data["instance_type"] = None
             data["instance_count"] = None
-        return data
+        return cast(EndpointRecord, data)
 
     @classmethod
-    def from_recorded(cls, data: dict[str, Any]) -> Spec:
+    def from_recorded(cls, data: EndpointRecord) -> Spec:
         serverless = data.get("serverless") or {}
         return cls(
             image=data.get("image") or "",

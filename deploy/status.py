@@ -52,8 +52,8 @@ def status(ctx: Context) -> dict[str, Any]:
             report["alarms"] = alarms.states(ctx)
         if live and not recorded.get("serverless"):
             report["autoscaling"] = choose.for_endpoint(ctx).describe()
-        if live and recorded.get("async_inference"):
-            folders = recorded["async_inference"]
+        folders = recorded.get("async_inference")
+        if live and folders:
             variant = (live.get("ProductionVariants") or [{}])[0]
             report["async"] = {
                 **{key: folders.get(key) for key in ("input", "output", "failure")},

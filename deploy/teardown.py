@@ -8,7 +8,7 @@ the S3 model data go only when asked (--delete-repository, --delete-model-data).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -20,6 +20,7 @@ from deploy.aws.sagemaker import delete_if_ours, find, tags_of
 from deploy.aws.waiting import ProgressLine, wait_for
 from deploy.context import Context
 from deploy.images import find_repository
+from deploy.schema import ImageRecord, ModelDataRecord, ResourceKind
 from deploy.state import forget, has_resources
 
 
@@ -37,7 +38,7 @@ class DownReport:
         return not (self.deleted or self.refused or self.planned)
 
 
-def _add(items: list[tuple[str, str]], kind: str, name: str | None) -> None:
+def _add(items: list[tuple[ResourceKind, str]], kind: ResourceKind, name: str | None) -> None:
     if name and (kind, name) not in items:
         items.append((kind, name))
 
@@ -59,7 +60,7 @@ def down(
         return report
     sm = ctx.aws.client("sagemaker")
 
-    targets: list[tuple[str, str]] = []
+    targets: list[tuple[ResourceKind, str]] = []
     recorded = state.get("endpoint") or {}
     endpoints = [n for n in (endpoint_name, recorded.get("name")) if n]
     for name in endpoints:
@@ -169,7 +170,7 @@ def _deregister_scaling(ctx: Context, sm: Any, endpoint: str, report: DownReport
             report.deleted.append(f"scalable target {variant.resource_id(endpoint)}")
 
 
-def _delete_model_data(ctx: Context, model_data: dict[str, Any], report: DownReport) -> None:
+def _delete_model_data(ctx: Context, model_data: ModelDataRecord, report: DownReport) -> None:
     s3 = ctx.aws.client("s3")
     where = {"Bucket": model_data["bucket"], "Key": model_data["key"]}
     outcome = ownership.delete_if_ours(
@@ -190,7 +191,7 @@ def _object_tagging(s3: Any, where: dict[str, str]) -> dict[str, Any] | None:
     return tagging
 
 
-def _delete_repository(ctx: Context, image: dict[str, Any], report: DownReport) -> None:
+def _delete_repository(ctx: Context, image: ImageRecord, report: DownReport) -> None:
     ecr = ctx.aws.client("ecr")
     outcome = ownership.delete_if_ours(
         lambda: find_repository(ecr, image["repository"]),
@@ -209,7 +210,11 @@ def _delete_repository_now(ecr: Any, name: str) -> None:
 
 
 def _record(
-    ctx: Context, report: DownReport, outcome: ownership.Outcome, label: str, key: str
+    ctx: Context,
+    report: DownReport,
+    outcome: ownership.Outcome,
+    label: str,
+    key: Literal["model_data", "image"],
 ) -> None:
     """The outcome in the report; the state forgets what is deleted or already gone."""
     if outcome == "refused":

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from deploy import alarms, names
 from deploy.autoscaling.variant import (
@@ -29,6 +28,7 @@ from deploy.autoscaling.variant import (
 )
 from deploy.context import Context
 from deploy.errors import UserError
+from deploy.schema import AutoscalingRecord
 from deploy.state import now_iso
 
 METRIC_NAMESPACE = "AWS/SageMaker"
@@ -57,7 +57,7 @@ class BacklogScaling(VariantScaling):
     UNIT = "queued requests per instance"
     DEFAULTS = Defaults(target=5.0, scale_in_cooldown=600, scale_out_cooldown=300)  # AWS's example
 
-    def apply(self, settings: Settings) -> dict[str, Any]:
+    def apply(self, settings: Settings) -> AutoscalingRecord:
         ctx = self.ctx
         endpoint = require_deployed(ctx)
         minimum, maximum, target = settings.minimum, settings.maximum, settings.target
@@ -72,7 +72,7 @@ class BacklogScaling(VariantScaling):
             self.remove_extras(previous)  # no longer at zero: nothing needs to bring it back
         client, rid = self.register_target(minimum, maximum)
         tags = ctx.state.get("tags") or names.tags_for(ctx.name_prefix)  # the target's, too
-        record: dict[str, Any] = {
+        record: AutoscalingRecord = {
             "resource_id": rid,
             "mode": "backlog",
             "min": minimum,
@@ -141,7 +141,7 @@ class BacklogScaling(VariantScaling):
         ctx.save()
         return record
 
-    def remove_extras(self, record: dict[str, Any]) -> bool:
+    def remove_extras(self, record: AutoscalingRecord) -> bool:
         """The step policy and the alarm (tag-checked). Application Auto Scaling deletes a
         target's policies with it, but not our own alarm."""
         removed = False
@@ -150,11 +150,12 @@ class BacklogScaling(VariantScaling):
             client, "delete_scaling_policy", record["resource_id"], record["step_policy"]
         ):
             removed = True
-        if record.get("alarm") and alarms.delete_ours(self.ctx, [record["alarm"]]):
+        alarm = record.get("alarm")
+        if alarm and alarms.delete_ours(self.ctx, [alarm]):
             removed = True
         return removed
 
-    def recovered(self) -> dict[str, Any]:
+    def recovered(self) -> AutoscalingRecord:
         name = self.endpoint["name"]
         return {
             "resource_id": resource_id(name),

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from deploy.autoscaling.backlog import BacklogScaling
 from deploy.autoscaling.invocations import InvocationsScaling
 from deploy.autoscaling.variant import VariantScaling
 from deploy.context import Context
+from deploy.schema import EndpointRecord
 
 
-def for_endpoint(ctx: Context, endpoint: dict[str, Any] | None = None) -> VariantScaling:
+def for_endpoint(ctx: Context, endpoint: EndpointRecord | None = None) -> VariantScaling:
     """Backlog scaling for an asynchronous endpoint, invocation tracking otherwise.
 
     Without `endpoint`, the state's: then a state whose autoscaling record holds the backlog's

@@ -7,8 +7,6 @@ utilisation.
 
 from __future__ import annotations
 
-from typing import Any
-
 from deploy.autoscaling.variant import (
     DIMENSION,
     NAMESPACE,
@@ -20,6 +18,7 @@ from deploy.autoscaling.variant import (
     resource_id,
 )
 from deploy.errors import UserError
+from deploy.schema import AutoscalingRecord
 from deploy.state import now_iso
 
 METRIC = "SageMakerVariantInvocationsPerInstance"
@@ -41,7 +40,7 @@ class InvocationsScaling(VariantScaling):
     UNIT = "invocations per instance per minute"
     DEFAULTS = Defaults(target=200.0, scale_in_cooldown=300, scale_out_cooldown=60)
 
-    def apply(self, settings: Settings) -> dict[str, Any]:
+    def apply(self, settings: Settings) -> AutoscalingRecord:
         endpoint = require_deployed(self.ctx)
         minimum, maximum, target = settings.minimum, settings.maximum, settings.target
         if minimum == 0:
@@ -70,8 +69,9 @@ class InvocationsScaling(VariantScaling):
                 "ScaleOutCooldown": settings.scale_out_cooldown,
             },
         )["PolicyARN"]
-        record = {
+        record: AutoscalingRecord = {
             "resource_id": rid,
+            "mode": "invocations",
             "min": minimum,
             "max": maximum,
             "target": float(target),
@@ -85,6 +85,6 @@ class InvocationsScaling(VariantScaling):
         self.ctx.save()
         return record
 
-    def recovered(self) -> dict[str, Any]:
+    def recovered(self) -> AutoscalingRecord:
         name = self.endpoint["name"]
         return {"resource_id": resource_id(name), "policy": policy_name(name)}

@@ -14,6 +14,7 @@ from deploy.aws import paging
 from deploy.aws.not_found import is_not_found
 from deploy.context import Context
 from deploy.errors import UserError
+from deploy.schema import AutoscalingRecord, EndpointRecord
 
 NAMESPACE = "sagemaker"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -47,20 +48,20 @@ class VariantScaling(ABC):
     UNIT: ClassVar[str]  # what the target counts, in words
     DEFAULTS: ClassVar[Defaults]
 
-    def __init__(self, ctx: Context, endpoint: dict[str, Any]) -> None:
+    def __init__(self, ctx: Context, endpoint: EndpointRecord) -> None:
         self.ctx = ctx
         self.endpoint = endpoint  # the state's record (or, without a state, the live one's)
 
     @abstractmethod
-    def apply(self, settings: Settings) -> dict[str, Any]:
+    def apply(self, settings: Settings) -> AutoscalingRecord:
         """Register the target and put the policies; return the state's `autoscaling` record."""
 
     @abstractmethod
-    def recovered(self) -> dict[str, Any]:
+    def recovered(self) -> AutoscalingRecord:
         """The record this kind would have written, from the endpoint's name alone (for
         `down --endpoint` without a state)."""
 
-    def remove_extras(self, record: dict[str, Any]) -> bool:
+    def remove_extras(self, record: AutoscalingRecord) -> bool:
         """What deleting the scalable target leaves behind; True if any was there."""
         return False
 
@@ -81,7 +82,7 @@ class VariantScaling(ABC):
             self.DEFAULTS.scale_out_cooldown if scale_out_cooldown is None else scale_out_cooldown,
         )
 
-    def settings_of(self, record: dict[str, Any]) -> Settings:
+    def settings_of(self, record: AutoscalingRecord) -> Settings:
         """The settings a record was applied with (to apply them again)."""
         return self.settings(
             record["min"],
@@ -127,9 +128,9 @@ class VariantScaling(ABC):
         return client, rid
 
 
-def require_deployed(ctx: Context) -> dict[str, Any]:
+def require_deployed(ctx: Context) -> EndpointRecord:
     """The state's endpoint, if it is one that can be scaled."""
-    endpoint: dict[str, Any] | None = ctx.state.get("endpoint")
+    endpoint = ctx.state.get("endpoint")
     if not endpoint:
         raise UserError("nothing is deployed in this state", "run `up` first")
     if endpoint.get("serverless"):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from deploy import async_inference, capture, config, launch, names, output
 from deploy.commands import options
 from deploy.context import Context
 from deploy.errors import EXIT_OK, UserError
+from deploy.schema import AsyncRecord
 from deploy.spec import Spec
 
 NAME = "up"
@@ -58,7 +58,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _async_record(ctx: Context, args: argparse.Namespace) -> dict[str, Any] | None:
+def _async_record(ctx: Context, args: argparse.Namespace) -> AsyncRecord | None:
     """`up --async`: the checked AsyncInferenceConfig (None for a real-time endpoint)."""
     given = [
         f"--{name.replace('_', '-')}"

@@ -9,6 +9,7 @@ from deploy import capture, config, output, redeploy, rollout
 from deploy.commands import options
 from deploy.context import Context
 from deploy.errors import EXIT_OK, UserError
+from deploy.schema import EndpointRecord
 
 NAME = "update"
 HELP = "new model + config, update_endpoint without downtime, remove old"
@@ -50,7 +51,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def change_set(ctx: Context, args: argparse.Namespace, current: dict[str, Any]) -> dict[str, Any]:
+def change_set(ctx: Context, args: argparse.Namespace, current: EndpointRecord) -> dict[str, Any]:
     """Spec fields that differ from the running deployment: what was asked for, and what `push`
     or `package` recorded since (or the role from the environment) when nothing was asked."""
     changes: dict[str, Any] = {}
@@ -86,11 +87,12 @@ def change_set(ctx: Context, args: argparse.Namespace, current: dict[str, Any]) 
     return changes
 
 
-def _serverless(args: argparse.Namespace, current: dict[str, Any]) -> dict[str, Any]:
+def _serverless(args: argparse.Namespace, current: EndpointRecord) -> dict[str, Any]:
     """--serverless-concurrency alone keeps the running serverless memory."""
     changes = options.serverless(args, required_memory=False)
     if "serverless_concurrency" in changes and changes.get("serverless_memory") is None:
-        if not current.get("serverless"):
+        running = current.get("serverless")
+        if not running:
             raise UserError("--serverless-concurrency needs --serverless-memory")
-        changes["serverless_memory"] = current["serverless"]["memory_mb"]
+        changes["serverless_memory"] = running["memory_mb"]
     return changes
