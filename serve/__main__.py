@@ -19,7 +19,8 @@ from serve.config import ConfigError, Settings, available_cpus, default_inferenc
 from serve.errors import ModelError, one_line
 from serve.locate import locate_model
 from serve.logs import setup_logging
-from serve.runtimes.precision import choose, cpu_flags
+from serve.runtimes.precision import Choice, choose, cpu_flags
+from serve.scratch import Scratch, ScratchError
 from serve.server import Server
 
 log = logging.getLogger("serve")
@@ -64,6 +65,18 @@ def main(argv: list[str] | None = None) -> int:
         log.error(f"cannot start: {exc}")
         return EXIT_CONFIG
 
+    try:  # before the heavy imports: they read where temporary files go once
+        scratch = Scratch.create(settings.tmpdir)
+    except ScratchError as exc:
+        log.error(f"cannot start: {exc}")
+        return EXIT_CONFIG
+    try:
+        return _serve(settings, choice, scratch)
+    finally:
+        scratch.remove()
+
+
+def _serve(settings: Settings, choice: Choice, scratch: Scratch) -> int:
     try:
         model_path = locate_model(
             settings.model_path, settings.model_dir, settings.baked_model_path
@@ -160,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(detector, settings)
     except Exception as exc:  # a broken install: still one line, and no exit under the loader
         log.error(f"cannot start: building the app failed: {one_line(exc)}")
+        scratch.remove()  # os._exit skips main's finally
         sys.stdout.flush()
         os._exit(EXIT_CONFIG)
     code = server.serve(app)
@@ -170,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     # tear the runtime down under that thread (OpenVINO aborts the process), so leave at once,
     # after at most SETTLE_SECONDS for those to end.
     if loader.is_alive() or not detector.settle(SETTLE_SECONDS):
+        scratch.remove()  # os._exit skips main's finally
         sys.stdout.flush()
         os._exit(code)
     return code

@@ -130,6 +130,12 @@ VARIABLES: tuple[Variable, ...] = (
         "Inferences run at once; others wait (decoding still overlaps). Caps CPU and memory.",
     ),
     Variable(
+        "SERVE_TMPDIR",
+        "/tmp",
+        "Where the server makes its private directory (mode 0700) at start, the only place it "
+        "writes; removed at exit.",
+    ),
+    Variable(
         "SERVE_GRACE_SECONDS", "20", "On SIGTERM, how long in-flight requests may take to finish."
     ),
     Variable(
@@ -168,6 +174,7 @@ class Settings:
     grace_seconds: float
     log_level: int
     exact_decode: bool = False  # True: no reduced (DCT-scaled) JPEG decoding
+    tmpdir: str = "/tmp"  # the parent of the server's private directory (serve/scratch.py)
 
     @property
     def max_payload_mb(self) -> int:
@@ -207,7 +214,20 @@ class Settings:
             grace_seconds=get("SERVE_GRACE_SECONDS", _non_negative_float, 20.0),
             log_level=log_level,
             exact_decode=get("SERVE_EXACT_DECODE", _parse_bool, False),
+            tmpdir=get("SERVE_TMPDIR", str, "/tmp"),
         )
+
+
+# What libraries read to choose where their temporary files go: Python's tempfile (TMPDIR, TEMP,
+# TMP) and OpenCV (OPENCV_TEMP_PATH, for a codec that cannot work from memory).
+TEMP_VARIABLES = ("TMPDIR", "TEMP", "TMP", "OPENCV_TEMP_PATH")
+
+
+def route_temp_files(directory: str) -> None:
+    """Point every library's temporary files at `directory` (the server's private one); called
+    before the heavy imports, which read these once."""
+    for name in TEMP_VARIABLES:
+        os.environ[name] = directory
 
 
 class _Reader:

@@ -37,6 +37,7 @@ def test_defaults_follow_the_sagemaker_contract():
     assert settings.threads >= 4 and settings.inter_op_threads == 1
     assert settings.log_level == logging.INFO
     assert 0 < settings.grace_seconds < 30
+    assert settings.tmpdir == "/tmp"
 
 
 def test_every_variable_is_read_from_the_environment():
@@ -60,6 +61,7 @@ def test_every_variable_is_read_from_the_environment():
             "SERVE_PRECISION": "bf16",
             "SERVE_GRACE_SECONDS": "5",
             "LOG_LEVEL": "debug",
+            "SERVE_TMPDIR": "/scratch",
         }
     )
     assert settings == Settings(
@@ -82,6 +84,7 @@ def test_every_variable_is_read_from_the_environment():
         precision="bf16",
         grace_seconds=5.0,
         log_level=logging.DEBUG,
+        tmpdir="/scratch",
     )
 
 
