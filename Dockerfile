@@ -50,9 +50,15 @@ COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/program /opt/program
 # The model served when /opt/ml/model holds none (MODEL_FILE, a path inside the build context).
 COPY --from=model /opt/model /opt/model
+# A fixed non-root user (docs/container.md "User and file system"). The files it runs are root's:
+# it reads them, never writes them. It writes only in its private directory under /tmp
+# (SERVE_TMPDIR), so the root file system can be read-only. -l: no lastlog entry for a high uid.
+RUN groupadd --system --gid 10001 serve \
+    && useradd --system -l --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin serve
 WORKDIR /opt/program
 EXPOSE 8080
-# Runs as root, as SageMaker expects (docs/container.md); the server writes nothing outside /tmp.
+USER 10001:10001
 # Exec form: python is PID 1 and gets SIGTERM itself (serve installs a handler that drains).
 ENTRYPOINT ["/opt/venv/bin/python", "-m", "serve"]
 CMD ["serve"]

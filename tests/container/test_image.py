@@ -93,3 +93,32 @@ def test_bare_image_listens_on_sagemaker_bind_to_port(engine: Engine, image: str
     with running(engine, image, port, env=env, command=()) as container:
         answers_match(container.url, expected["baked"])
         stops_promptly_with_code_0(container)
+
+
+IMAGE_UID = 10001  # the Dockerfile's USER
+
+
+def test_image_runs_as_its_non_root_user_on_a_read_only_root_and_writes_only_its_tmp_dir(
+    engine: Engine, image: str, models: dict[str, Path], expected: dict, port_8080: int
+):
+    """As a locked-down account runs it: the image's own USER (no --user), the root file system
+    and the model read-only, a tmpfs at /tmp and nowhere else writable."""
+    mount = f"{models['mounted'].parent}:/opt/ml/model:ro"
+    options = ("--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp", "--volume", mount)
+    with running(engine, image, port_8080, options=options) as container:
+        status = engine("exec", container.name, "cat", "/proc/1/status")
+        ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines()}
+        assert ids["Uid"] == [str(IMAGE_UID)] * 4 and ids["Gid"] == [str(IMAGE_UID)] * 4, ids
+        answers_match(container.url, expected["mounted"])
+        # The server's private directory, mode 0700, empty after the requests: nothing else.
+        listing = engine(
+            "exec", container.name, "find", "/tmp", "-mindepth", "1", "-printf", "%p %m %U\n"
+        )
+        (entry,) = listing.splitlines()
+        path, mode, owner = entry.split()
+        assert path.startswith("/tmp/serve-") and (mode, owner) == ("700", str(IMAGE_UID))
+        changed = {p for p in engine("diff", container.name).split() if p.startswith("/")}
+        # The engine makes the volume's mount point (and its parents) in the container's layer.
+        mount_point = {"/opt", "/opt/ml", "/opt/ml/model"}
+        assert changed <= ENGINE_WRITES | mount_point, changed
+        stops_promptly_with_code_0(container)
