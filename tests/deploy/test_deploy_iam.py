@@ -227,7 +227,7 @@ def test_kms_only_through_the_services_that_need_it():
         EXECUTION, Request("kms:Decrypt", key, {"kms:ViaService": f"ec2.{REGION}.amazonaws.com"})
     )
     assert not allowed(
-        OPERATOR, Request("kms:Decrypt", key, {"kms:ViaService": f"s3.us-east-1.amazonaws.com"})
+        OPERATOR, Request("kms:Decrypt", key, {"kms:ViaService": "s3.us-east-1.amazonaws.com"})
     )
 
 
