@@ -22,6 +22,7 @@ from deploy.commands import (
     capture,
     cost,
     down,
+    iam,
     invoke,
     logs,
     package,
@@ -61,6 +62,7 @@ COMMANDS: tuple[Command, ...] = (
     logs,
     capture,
     down,
+    iam,
 )
 
 DESCRIPTION = """\
