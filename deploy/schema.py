@@ -86,6 +86,10 @@ class EndpointRecord(TypedDict, total=False):
     startup_timeout: int
     async_inference: AsyncRecord | None
     data_capture: dict[str, Any] | None  # SageMaker's DataCaptureConfig, as sent
+    vpc_subnets: list[str]  # VpcConfig.Subnets ([] outside a VPC)
+    security_groups: list[str]  # VpcConfig.SecurityGroupIds
+    network_isolation: bool  # asked for; serverless endpoints run without (SageMaker's limit)
+    kms_key: str | None  # the resolved key ARN: volume, capture, async output, async uploads
     created_at: str
     updated_at: str
 
