@@ -69,7 +69,8 @@ def variant_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
 
 
 def network_options(parser: argparse.ArgumentParser, update: bool = False) -> None:
-    """VPC, network isolation and the KMS key (deploy/network.py, deploy/encryption.py)."""
+    """VPC, network isolation and the KMS key (deploy/network.py, deploy/encryption.py);
+    `update` (update, transform): unset means "as the endpoint runs"."""
     group = parser.add_argument_group("network and encryption")
     group.add_argument("--vpc-subnets", metavar="ID,ID", help="run in these subnets (one VPC)")
     group.add_argument("--security-groups", metavar="ID,ID", help="with these security groups")
@@ -80,13 +81,13 @@ def network_options(parser: argparse.ArgumentParser, update: bool = False) -> No
         action=argparse.BooleanOptionalAction,
         default=None,
         help="the container gets no network (default on; "
-        + ("unset: keep what runs)" if update else "serverless cannot)"),
+        + ("unset: as the endpoint)" if update else "serverless cannot)"),
     )
     group.add_argument(
         "--kms-key",
         metavar="ARN|alias/NAME",
         help="customer-managed key for the volume, capture, async output"
-        + (" (unset: keep the running one)" if update else ""),
+        + (" (unset: as the endpoint)" if update else ""),
     )
 
 
