@@ -18,6 +18,7 @@ IAM = ROOT / "iam"
 OPERATOR = json.loads((IAM / "deploy-operator-policy.json").read_text())
 EXECUTION = json.loads((IAM / "sagemaker-execution-role-policy.json").read_text())
 TRUST = json.loads((IAM / "sagemaker-execution-role-trust.json").read_text())
+OUR_ACCOUNT = {"aws:ResourceAccount": "${aws:PrincipalAccount}"}
 TAG_CONDITIONS = {f"aws:RequestTag/{config.TAG_KEY}", f"aws:ResourceTag/{config.TAG_KEY}"}
 
 
@@ -69,8 +70,17 @@ def test_resources_are_scoped_to_the_project_prefix():
         "cloudwatch:GetMetricData",
         "cloudwatch:GetMetricStatistics",
         "cloudwatch:PutMetricData",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeVpcs",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeDhcpOptions",
     }
-    conditioned = {"AutoscaleSageMakerVariantsOnly", "SageMakerMetricsOnly"}
+    conditioned = {
+        "AutoscaleSageMakerVariantsOnly",
+        "SageMakerMetricsOnly",
+        "VpcNetworkInterfacesInThisAccount",
+    }
     for document in (OPERATOR, EXECUTION):
         for statement in statements(document):
             resources = listed(statement["Resource"])
@@ -80,6 +90,9 @@ def test_resources_are_scoped_to_the_project_prefix():
                 ), statement["Sid"]
                 continue
             for resource in resources:
+                if resource == "arn:aws:kms:*:*:key/*":  # any key the user names, but ours
+                    assert statement["Condition"]["StringEquals"] == OUR_ACCOUNT, statement["Sid"]
+                    continue
                 assert (
                     "/yolov7-" in resource
                     or ":::yolov7-" in resource
@@ -123,3 +136,19 @@ def test_only_sagemaker_may_assume_the_execution_role_and_only_for_this_account(
     assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     assert statement["Action"] == "sts:AssumeRole"
     assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "ACCOUNT_ID"}}
+
+
+def test_kms_use_is_only_through_the_services_that_need_it():
+    """Encrypt, decrypt and grants only via S3/SageMaker/ECR, grants only for AWS resources."""
+    for document in (OPERATOR, EXECUTION):
+        for statement in statements(document):
+            actions = [a for a in listed(statement["Action"]) if a.startswith("kms:")]
+            if not actions or actions == ["kms:DescribeKey"]:
+                continue
+            via = listed(statement["Condition"]["StringLike"]["kms:ViaService"])
+            assert via and all(
+                v.split(".")[0] in ("s3", "sagemaker", "ecr") and v.endswith(".amazonaws.com")
+                for v in via
+            ), statement["Sid"]
+            if "kms:CreateGrant" in actions:
+                assert statement["Condition"]["Bool"] == {"kms:GrantIsForAWSResource": "true"}
