@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
 
-from deploy import config, names
+from deploy import config, encryption, names
 from deploy.aws.not_found import is_not_found
 from deploy.context import Context
 from deploy.errors import UserError
@@ -109,11 +109,18 @@ class PackageResult:
 
 
 def package(
-    ctx: Context, onnx: Path, bucket: str | None = None, key: str | None = None
+    ctx: Context,
+    onnx: Path,
+    bucket: str | None = None,
+    key: str | None = None,
+    kms_key: str | None = None,
 ) -> PackageResult:
+    """`kms_key`: the upload is SSE-KMS with it (resolved to its ARN and checked first)."""
     check_model_file(onnx)
     aws = ctx.aws
     s3 = aws.client("s3")
+    if kms_key:
+        kms_key = encryption.resolve(aws.client("kms"), kms_key, aws.region)
     prefix = ctx.name_prefix
     tags = names.tags_for(prefix)
     when = names.stamp()
@@ -139,6 +146,7 @@ def package(
                     "onnx-name": onnx.name,
                     "onnx-bytes": str(onnx.stat().st_size),  # the preflight sizes serverless by it
                 },
+                **encryption.sse_kms(kms_key),
             },
         )
     uri = f"s3://{bucket}/{key}"
@@ -152,5 +160,7 @@ def package(
         "bucket_created": created,
         "uploaded_at": now_iso(),
     }
+    if kms_key:
+        ctx.state["model_data"]["kms_key"] = kms_key
     ctx.save()
     return PackageResult(uri, bucket, key, size, digest, created)

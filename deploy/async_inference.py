@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
-from deploy import names, s3_layout
+from deploy import encryption, names, s3_layout
 from deploy.aws.not_found import is_not_found
 from deploy.aws.sagemaker import logs_hint
 from deploy.aws.waiting import ProgressLine, elapsed
@@ -189,7 +189,9 @@ def send(
     requests = []
     for path, kind in checked:
         target = s3_layout.input_key(folder, path)
-        s3.upload_file(str(path), target.bucket, target.key, ExtraArgs={"ContentType": kind})
+        # The endpoint's key, so inputs are encrypted as its outputs are (SSE-KMS)
+        extra = {"ContentType": kind, **encryption.sse_kms(recorded.get("kms_key"))}
+        s3.upload_file(str(path), target.bucket, target.key, ExtraArgs=extra)
         for accept in ("application/json", "image/jpeg") if save else ("application/json",):
             kwargs = {
                 "EndpointName": name,

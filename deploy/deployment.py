@@ -31,6 +31,7 @@ def create_model_and_config(
         ExecutionRoleArn=wanted.role,
         PrimaryContainer=wanted.container(),
         Tags=names.as_aws(tags),
+        **wanted.model_settings(),
     )["ModelArn"]
     remember(ctx.state, "model", found.model, model_arn)
     ctx.save()
@@ -45,6 +46,7 @@ def create_model_and_config(
         ProductionVariants=[wanted.variant(found.model)],
         Tags=names.as_aws(tags),
         **extra,
+        **wanted.config_settings(),
     )["EndpointConfigArn"]
     remember(ctx.state, "endpoint-config", found.config, config_arn)
     ctx.save()

@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deploy import config, names
+from deploy import config, encryption, names
 from deploy.aws.not_found import is_not_found
 from deploy.context import Context
 from deploy.errors import CommandFailed, UserError
@@ -115,11 +115,15 @@ def find_repository(ecr: Any, name: str) -> dict[str, Any] | None:
     return found
 
 
-def create_repository(ecr: Any, name: str, tags: dict[str, str]) -> dict[str, Any]:
+def create_repository(
+    ecr: Any, name: str, tags: dict[str, str], kms_key: str | None = None
+) -> dict[str, Any]:
+    """A new repository, encrypted with `kms_key` (customer-managed) or else AES256."""
+    encrypted = {"encryptionType": "KMS", "kmsKey": kms_key} if kms_key else None
     created: dict[str, Any] = ecr.create_repository(
         repositoryName=name,
         imageScanningConfiguration={"scanOnPush": True},
-        encryptionConfiguration={"encryptionType": "AES256"},
+        encryptionConfiguration=encrypted or {"encryptionType": "AES256"},
         tags=names.as_aws(tags),
     )["repository"]
     return created
@@ -238,7 +242,10 @@ def push(
     build: bool = True,
     cli: str | None = None,
     dry_run: bool = False,
+    kms_key: str | None = None,
 ) -> PushResult:
+    """`kms_key`: a repository this push creates is encrypted with it (an existing one keeps its
+    encryption: ECR sets it only at creation)."""
     repository = repository or f"{ctx.name_prefix}-serve".lower()
     if not re.match(REPOSITORY, repository) or len(repository) > 256:
         raise UserError(f"{repository!r} is not a valid ECR repository name", "use lowercase")
@@ -260,12 +267,16 @@ def push(
 
     ecr = ctx.aws.client("ecr")
     tags = names.tags_for(ctx.name_prefix)
+    if kms_key:
+        kms_key = encryption.resolve(ctx.aws.client("kms"), kms_key, ctx.aws.region)
     repo = find_repository(ecr, repository)
+    if repo and kms_key and (repo.get("encryptionConfiguration") or {}).get("kmsKey") != kms_key:
+        ctx.log(f"ECR repository {repository} exists: it keeps its encryption (set at creation)")
     created = False
     if repo is None and dry_run:
         ctx.log(f"would create ECR repository {repository} (tagged {config.TAG_KEY})")
     elif repo is None:
-        repo = create_repository(ecr, repository, tags)
+        repo = create_repository(ecr, repository, tags, kms_key)
         created = True
         ctx.log(f"created ECR repository {repo['repositoryUri']}")
         ctx.state["image"] = {
@@ -273,6 +284,8 @@ def push(
             "repository_arn": repo["repositoryArn"],
             "repository_created": True,
         }
+        if kms_key:
+            ctx.state["image"]["kms_key"] = kms_key
         ctx.save()
     authorization = ecr.get_authorization_token()["authorizationData"][0]
     registry, user, password = decode_token(authorization)
@@ -306,5 +319,8 @@ def push(
     }
     if build and platform:
         ctx.state["image"]["platform"] = platform  # what the preflight checks instances against
+    repository_key = (repo.get("encryptionConfiguration") or {}).get("kmsKey")
+    if repository_key:
+        ctx.state["image"]["kms_key"] = repository_key  # as ECR holds it, not as asked
     ctx.save()
     return PushResult(push_plan.image_uri, repository, created, push_plan, False)

@@ -34,6 +34,7 @@ def up(
     prefix = names.check_prefix(ctx.name_prefix)
     image_check.check(ctx, spec.image)
     preflight.check(ctx, spec)
+    spec = preflight.network_and_key(ctx, spec)
     if endpoint_name:
         names.check_name(endpoint_name, "--endpoint-name")
     sm = ctx.aws.client("sagemaker")

@@ -20,12 +20,12 @@ import math
 import re
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deploy import image_check
+from deploy import encryption, image_check, network
 from deploy.aws import client_config
 from deploy.aws.not_found import is_not_found
 from deploy.context import Context
@@ -278,3 +278,15 @@ def check(ctx: Context, spec: Spec) -> None:
         return
     check_instance_type(spec.instance_type or "", ctx.log)
     check_architecture(ctx, spec.image, spec.instance_type)
+
+
+def network_and_key(ctx: Context, spec: Spec) -> Spec:
+    """The VPC ids checked against EC2 and the key resolved to its ARN (UserError otherwise);
+    a serverless endpoint's missing isolation said in the log. Nothing is created."""
+    network.check(ctx.aws.client("ec2"), spec.vpc_subnets, spec.security_groups)
+    if spec.kms_key:
+        arn = encryption.resolve(ctx.aws.client("kms"), spec.kms_key, ctx.aws.region)
+        spec = replace(spec, kms_key=arn)
+    if spec.serverless and spec.network_isolation:
+        ctx.log("network isolation: off, serverless endpoints cannot run isolated (use instances)")
+    return spec

@@ -45,6 +45,7 @@ def update(
     spec.check()
     image_check.check(ctx, spec.image)
     preflight.check(ctx, spec)
+    spec = preflight.network_and_key(ctx, spec)
     sm = ctx.aws.client("sagemaker")
     endpoint = current["name"]
     live = describe_endpoint(sm, endpoint)

@@ -36,6 +36,7 @@ class ImageRecord(TypedDict, total=False):
     repository: str
     repository_arn: str
     repository_created: bool  # this tool made the repository (`down --delete-repository`)
+    kms_key: str  # `push --kms-key`: the new repository's encryption key ARN
     pushed_at: str
     platform: str  # what the preflight checks instance types against
 
@@ -51,6 +52,7 @@ class ModelDataRecord(TypedDict, total=False):
     onnx_bytes: int
     bucket_created: bool
     uploaded_at: str
+    kms_key: str  # `package --kms-key`: the upload's SSE-KMS key ARN
 
 
 class ServerlessRecord(TypedDict, total=False):
@@ -86,6 +88,10 @@ class EndpointRecord(TypedDict, total=False):
     startup_timeout: int
     async_inference: AsyncRecord | None
     data_capture: dict[str, Any] | None  # SageMaker's DataCaptureConfig, as sent
+    vpc_subnets: list[str]  # VpcConfig.Subnets ([] outside a VPC)
+    security_groups: list[str]  # VpcConfig.SecurityGroupIds
+    network_isolation: bool  # asked for; serverless endpoints run without (SageMaker's limit)
+    kms_key: str | None  # the resolved key ARN: volume, capture, async output, async uploads
     created_at: str
     updated_at: str
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
-from deploy import config
+from deploy import config, encryption, network
 from deploy.aws import ROLE_ARN
 from deploy.errors import UserError
 from deploy.schema import AsyncRecord, EndpointRecord
@@ -33,6 +34,24 @@ class Spec:
     async_inference: AsyncRecord | None = None
     # DataCaptureConfig (deploy/capture.py), or None
     data_capture: dict[str, Any] | None = None
+    # VpcConfig (deploy/network.py): both or neither, checked against EC2 before use
+    vpc_subnets: list[str] = field(default_factory=list)
+    security_groups: list[str] = field(default_factory=list)
+    # The container gets no network at all; serverless endpoints cannot have it (not sent there)
+    network_isolation: bool = True
+    # The resolved key ARN (deploy/encryption.py): volume, data capture and async output
+    kms_key: str | None = None
+
+    def __post_init__(self) -> None:
+        # The key belongs inside the capture and async records (their own KmsKeyId); copies, so a
+        # record shared with the state or another Spec is not changed. Runs again on replace().
+        if self.data_capture:
+            self.data_capture = _with_key(copy.deepcopy(self.data_capture), self.kms_key)
+        if self.async_inference and "config" in self.async_inference:
+            record = copy.deepcopy(self.async_inference)
+            output = record["config"].setdefault("OutputConfig", {})
+            _with_key(output, self.kms_key)
+            self.async_inference = record
 
     @property
     def serverless(self) -> bool:
@@ -71,6 +90,12 @@ class Spec:
                 "serverless endpoints do not support data capture",
                 "drop --capture, or use instances",
             )
+        if self.serverless and (self.vpc_subnets or self.security_groups):
+            raise UserError(
+                "serverless endpoints cannot run in a VPC",
+                "drop --vpc-subnets/--security-groups (update: --no-vpc), or use instances",
+            )
+        network.check_shape(self.vpc_subnets, self.security_groups)
         if self.serverless:
             if self.serverless_memory not in SERVERLESS_MEMORY:
                 raise UserError(
@@ -89,7 +114,27 @@ class Spec:
                 raise UserError("--instance-count must be at least 1")
             if not 60 <= self.startup_timeout <= 3600:
                 raise UserError("--startup-timeout must be between 60 and 3600 seconds")
+            if self.kms_key and encryption.has_local_nvme(self.instance_type):
+                raise UserError(
+                    f"{self.instance_type} keeps its ML storage on local NVMe, which SageMaker "
+                    "encrypts itself and will not take --kms-key for",
+                    "pick an instance type without local storage (e.g. ml.c6i), or drop --kms-key",
+                )
         return self
+
+    def model_settings(self) -> dict[str, Any]:
+        """create_model's network arguments: VpcConfig and EnableNetworkIsolation."""
+        settings: dict[str, Any] = {}
+        vpc = network.vpc_config(self.vpc_subnets, self.security_groups)
+        if vpc:
+            settings["VpcConfig"] = vpc
+        if not self.serverless:  # serverless endpoints cannot run isolated (SageMaker's limit)
+            settings["EnableNetworkIsolation"] = self.network_isolation
+        return settings
+
+    def config_settings(self) -> dict[str, Any]:
+        """create_endpoint_config's own arguments: KmsKeyId for the instances' ML volume."""
+        return {"KmsKeyId": self.kms_key} if self.kms_key else {}
 
     def variant(self, model_name: str) -> dict[str, Any]:
         variant: dict[str, Any] = {
@@ -145,7 +190,20 @@ class Spec:
             startup_timeout=data.get("startup_timeout") or config.DEFAULT_STARTUP_TIMEOUT_S,
             async_inference=data.get("async_inference"),
             data_capture=data.get("data_capture"),
+            vpc_subnets=list(data.get("vpc_subnets") or []),
+            security_groups=list(data.get("security_groups") or []),
+            network_isolation=data.get("network_isolation", True),
+            kms_key=data.get("kms_key"),
         )
+
+
+def _with_key(record: dict[str, Any], key: str | None) -> dict[str, Any]:
+    """`record` with KmsKeyId set to `key`, or without one when there is no key."""
+    if key:
+        record["KmsKeyId"] = key
+    else:
+        record.pop("KmsKeyId", None)
+    return record
 
 
 def describe(spec: Spec) -> str:

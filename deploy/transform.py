@@ -7,15 +7,17 @@ raw bytes on POST /invocations exactly as a real-time request, and SageMaker wri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
-from deploy import config, names, s3_layout
+from deploy import config, encryption, names, network, s3_layout
 from deploy.artifacts import parse_s3_uri
 from deploy.aws import paging
 from deploy.aws.waiting import ProgressLine, elapsed, wait_for
 from deploy.context import Context
 from deploy.errors import AwsError, UserError
+from deploy.schema import EndpointRecord
+from deploy.spec import Spec
 from deploy.state import State, now_iso, remember
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -67,6 +69,7 @@ def start(
     content_type: str = "image/jpeg",
     environment: dict[str, str] | None = None,
     max_payload_mb: int = 6,
+    secured: dict[str, Any] | None = None,
     wait: bool = True,
     poll: float | None = None,
     timeout: float | None = None,
@@ -90,17 +93,29 @@ def start(
     if not 1 <= max_payload_mb <= 100:
         raise UserError("--max-payload must be between 1 and 100 MB")
     instance_type = instance_type or endpoint.get("instance_type") or config.DEFAULT_INSTANCE_TYPE
+    env = dict(environment or {})
+    if len(env) > 16:
+        raise UserError("a transform job takes at most 16 environment variables")
+    job_spec = _job_spec(endpoint, secured or {})
+    if job_spec.kms_key and encryption.has_local_nvme(instance_type):
+        raise UserError(
+            f"{instance_type} keeps its storage on local NVMe: SageMaker takes no volume key there",
+            "pass --instance-type without local storage (e.g. ml.c5.xlarge)",
+        )
     aws = ctx.aws
     s3 = aws.client("s3")
     sm = aws.client("sagemaker")
     inputs = count_objects(s3, source)
     if inputs == 0:
         raise UserError(f"no objects under {source}", "upload the images first")
+    network.check(aws.client("ec2"), job_spec.vpc_subnets, job_spec.security_groups)
+    if job_spec.kms_key:
+        job_spec = replace(
+            job_spec, kms_key=encryption.resolve(aws.client("kms"), job_spec.kms_key, aws.region)
+        )
     name = names.transform_job(ctx.name_prefix, names.stamp())
     tags = ctx.state.get("tags") or names.tags_for(ctx.name_prefix)
-    env = dict(environment or {})
-    if len(env) > 16:
-        raise UserError("a transform job takes at most 16 environment variables")
+    model = _job_model(ctx, sm, endpoint, job_spec, name, tags) or model
     request: dict[str, Any] = {
         "TransformJobName": name,
         "ModelName": model,
@@ -123,6 +138,9 @@ def start(
     }
     if env:
         request["Environment"] = env
+    if job_spec.kms_key:
+        request["TransformOutput"]["KmsKeyId"] = job_spec.kms_key
+        request["TransformResources"]["VolumeKmsKeyId"] = job_spec.kms_key
     arn = sm.create_transform_job(**request)["TransformJobArn"]
     remember(ctx.state, "transform-job", name, arn)
     ctx.state["transform_jobs"] = [
@@ -167,3 +185,35 @@ def start(
             f"the logs are in CloudWatch log group {config.TRANSFORM_LOG_GROUP}, streams {name}/*",
         )
     return TransformResult(name, status, source, destination, inputs, outputs, result.seconds)
+
+
+def _job_spec(endpoint: EndpointRecord, secured: dict[str, Any]) -> Spec:
+    """The endpoint's deployment as a job on instances, with the network and key options given
+    (unset: as the endpoint runs). Instances can be isolated even if the endpoint is serverless."""
+    running = Spec.from_recorded(endpoint)
+    return replace(running, serverless_memory=None, serverless_concurrency=None, **secured)
+
+
+def _job_model(
+    ctx: Context,
+    sm: Any,
+    endpoint: EndpointRecord,
+    job: Spec,
+    name: str,
+    tags: dict[str, str],
+) -> str | None:
+    """A model for this job when its network settings differ from the endpoint's model (a
+    transform job takes VpcConfig and isolation from its model); None: the endpoint's model."""
+    if job.model_settings() == Spec.from_recorded(endpoint).model_settings():
+        return None
+    arn = sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=job.role,
+        PrimaryContainer=job.container(),
+        Tags=names.as_aws(tags),
+        **job.model_settings(),
+    )["ModelArn"]
+    remember(ctx.state, "model", name, arn)
+    ctx.save()
+    ctx.log(f"created model {name} for the job's network settings (`down` removes it)")
+    return name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deploy import config
+from deploy import config, network
 from deploy.errors import UserError
 
 DEFAULT_POLL_S = 15.0
@@ -66,6 +66,48 @@ def variant_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument(
         "--capture-percent", type=int, metavar="N", help="requests captured, 1-100 (20)"
     )
+
+
+def network_options(parser: argparse.ArgumentParser, update: bool = False) -> None:
+    """VPC, network isolation and the KMS key (deploy/network.py, deploy/encryption.py);
+    `update` (update, transform): unset means "as the endpoint runs"."""
+    group = parser.add_argument_group("network and encryption")
+    group.add_argument("--vpc-subnets", metavar="ID,ID", help="run in these subnets (one VPC)")
+    group.add_argument("--security-groups", metavar="ID,ID", help="with these security groups")
+    if update:
+        group.add_argument("--no-vpc", action="store_true", help="leave the VPC")
+    group.add_argument(
+        "--network-isolation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the container gets no network (default on; "
+        + ("unset: as the endpoint)" if update else "serverless cannot)"),
+    )
+    group.add_argument(
+        "--kms-key",
+        metavar="ARN|alias/NAME",
+        help="customer-managed key for the volume, capture, async output"
+        + (" (unset: as the endpoint)" if update else ""),
+    )
+
+
+def network_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """Spec fields for the network and key options that were given (only those)."""
+    fields: dict[str, Any] = {}
+    subnets = network.parse_ids(args.vpc_subnets, "--vpc-subnets", network.SUBNET_PREFIX)
+    groups = network.parse_ids(args.security_groups, "--security-groups", network.GROUP_PREFIX)
+    if getattr(args, "no_vpc", False):
+        if subnets or groups:
+            raise UserError("--no-vpc contradicts --vpc-subnets/--security-groups")
+        fields.update(vpc_subnets=[], security_groups=[])
+    elif subnets or groups:
+        network.check_shape(subnets, groups)
+        fields.update(vpc_subnets=subnets, security_groups=groups)
+    if args.network_isolation is not None:
+        fields["network_isolation"] = args.network_isolation
+    if args.kms_key is not None:
+        fields["kms_key"] = args.kms_key
+    return fields
 
 
 def rollout_options(parser: argparse.ArgumentParser) -> None:

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-build", action="store_true", help="push an existing local REPO:TAG")
     parser.add_argument("--cli", choices=images.CLIS, help="container CLI (default: auto)")
     parser.add_argument(
+        "--kms-key", metavar="ARN|alias/NAME", help="encrypt a new repository with this key"
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="print the commands; create and run nothing"
     )
 
@@ -39,6 +42,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         build=not args.no_build,
         cli=args.cli,
         dry_run=args.dry_run,
+        kms_key=args.kms_key,
     )
     if result.dry_run:
         for command in result.plan.commands:

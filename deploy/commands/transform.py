@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--content-type", default="image/jpeg")
     parser.add_argument("--max-payload", type=int, default=6, help="MB per image (6)")
     options.thresholds(parser, threads=False)
+    options.network_options(parser, update=True)
     options.wait_options(parser)
 
 
@@ -38,6 +39,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         content_type=args.content_type,
         environment=options.environment(args),
         max_payload_mb=args.max_payload,
+        secured=options.network_fields(args),
         wait=not args.no_wait,
         poll=options.poll(args),
         timeout=args.timeout,

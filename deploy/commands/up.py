@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.variant_options(parser, defaults=True)
     parser.add_argument("--endpoint-name", help="endpoint name (default PREFIX-TIMESTAMP)")
     parser.add_argument("--tag", action="append", metavar="KEY=VALUE", help="extra resource tags")
+    options.network_options(parser)
     options.async_options(parser)
     options.wait_options(parser)
 
@@ -29,6 +30,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if not args.no_model_data:
         model_data = args.model_data or (ctx.state.get("model_data") or {}).get("uri")
     serverless = options.serverless(args, required_memory=True)
+    secured = options.network_fields(args)
+    if serverless and ("vpc_subnets" in secured or args.network_isolation):
+        raise UserError(
+            "serverless endpoints support neither a VPC nor network isolation",
+            "drop --vpc-subnets/--security-groups/--network-isolation, or use instances",
+        )
     environment = options.environment(args)
     async_record = _async_record(ctx, args)
     if async_record:
@@ -44,6 +51,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         startup_timeout=args.startup_timeout,
         data_capture=capture.from_options(args.capture, args.capture_percent),
         **serverless,
+        **secured,
     )
     result = launch.up(
         ctx,

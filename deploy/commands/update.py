@@ -18,6 +18,7 @@ HELP = "new model + config, update_endpoint without downtime, remove old"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.variant_options(parser, defaults=False)
     parser.add_argument("--no-capture", action="store_true", help="stop data capture")
+    options.network_options(parser, update=True)
     options.rollout_options(parser)
     options.wait_options(parser)
 
@@ -41,6 +42,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         shown = value if key != "environment" else ",".join(f"{k}={v}" for k, v in value.items())
         if key == "data_capture":
             shown = value["DestinationS3Uri"] if value else "off"
+        if key in ("vpc_subnets", "security_groups"):
+            shown = ",".join(value) or "none"
         ctx.log(f"update: {key} -> {shown}")
     if not changes:
         ctx.log("update: nothing changed; redeploying the same model on new instances")
@@ -84,6 +87,15 @@ def change_set(ctx: Context, args: argparse.Namespace, current: EndpointRecord) 
         wanted_capture = None
     if wanted_capture != current.get("data_capture"):
         changes["data_capture"] = wanted_capture
+    recorded_network = {
+        "vpc_subnets": current.get("vpc_subnets") or [],
+        "security_groups": current.get("security_groups") or [],
+        "network_isolation": current.get("network_isolation", True),
+        "kms_key": current.get("kms_key"),
+    }
+    for key, value in options.network_fields(args).items():
+        if value != recorded_network[key]:
+            changes[key] = value
     return changes
 
 

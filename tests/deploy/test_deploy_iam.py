@@ -433,3 +433,19 @@ def test_only_sagemaker_may_assume_the_execution_role_and_only_for_this_account(
     assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     assert statement["Action"] == "sts:AssumeRole"
     assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "ACCOUNT_ID"}}
+
+
+def test_kms_use_is_only_through_the_services_that_need_it():
+    """Encrypt, decrypt and grants only via S3/SageMaker/ECR, grants only for AWS resources."""
+    for document in (RAW_OPERATOR, RAW_EXECUTION):
+        for statement in statements(document):
+            actions = [a for a in listed(statement["Action"]) if a.startswith("kms:")]
+            if not actions or actions == ["kms:DescribeKey"]:
+                continue
+            via = listed(statement["Condition"]["StringLike"]["kms:ViaService"])
+            assert via and all(
+                v.split(".")[0] in ("s3", "sagemaker", "ecr") and v.endswith(".amazonaws.com")
+                for v in via
+            ), statement["Sid"]
+            if "kms:CreateGrant" in actions:
+                assert statement["Condition"]["Bool"] == {"kms:GrantIsForAWSResource": "true"}

@@ -68,6 +68,7 @@ def expect_creates(sm, image: str, instance_type: str = "ml.c5.xlarge", count: i
             "ExecutionRoleArn": ROLE,
             "PrimaryContainer": {"Image": image, "Mode": "SingleModel"},
             "Tags": TAGS,
+            "EnableNetworkIsolation": True,  # on by default (deploy/spec.py)
         },
     )
     sm.add_response(

@@ -18,6 +18,8 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
+from moto.sagemaker import responses as sagemaker_responses
+from moto.sagemaker.models import sagemaker_backends
 from moto.server import ThreadedMotoServer
 
 from deploy.aws import Aws
@@ -222,10 +224,31 @@ def not_in_policy(actions) -> list[str]:
 # --- the fixtures ---------------------------------------------------------------------------------
 
 
+def keep_network_isolation() -> None:
+    """moto 5.2.1's CreateModel drops EnableNetworkIsolation (its Model always describes False):
+    keep the flag the request sent, so describe_model answers what SageMaker would. The only
+    change made to moto; applied once, when the server starts (the server runs in this process).
+    """
+    original = sagemaker_responses.SageMakerResponse.create_model
+    if getattr(original, "keeps_isolation", False):
+        return
+
+    def create_model(self):  # type: ignore[no-untyped-def]
+        result = original(self)
+        backend = sagemaker_backends[self.current_account][self.region]
+        model = backend.describe_model(self._get_param("ModelName"))
+        model.enable_network_isolation = bool(self._get_param("EnableNetworkIsolation"))
+        return result
+
+    create_model.keeps_isolation = True  # type: ignore[attr-defined]
+    sagemaker_responses.SageMakerResponse.create_model = create_model
+
+
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """moto's real server (werkzeug) on 127.0.0.1 and a free port, for the whole session."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    keep_network_isolation()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     _, port = server.get_host_and_port()
