@@ -27,6 +27,7 @@ from deploy.commands import (
     package,
     push,
     status,
+    template,
     transform,
     up,
     update,
@@ -60,6 +61,7 @@ COMMANDS: tuple[Command, ...] = (
     status,
     logs,
     capture,
+    template,
     down,
 )
 

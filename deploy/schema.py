@@ -86,6 +86,10 @@ class EndpointRecord(TypedDict, total=False):
     startup_timeout: int
     async_inference: AsyncRecord | None
     data_capture: dict[str, Any] | None  # SageMaker's DataCaptureConfig, as sent
+    vpc_subnets: list[str]
+    security_groups: list[str]
+    network_isolation: bool
+    kms_key: str | None
     created_at: str
     updated_at: str
 

@@ -33,6 +33,13 @@ class Spec:
     async_inference: AsyncRecord | None = None
     # DataCaptureConfig (deploy/capture.py), or None
     data_capture: dict[str, Any] | None = None
+    # The model's network: VPC subnets and security groups (both or neither), and isolation
+    # (no outbound network from the container; serverless endpoints cannot have it).
+    vpc_subnets: list[str] = field(default_factory=list)
+    security_groups: list[str] = field(default_factory=list)
+    network_isolation: bool = True
+    # KMS key (ARN or alias/NAME) for the instances' volume; serverless has no volume to encrypt.
+    kms_key: str | None = None
 
     @property
     def serverless(self) -> bool:
@@ -116,6 +123,25 @@ class Spec:
             container["Environment"] = dict(sorted(self.environment.items()))
         return container
 
+    def model_settings(self) -> dict[str, Any]:
+        """create_model's network arguments beyond the container: VpcConfig,
+        EnableNetworkIsolation."""
+        settings: dict[str, Any] = {}
+        if self.vpc_subnets:
+            settings["VpcConfig"] = {
+                "SecurityGroupIds": list(self.security_groups),
+                "Subnets": list(self.vpc_subnets),
+            }
+        if self.network_isolation and not self.serverless:
+            settings["EnableNetworkIsolation"] = True
+        return settings
+
+    def config_settings(self) -> dict[str, Any]:
+        """create_endpoint_config's arguments beyond the variant: KmsKeyId (instances only)."""
+        if self.kms_key and not self.serverless:
+            return {"KmsKeyId": self.kms_key}
+        return {}
+
     def recorded(self) -> EndpointRecord:
         data = asdict(self)
         data["serverless"] = (
@@ -145,6 +171,11 @@ class Spec:
             startup_timeout=data.get("startup_timeout") or config.DEFAULT_STARTUP_TIMEOUT_S,
             async_inference=data.get("async_inference"),
             data_capture=data.get("data_capture"),
+            vpc_subnets=list(data.get("vpc_subnets") or []),
+            security_groups=list(data.get("security_groups") or []),
+            # A record from before isolation existed gets the default (on) at its next update.
+            network_isolation=bool(data.get("network_isolation", True)),
+            kms_key=data.get("kms_key"),
         )
 
 

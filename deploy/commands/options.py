@@ -6,6 +6,13 @@ import argparse
 from typing import Any
 
 from deploy import config
+from deploy.autoscaling.backlog import BacklogScaling
+from deploy.autoscaling.invocations import (
+    DEFAULT_UTILISATION,
+    InvocationsScaling,
+    target_from_throughput,
+)
+from deploy.autoscaling.variant import Settings, VariantScaling
 from deploy.errors import UserError
 
 DEFAULT_POLL_S = 15.0
@@ -19,6 +26,80 @@ def wait_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=None, help="give up after this many seconds"
     )
+
+
+def autoscaling_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`autoscale`'s settings (also `template --autoscale`'s); their defaults are each kind's."""
+    realtime, backlog = InvocationsScaling.DEFAULTS, BacklogScaling.DEFAULTS
+    parser.add_argument("--min", type=int, default=None, help="fewest instances (1; 0 for async)")
+    parser.add_argument("--max", type=int, default=None, help="most instances (4)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--target",
+        type=float,
+        help=f"invocations per instance per minute to hold ({realtime.target:g}); async: queued "
+        f"requests per instance ({backlog.target:g})",
+    )
+    target.add_argument(
+        "--throughput",
+        type=float,
+        metavar="IMG_PER_S",
+        help=f"measured images/s of one instance: target = 60 x {DEFAULT_UTILISATION:g} x this",
+    )
+    parser.add_argument(
+        "--scale-in-cooldown",
+        type=int,
+        help=f"seconds ({realtime.scale_in_cooldown}; async {backlog.scale_in_cooldown})",
+    )
+    parser.add_argument(
+        "--scale-out-cooldown",
+        type=int,
+        help=f"seconds ({realtime.scale_out_cooldown}; async {backlog.scale_out_cooldown})",
+    )
+
+
+AUTOSCALING = ("min", "max", "target", "throughput", "scale_in_cooldown", "scale_out_cooldown")
+
+
+def autoscaling_given(args: argparse.Namespace) -> list[str]:
+    """The autoscaling options given, as typed (`--min`, ...)."""
+    return [
+        f"--{name.replace('_', '-')}" for name in AUTOSCALING if getattr(args, name) is not None
+    ]
+
+
+def autoscaling_settings(args: argparse.Namespace, scaler: VariantScaling) -> Settings:
+    """The settings the options ask of this kind of scaling (its defaults for the rest)."""
+    if isinstance(scaler, BacklogScaling) and args.throughput is not None:
+        raise UserError(
+            "an asynchronous endpoint scales on its queue, not on invocations",
+            f"pass --target N (queued requests per instance, default {scaler.DEFAULTS.target:g})",
+        )
+    target = args.target
+    if args.throughput is not None:
+        target = target_from_throughput(args.throughput)
+    return scaler.settings(
+        1 if args.min is None else args.min,
+        4 if args.max is None else args.max,
+        target,
+        args.scale_in_cooldown,
+        args.scale_out_cooldown,
+    )
+
+
+def dry_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run the checks (they only read), print the calls it would make, create nothing",
+    )
+    parser.add_argument("--json", action="store_true", help="with --dry-run: the calls in full")
+
+
+def dry_run(args: argparse.Namespace) -> bool:
+    if args.json and not args.dry_run:
+        raise UserError("--json is for --dry-run", "add --dry-run, or drop --json")
+    return bool(args.dry_run)
 
 
 def thresholds(parser: argparse.ArgumentParser, threads: bool) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deploy import async_inference, capture, config, launch, names, output
+from deploy import async_inference, capture, config, dry_run, launch, names, output
 from deploy.commands import options
 from deploy.context import Context
 from deploy.errors import EXIT_OK, UserError
@@ -21,30 +21,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", action="append", metavar="KEY=VALUE", help="extra resource tags")
     options.async_options(parser)
     options.wait_options(parser)
+    options.dry_run_options(parser)
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    image = args.image or (ctx.state.get("image") or {}).get("uri")
-    model_data = None
-    if not args.no_model_data:
-        model_data = args.model_data or (ctx.state.get("model_data") or {}).get("uri")
-    serverless = options.serverless(args, required_memory=True)
-    environment = options.environment(args)
-    async_record = _async_record(ctx, args)
-    if async_record:
-        environment = async_inference.environment(environment)
-    spec = Spec(
-        image=image or "",
-        role=args.role or config.role_from_env() or "",
-        model_data=model_data,
-        environment=environment,
-        async_inference=async_record,
-        instance_type=args.instance_type,
-        instance_count=args.instance_count,
-        startup_timeout=args.startup_timeout,
-        data_capture=capture.from_options(args.capture, args.capture_percent),
-        **serverless,
-    )
+    dry = options.dry_run(args)
+    spec = spec_from_options(ctx, args)
+    if dry:
+        calls = launch.plan(
+            ctx, spec, endpoint_name=args.endpoint_name, user_tags=names.parse_tags(args.tag)
+        )
+        print(dry_run.render(calls, args.json))
+        return EXIT_OK
     result = launch.up(
         ctx,
         spec,
@@ -58,7 +46,33 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _async_record(ctx: Context, args: argparse.Namespace) -> AsyncRecord | None:
+def spec_from_options(ctx: Context, args: argparse.Namespace, remote: bool = True) -> Spec:
+    """The Spec that `up`'s options (and what `push` and `package` recorded) describe; `remote`
+    False (`template`): without reading AWS (the async buckets and topics are not checked)."""
+    image = args.image or (ctx.state.get("image") or {}).get("uri")
+    model_data = None
+    if not args.no_model_data:
+        model_data = args.model_data or (ctx.state.get("model_data") or {}).get("uri")
+    serverless = options.serverless(args, required_memory=True)
+    environment = options.environment(args)
+    async_record = _async_record(ctx, args, remote)
+    if async_record:
+        environment = async_inference.environment(environment)
+    return Spec(
+        image=image or "",
+        role=args.role or config.role_from_env() or "",
+        model_data=model_data,
+        environment=environment,
+        async_inference=async_record,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        startup_timeout=args.startup_timeout,
+        data_capture=capture.from_options(args.capture, args.capture_percent),
+        **serverless,
+    )
+
+
+def _async_record(ctx: Context, args: argparse.Namespace, remote: bool) -> AsyncRecord | None:
     """`up --async`: the checked AsyncInferenceConfig (None for a real-time endpoint)."""
     given = [
         f"--{name.replace('_', '-')}"
@@ -73,15 +87,15 @@ def _async_record(ctx: Context, args: argparse.Namespace) -> AsyncRecord | None:
         raise UserError("--async needs --output s3://BUCKET/PATH/output", "where answers go")
     if args.serverless_memory is not None:
         raise UserError("an asynchronous endpoint runs on instances, not serverless")
+    wanted = async_inference.AsyncOptions(
+        output=args.output,
+        failure=args.failure,
+        success_topic=args.notify_success,
+        error_topic=args.notify_error,
+        max_concurrent=args.max_concurrent_per_instance,
+    )
+    if not remote:
+        return async_inference.build(wanted)
     if ctx.state.get("endpoint"):
         return None  # launch.up refuses a second endpoint before anything is checked
-    return async_inference.prepare(
-        ctx,
-        async_inference.AsyncOptions(
-            output=args.output,
-            failure=args.failure,
-            success_topic=args.notify_success,
-            error_topic=args.notify_error,
-            max_concurrent=args.max_concurrent_per_instance,
-        ),
-    )
+    return async_inference.prepare(ctx, wanted)

@@ -67,6 +67,7 @@ def expect_creates(sm, image: str, instance_type: str = "ml.c5.xlarge", count: i
             "ModelName": NEW_MODEL,
             "ExecutionRoleArn": ROLE,
             "PrimaryContainer": {"Image": image, "Mode": "SingleModel"},
+            "EnableNetworkIsolation": True,  # on by default on instances
             "Tags": TAGS,
         },
     )
