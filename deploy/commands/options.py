@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deploy import config
+from deploy import async_inference, capture, config
 from deploy.autoscaling.backlog import BacklogScaling
 from deploy.autoscaling.invocations import (
     DEFAULT_UTILISATION,
@@ -13,7 +13,10 @@ from deploy.autoscaling.invocations import (
     target_from_throughput,
 )
 from deploy.autoscaling.variant import Settings, VariantScaling
+from deploy.context import Context
 from deploy.errors import UserError
+from deploy.schema import AsyncRecord
+from deploy.spec import Spec
 
 DEFAULT_POLL_S = 15.0
 
@@ -213,3 +216,58 @@ def serverless(args: argparse.Namespace, required_memory: bool) -> dict[str, Any
 
 def poll(args: argparse.Namespace) -> float:
     return DEFAULT_POLL_S if args.poll is None else float(args.poll)
+
+
+def spec_from_options(ctx: Context, args: argparse.Namespace, remote: bool = True) -> Spec:
+    """The Spec that `up`'s options (and what `push` and `package` recorded) describe; `remote`
+    False (`template`): without reading AWS (the async buckets and topics are not checked)."""
+    image = args.image or (ctx.state.get("image") or {}).get("uri")
+    model_data = None
+    if not args.no_model_data:
+        model_data = args.model_data or (ctx.state.get("model_data") or {}).get("uri")
+    serverless_fields = serverless(args, required_memory=True)
+    env = environment(args)
+    async_record = _async_record(ctx, args, remote)
+    if async_record:
+        env = async_inference.environment(env)
+    return Spec(
+        image=image or "",
+        role=args.role or config.role_from_env() or "",
+        model_data=model_data,
+        environment=env,
+        async_inference=async_record,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        startup_timeout=args.startup_timeout,
+        data_capture=capture.from_options(args.capture, args.capture_percent),
+        **serverless_fields,
+    )
+
+
+def _async_record(ctx: Context, args: argparse.Namespace, remote: bool) -> AsyncRecord | None:
+    """`up --async`: the checked AsyncInferenceConfig (None for a real-time endpoint)."""
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("output", "failure", "notify_success", "notify_error")
+        if getattr(args, name)
+    ] + (["--max-concurrent-per-instance"] if args.max_concurrent_per_instance is not None else [])
+    if not args.use_async:
+        if given:
+            raise UserError(f"{given[0]} is for asynchronous endpoints", "add --async")
+        return None
+    if not args.output:
+        raise UserError("--async needs --output s3://BUCKET/PATH/output", "where answers go")
+    if args.serverless_memory is not None:
+        raise UserError("an asynchronous endpoint runs on instances, not serverless")
+    wanted = async_inference.AsyncOptions(
+        output=args.output,
+        failure=args.failure,
+        success_topic=args.notify_success,
+        error_topic=args.notify_error,
+        max_concurrent=args.max_concurrent_per_instance,
+    )
+    if not remote:
+        return async_inference.build(wanted)
+    if ctx.state.get("endpoint"):
+        return None  # launch.up refuses a second endpoint before anything is checked
+    return async_inference.prepare(ctx, wanted)

@@ -9,7 +9,7 @@ from pathlib import Path
 from deploy import alarms, names
 from deploy import template as cfn
 from deploy.autoscaling import choose
-from deploy.commands import options, up
+from deploy.commands import options
 from deploy.context import Context
 from deploy.errors import EXIT_OK, UserError
 from deploy.requests import Call
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     yaml_format = _format(args.out)
-    spec = up.spec_from_options(ctx, args, remote=False).check()
+    spec = options.spec_from_options(ctx, args, remote=False).check()
     prefix = names.check_prefix(ctx.name_prefix)
     endpoint = names.check_name(
         args.endpoint_name or names.deployment(prefix, names.stamp()).endpoint, "--endpoint-name"
