@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from deploy import alarms, config, requests, rollout
+from deploy import alarms, config, names, requests, rollout
 from deploy.requests import Call
 from deploy.spec import Spec
 
@@ -110,7 +110,9 @@ def _scaling(calls: list[Call]) -> dict[str, Any]:
             params["ResourceId"] = {
                 "Fn::Sub": f"endpoint/${{Endpoint.EndpointName}}/variant/{config.VARIANT_NAME}"
             }
-            params.pop("Tags", None)  # tagged by the stack (Application Auto Scaling has no Tags)
+            params["Tags"] = names.as_aws(
+                params["Tags"]
+            )  # the API takes a map, CloudFormation a list
             resources["ScalableTarget"] = _resource(
                 "AWS::ApplicationAutoScaling::ScalableTarget", params
             )

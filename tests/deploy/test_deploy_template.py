@@ -131,6 +131,7 @@ def test_templates_lint_clean_and_carry_the_settings(moto, cli, api_calls, tmp_p
     template = yaml.safe_load(scaled.read_text())
     (target,) = resources(template, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert (target["MinCapacity"], target["MaxCapacity"]) == (0, 3)
+    assert {"Key": "managed-by", "Value": "yolov7-sagemaker-deploy"} in target["Tags"]
     policies = resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy")
     assert sorted(p["PolicyType"] for p in policies) == ["StepScaling", "TargetTrackingScaling"]
     alarm_names = sorted(a["AlarmName"] for a in resources(template, "AWS::CloudWatch::Alarm"))
