@@ -68,10 +68,8 @@ def _dimensions(endpoint: str) -> list[dict[str, str]]:
     ]
 
 
-def create(ctx: Context, endpoint: str, bound: LatencyBound) -> list[str]:
-    """Put both alarms (idempotent: same name, same definition) and record them in the state."""
-    cw = ctx.aws.client("cloudwatch")
-    tags = names.as_aws(ctx.state.get("tags") or names.tags_for(ctx.name_prefix))
+def requests(endpoint: str, bound: LatencyBound, tags: dict[str, str]) -> list[dict[str, Any]]:
+    """put_metric_alarm's arguments for both alarms (5xx, then p99 latency)."""
     made = names_for(endpoint)
     common: dict[str, Any] = {
         "Namespace": NAMESPACE,
@@ -79,27 +77,44 @@ def create(ctx: Context, endpoint: str, bound: LatencyBound) -> list[str]:
         "Period": 60,
         "ComparisonOperator": "GreaterThanThreshold",
         "TreatMissingData": "notBreaching",
-        "Tags": tags,
+        "Tags": names.as_aws(tags),
     }
-    cw.put_metric_alarm(
-        AlarmName=made["errors"],
-        AlarmDescription=f"{endpoint}: any 5xx in a minute rolls an update back",
-        MetricName="Invocation5XXErrors",
-        Statistic="Sum",
-        EvaluationPeriods=1,
-        Threshold=0.0,
-        **common,
-    )
-    cw.put_metric_alarm(
-        AlarmName=made["latency"],
-        AlarmDescription=f"{endpoint}: p99 ModelLatency above {bound.ms:g} ms ({bound.how})",
-        MetricName="ModelLatency",
-        ExtendedStatistic="p99",
-        EvaluationPeriods=2,
-        DatapointsToAlarm=2,
-        Threshold=bound.ms * 1000.0,  # ModelLatency is in microseconds
-        **common,
-    )
+    return [
+        {
+            "AlarmName": made["errors"],
+            "AlarmDescription": f"{endpoint}: any 5xx in a minute rolls an update back",
+            "MetricName": "Invocation5XXErrors",
+            "Statistic": "Sum",
+            "EvaluationPeriods": 1,
+            "Threshold": 0.0,
+            **common,
+        },
+        {
+            "AlarmName": made["latency"],
+            "AlarmDescription": (
+                f"{endpoint}: p99 ModelLatency above {bound.ms:g} ms ({bound.how})"
+            ),
+            "MetricName": "ModelLatency",
+            "ExtendedStatistic": "p99",
+            "EvaluationPeriods": 2,
+            "DatapointsToAlarm": 2,
+            "Threshold": bound.ms * 1000.0,  # ModelLatency is in microseconds
+            **common,
+        },
+    ]
+
+
+def tags_of(ctx: Context) -> dict[str, str]:
+    """The tags the alarms carry: the deployment's."""
+    return ctx.state.get("tags") or names.tags_for(ctx.name_prefix)
+
+
+def create(ctx: Context, endpoint: str, bound: LatencyBound) -> list[str]:
+    """Put both alarms (idempotent: same name, same definition) and record them in the state."""
+    cw = ctx.aws.client("cloudwatch")
+    for request in requests(endpoint, bound, tags_of(ctx)):
+        cw.put_metric_alarm(**request)
+    made = names_for(endpoint)
     ctx.state["rollback_alarms"] = {
         "names": sorted(made.values()),
         "created": True,

@@ -53,6 +53,24 @@ class AsyncOptions:
 def prepare(ctx: Context, options: AsyncOptions) -> AsyncRecord:
     """Check everything the endpoint config will name (URIs, buckets, topics) before anything is
     created; return what the state records as `endpoint.async_inference`."""
+    record = build(options)
+    s3 = ctx.aws.client("s3")
+    for option, folder in (("--output", record["output"]), ("--failure", record["failure"])):
+        s3_layout.check_bucket(s3, s3_layout.parse(folder, option), option)
+    if options.success_topic or options.error_topic:
+        sns = ctx.aws.client("sns")
+        for option, topic in (
+            ("--notify-success", options.success_topic),
+            ("--notify-error", options.error_topic),
+        ):
+            if topic:
+                _check_topic(sns, topic, option)
+    return record
+
+
+def build(options: AsyncOptions) -> AsyncRecord:
+    """The AsyncInferenceConfig and its folders from the options alone, checked as far as that
+    goes without AWS (`template` stops here; `prepare` reads the buckets and topics too)."""
     output = s3_layout.parse(options.output, "--output")
     failure = s3_layout.parse(options.failure, "--failure") if options.failure else None
     layout = s3_layout.Layout.around(output, failure).check()
@@ -64,17 +82,6 @@ def prepare(ctx: Context, options: AsyncOptions) -> AsyncRecord:
             raise UserError(f"{option} {topic!r} is not an SNS topic ARN")
     if options.max_concurrent is not None and not 1 <= options.max_concurrent <= 1000:
         raise UserError("--max-concurrent-per-instance must be between 1 and 1000")
-    s3 = ctx.aws.client("s3")
-    for option, folder in (("--output", layout.output), ("--failure", layout.failure)):
-        s3_layout.check_bucket(s3, folder, option)
-    if options.success_topic or options.error_topic:
-        sns = ctx.aws.client("sns")
-        for option, topic in (
-            ("--notify-success", options.success_topic),
-            ("--notify-error", options.error_topic),
-        ):
-            if topic:
-                _check_topic(sns, topic, option)
     output_config: dict = {
         "S3OutputPath": str(layout.output).rstrip("/"),
         "S3FailurePath": str(layout.failure).rstrip("/"),

@@ -28,6 +28,7 @@ from deploy.commands import (
     package,
     push,
     status,
+    template,
     transform,
     up,
     update,
@@ -61,6 +62,7 @@ COMMANDS: tuple[Command, ...] = (
     status,
     logs,
     capture,
+    template,
     down,
     iam,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy import names, spec
+from deploy import names, requests, spec
 from deploy.context import Context
 from deploy.state import remember
 
@@ -26,27 +26,12 @@ def create_model_and_config(
 ) -> None:
     """The model and its endpoint config, each recorded in the state file as soon as it exists,
     so that an interrupted `up` or `update` can still be cleaned by `down`."""
-    model_arn = sm.create_model(
-        ModelName=found.model,
-        ExecutionRoleArn=wanted.role,
-        PrimaryContainer=wanted.container(),
-        Tags=names.as_aws(tags),
-        **wanted.model_settings(),
-    )["ModelArn"]
+    model_arn = sm.create_model(**requests.model_request(wanted, found.model, tags))["ModelArn"]
     remember(ctx.state, "model", found.model, model_arn)
     ctx.save()
     ctx.log(f"created model {found.model}")
-    extra: dict[str, Any] = {}
-    if wanted.async_inference:
-        extra["AsyncInferenceConfig"] = wanted.async_inference["config"]
-    if wanted.data_capture:
-        extra["DataCaptureConfig"] = wanted.data_capture
     config_arn = sm.create_endpoint_config(
-        EndpointConfigName=found.config,
-        ProductionVariants=[wanted.variant(found.model)],
-        Tags=names.as_aws(tags),
-        **extra,
-        **wanted.config_settings(),
+        **requests.endpoint_config_request(wanted, found.config, found.model, tags)
     )["EndpointConfigArn"]
     remember(ctx.state, "endpoint-config", found.config, config_arn)
     ctx.save()

@@ -1,29 +1,26 @@
-"""`up`: a new model, endpoint config and endpoint, each recorded as it is made; then wait."""
+"""`up`: a new model, endpoint config and endpoint, each recorded as it is made; then wait.
+(`plan`: the same checks, and the calls it would make.)"""
 
 from __future__ import annotations
 
 from typing import IO
 
-from deploy import config, image_check, names, preflight
+from deploy import config, image_check, names, preflight, requests
 from deploy.aws.sagemaker import logs_hint, wait_endpoint
 from deploy.aws.waiting import elapsed
 from deploy.context import Context
 from deploy.deployment import Outcome, create_model_and_config
 from deploy.errors import AwsError, UserError
+from deploy.requests import Call
 from deploy.spec import Spec
 from deploy.state import now_iso, remember
 
 
-def up(
-    ctx: Context,
-    spec: Spec,
-    endpoint_name: str | None = None,
-    user_tags: dict[str, str] | None = None,
-    wait: bool = True,
-    poll: float | None = None,
-    timeout: float | None = None,
-    stream: IO[str] | None = None,
-) -> Outcome:
+def checked(
+    ctx: Context, spec: Spec, endpoint_name: str | None, user_tags: dict[str, str] | None
+) -> tuple[Spec, str, names.DeploymentNames, dict[str, str]]:
+    """Every check `up` makes before it creates anything (they only read); (the Spec with its key
+    resolved, prefix, the names of what it would create, their tags)."""
     current = ctx.state.get("endpoint")
     if current:
         raise UserError(
@@ -37,16 +34,52 @@ def up(
     spec = preflight.network_and_key(ctx, spec)
     if endpoint_name:
         names.check_name(endpoint_name, "--endpoint-name")
-    sm = ctx.aws.client("sagemaker")
     found = names.deployment(prefix, names.stamp(), endpoint_name)
-    tags = names.tags_for(prefix, user_tags)
+    return spec, prefix, found, names.tags_for(prefix, user_tags)
+
+
+def plan(
+    ctx: Context,
+    spec: Spec,
+    endpoint_name: str | None = None,
+    user_tags: dict[str, str] | None = None,
+) -> list[Call]:
+    """`up --dry-run`: the checks, then the calls `up` would make; nothing is created."""
+    spec, _, found, tags = checked(ctx, spec, endpoint_name, user_tags)
+    return [
+        Call("sagemaker", "create_model", requests.model_request(spec, found.model, tags)),
+        Call(
+            "sagemaker",
+            "create_endpoint_config",
+            requests.endpoint_config_request(spec, found.config, found.model, tags),
+        ),
+        Call(
+            "sagemaker",
+            "create_endpoint",
+            requests.endpoint_request(found.endpoint, found.config, tags),
+        ),
+    ]
+
+
+def up(
+    ctx: Context,
+    spec: Spec,
+    endpoint_name: str | None = None,
+    user_tags: dict[str, str] | None = None,
+    wait: bool = True,
+    poll: float | None = None,
+    timeout: float | None = None,
+    stream: IO[str] | None = None,
+) -> Outcome:
+    spec, prefix, found, tags = checked(ctx, spec, endpoint_name, user_tags)
+    sm = ctx.aws.client("sagemaker")
     ctx.state["prefix"] = prefix
     ctx.state["tags"] = tags
 
     create_model_and_config(ctx, sm, spec, found, tags)
 
     endpoint_arn = sm.create_endpoint(
-        EndpointName=found.endpoint, EndpointConfigName=found.config, Tags=names.as_aws(tags)
+        **requests.endpoint_request(found.endpoint, found.config, tags)
     )["EndpointArn"]
     remember(ctx.state, "endpoint", found.endpoint, endpoint_arn)
     ctx.state["endpoint"] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import IO, Any
 
-from deploy import config, image_check, names, preflight, rollout
+from deploy import config, image_check, names, preflight, requests, rollout
 from deploy.autoscaling import choose
 from deploy.aws.sagemaker import (
     delete_if_ours,
@@ -21,7 +21,8 @@ from deploy.aws.sagemaker import (
 from deploy.context import Context
 from deploy.deployment import Outcome, create_model_and_config
 from deploy.errors import AwsError, UserError
-from deploy.schema import AutoscalingRecord, ResourceKind
+from deploy.requests import Call
+from deploy.schema import AutoscalingRecord, EndpointRecord, ResourceKind
 from deploy.spec import Spec
 from deploy.state import forget, now_iso
 
@@ -36,55 +37,23 @@ def update(
 ) -> Outcome:
     """`changes` holds only what the user asked to change (Spec field names); everything else is
     carried over from the running deployment, so `update --image NEW` is enough."""
-    current = ctx.state.get("endpoint")
-    if not current:
-        raise UserError("nothing is deployed in this state", "run `up` first")
-    spec = replace(Spec.from_recorded(current), **changes)
-    if "instance_type" in changes or "instance_count" in changes:
-        spec = replace(spec, serverless_memory=None, serverless_concurrency=None)
-    spec.check()
-    image_check.check(ctx, spec.image)
-    preflight.check(ctx, spec)
-    spec = preflight.network_and_key(ctx, spec)
+    spec, current, live = _checked(ctx, changes)
     sm = ctx.aws.client("sagemaker")
     endpoint = current["name"]
-    live = describe_endpoint(sm, endpoint)
-    if live is None:
-        raise UserError(
-            f"endpoint {endpoint} no longer exists",
-            "run `down` to clear the state, then `up`",
-        )
-    if live["EndpointStatus"] != "InService":
-        raise UserError(
-            f"endpoint {endpoint} is {live['EndpointStatus']}, not InService",
-            "wait for it (`status`) before updating",
-        )
     autoscaling = ctx.state.get("autoscaling")
-    if autoscaling and "instance_count" not in changes and not spec.serverless:
-        # Keep the capacity the autoscaler chose: a new config must not drop instances under load.
-        variant = (live.get("ProductionVariants") or [{}])[0]
-        spec = replace(spec, instance_count=variant.get("DesiredInstanceCount") or 1)
     deployment, alarm_names = rollout.prepare(ctx, rollout_plan, spec, endpoint)
-
-    prefix = ctx.name_prefix
-    when = names.stamp()
-    new = names.deployment(prefix, when, endpoint)
-    if new.model == current["model"]:
-        new = names.deployment(prefix, f"{when}-2", endpoint)
-    tags = ctx.state.get("tags") or names.tags_for(prefix)
+    new, tags = _new_names(ctx, current)
 
     create_model_and_config(ctx, sm, spec, new, tags)
 
-    type_changes = spec.serverless or spec.instance_type != current.get("instance_type")
     paused_scaling = None
-    if autoscaling and type_changes:
+    if autoscaling and _type_changes(spec, current):
         # Application Auto Scaling rejects an update that changes a scaled variant's type.
         choose.for_endpoint(ctx).remove()
         paused_scaling = autoscaling
         ctx.log("deregistered autoscaling for the instance type change")
 
-    guarded = {"DeploymentConfig": deployment} if deployment else {}
-    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=new.config, **guarded)
+    sm.update_endpoint(**requests.update_request(endpoint, new.config, deployment))
     ctx.log(f"updating endpoint {endpoint} to {new.config}; it keeps serving meanwhile")
     detail = rollout.phase if deployment else instances
     result = wait_endpoint(sm, endpoint, wait_poll, timeout, stream, detail=detail)
@@ -149,3 +118,89 @@ def _resume(ctx: Context, record: AutoscalingRecord) -> None:
     """Autoscaling as it was before the update paused it."""
     scaler = choose.for_endpoint(ctx)
     scaler.apply(scaler.settings_of(record))
+
+
+def plan(
+    ctx: Context, changes: dict[str, Any], rollout_plan: rollout.Plan | None = None
+) -> list[Call]:
+    """`update --dry-run`: the same checks, then the calls `update` would make, in order, when
+    it succeeds; nothing is created."""
+    spec, current, _ = _checked(ctx, changes)
+    endpoint = current["name"]
+    deployment, calls = rollout.preview(ctx, rollout_plan, spec, endpoint)
+    new, tags = _new_names(ctx, current)
+    calls += [
+        Call("sagemaker", "create_model", requests.model_request(spec, new.model, tags)),
+        Call(
+            "sagemaker",
+            "create_endpoint_config",
+            requests.endpoint_config_request(spec, new.config, new.model, tags),
+        ),
+    ]
+    autoscaling = ctx.state.get("autoscaling")
+    paused = bool(autoscaling) and _type_changes(spec, current)
+    scaler = choose.for_endpoint(ctx)
+    if autoscaling and paused:
+        calls += scaler.removal_requests(autoscaling)
+    calls += [
+        Call(
+            "sagemaker",
+            "update_endpoint",
+            requests.update_request(endpoint, new.config, deployment),
+        ),
+        Call("sagemaker", "delete_endpoint_config", {"EndpointConfigName": current["config"]}),
+        Call("sagemaker", "delete_model", {"ModelName": current["model"]}),
+    ]
+    if autoscaling and paused and not spec.serverless:
+        calls += scaler.requests(endpoint, scaler.settings_of(autoscaling), tags)
+    return calls
+
+
+def _checked(ctx: Context, changes: dict[str, Any]) -> tuple[Spec, EndpointRecord, dict[str, Any]]:
+    """Every check before anything is created (they only read): (the Spec to deploy, the
+    state's endpoint record, the live endpoint as described)."""
+    current = ctx.state.get("endpoint")
+    if not current:
+        raise UserError("nothing is deployed in this state", "run `up` first")
+    spec = replace(Spec.from_recorded(current), **changes)
+    if "instance_type" in changes or "instance_count" in changes:
+        spec = replace(spec, serverless_memory=None, serverless_concurrency=None)
+    spec.check()
+    image_check.check(ctx, spec.image)
+    preflight.check(ctx, spec)
+    spec = preflight.network_and_key(ctx, spec)
+    sm = ctx.aws.client("sagemaker")
+    endpoint = current["name"]
+    live = describe_endpoint(sm, endpoint)
+    if live is None:
+        raise UserError(
+            f"endpoint {endpoint} no longer exists",
+            "run `down` to clear the state, then `up`",
+        )
+    if live["EndpointStatus"] != "InService":
+        raise UserError(
+            f"endpoint {endpoint} is {live['EndpointStatus']}, not InService",
+            "wait for it (`status`) before updating",
+        )
+    if ctx.state.get("autoscaling") and "instance_count" not in changes and not spec.serverless:
+        # Keep the capacity the autoscaler chose: a new config must not drop instances under load.
+        variant = (live.get("ProductionVariants") or [{}])[0]
+        spec = replace(spec, instance_count=variant.get("DesiredInstanceCount") or 1)
+    return spec, current, live
+
+
+def _new_names(
+    ctx: Context, current: EndpointRecord
+) -> tuple[names.DeploymentNames, dict[str, str]]:
+    """The new model's and config's names (never the running ones) and their tags."""
+    prefix = ctx.name_prefix
+    when = names.stamp()
+    new = names.deployment(prefix, when, current["name"])
+    if new.model == current["model"]:
+        new = names.deployment(prefix, f"{when}-2", current["name"])
+    return new, ctx.state.get("tags") or names.tags_for(prefix)
+
+
+def _type_changes(spec: Spec, current: EndpointRecord) -> bool:
+    """Application Auto Scaling rejects an update that changes a scaled variant's type."""
+    return spec.serverless or spec.instance_type != current.get("instance_type")

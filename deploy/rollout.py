@@ -17,6 +17,7 @@ from deploy import alarms, preflight
 from deploy.aws.sagemaker import instances
 from deploy.context import Context
 from deploy.errors import UserError
+from deploy.requests import Call
 from deploy.spec import Spec
 
 MODES = ("ALL_AT_ONCE", "CANARY", "LINEAR")
@@ -114,20 +115,44 @@ def prepare(
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """Alarms made (auto) or checked (names), and the DeploymentConfig; call after every check
     that can refuse the update, before anything else is created."""
+    deployment, names, _ = _prepared(ctx, plan, spec, endpoint, create=True)
+    return deployment, names
+
+
+def preview(
+    ctx: Context, plan: Plan | None, spec: Spec, endpoint: str
+) -> tuple[dict[str, Any] | None, list[Call]]:
+    """`update --dry-run`: the DeploymentConfig and the alarm calls `prepare` would make; named
+    alarms are checked (a read), nothing is created."""
+    deployment, _, calls = _prepared(ctx, plan, spec, endpoint, create=False)
+    return deployment, calls
+
+
+def _prepared(
+    ctx: Context, plan: Plan | None, spec: Spec, endpoint: str, create: bool
+) -> tuple[dict[str, Any] | None, list[str], list[Call]]:
     if plan is None:
-        return None, []
+        return None, [], []
     if spec.serverless and plan.mode != "ALL_AT_ONCE":
         raise UserError(
             f"--{plan.mode.lower().replace('_', '-')} shifts traffic between instance fleets",
             "serverless endpoints update all at once: drop it, or pass --all-at-once",
         )
+    calls: list[Call] = []
     if plan.auto_alarms:
         if plan.latency_p99_ms is not None:
             bound = alarms.LatencyBound(plan.latency_p99_ms, "--latency-p99-ms")
         else:
             size = preflight.model_bytes(ctx, spec.model_data)
             bound = alarms.p99_bound(None if spec.serverless else spec.instance_type, size)
-        names = alarms.create(ctx, endpoint, bound)
+        if create:
+            names = alarms.create(ctx, endpoint, bound)
+        else:
+            calls = [
+                Call("cloudwatch", "put_metric_alarm", request)
+                for request in alarms.requests(endpoint, bound, alarms.tags_of(ctx))
+            ]
+            names = sorted(call.params["AlarmName"] for call in calls)
         ctx.log(
             f"rollback alarms: {', '.join(names)} (p99 ModelLatency > {bound.ms:g} ms: {bound.how})"
         )
@@ -142,7 +167,7 @@ def prepare(
         "LINEAR": f"linear steps of {plan.percent} %",
     }[plan.mode]
     ctx.log(f"rollout: {what}, {plan.wait_s} s bake per step")
-    return deployment_config(plan, names, spec.startup_timeout), names
+    return deployment_config(plan, names, spec.startup_timeout), names, calls
 
 
 def phase(response: dict[str, Any]) -> str:

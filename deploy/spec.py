@@ -192,7 +192,8 @@ class Spec:
             data_capture=data.get("data_capture"),
             vpc_subnets=list(data.get("vpc_subnets") or []),
             security_groups=list(data.get("security_groups") or []),
-            network_isolation=data.get("network_isolation", True),
+            # A record from before isolation existed gets the default (on) at its next update.
+            network_isolation=bool(data.get("network_isolation", True)),
             kms_key=data.get("kms_key"),
         )
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from deploy import alarms, names
 from deploy.autoscaling.variant import (
@@ -25,9 +26,11 @@ from deploy.autoscaling.variant import (
     delete_if_there,
     require_deployed,
     resource_id,
+    target_request,
 )
 from deploy.context import Context
 from deploy.errors import UserError
+from deploy.requests import Call
 from deploy.schema import AutoscalingRecord
 from deploy.state import now_iso
 
@@ -53,20 +56,105 @@ def _dimensions(endpoint: str) -> list[dict[str, str]]:
     return [{"Name": "EndpointName", "Value": endpoint}]
 
 
+# put_metric_alarm names the step policy's ARN, known once it exists (`template`: a Ref).
+STEP_ARN = "(the step policy's PolicyARN)"
+
+
+def tracking_request(endpoint: str, rid: str, settings: Settings) -> dict[str, Any]:
+    """put_scaling_policy's arguments: target tracking on the backlog per instance."""
+    return {
+        "PolicyName": tracking_policy(endpoint),
+        "ServiceNamespace": NAMESPACE,
+        "ResourceId": rid,
+        "ScalableDimension": DIMENSION,
+        "PolicyType": "TargetTrackingScaling",
+        "TargetTrackingScalingPolicyConfiguration": {
+            "TargetValue": float(settings.target),
+            "CustomizedMetricSpecification": {
+                "MetricName": BACKLOG_PER_INSTANCE,
+                "Namespace": METRIC_NAMESPACE,
+                "Dimensions": _dimensions(endpoint),
+                "Statistic": "Average",
+            },
+            "ScaleInCooldown": settings.scale_in_cooldown,
+            "ScaleOutCooldown": settings.scale_out_cooldown,
+        },
+    }
+
+
+def step_request(endpoint: str, rid: str, settings: Settings) -> dict[str, Any]:
+    """put_scaling_policy's arguments: +1 instance from zero when requests wait."""
+    return {
+        "PolicyName": step_policy(endpoint),
+        "ServiceNamespace": NAMESPACE,
+        "ResourceId": rid,
+        "ScalableDimension": DIMENSION,
+        "PolicyType": "StepScaling",
+        "StepScalingPolicyConfiguration": {
+            "AdjustmentType": "ChangeInCapacity",
+            "MetricAggregationType": "Average",
+            "Cooldown": settings.scale_out_cooldown,
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
+        },
+    }
+
+
+def alarm_request(endpoint: str, step_arn: str, tags: dict[str, str]) -> dict[str, Any]:
+    """put_metric_alarm's arguments: HasBacklogWithoutCapacity sets off the step policy."""
+    return {
+        "AlarmName": alarm_name(endpoint),
+        "AlarmDescription": f"{endpoint}: requests wait and no instance runs; add one",
+        "Namespace": METRIC_NAMESPACE,
+        "MetricName": NO_CAPACITY,
+        "Dimensions": _dimensions(endpoint),
+        "Statistic": "Average",
+        "Period": 60,
+        "EvaluationPeriods": 2,
+        "DatapointsToAlarm": 2,
+        "Threshold": 1.0,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "missing",
+        "AlarmActions": [step_arn],
+        "Tags": names.as_aws(tags),
+    }
+
+
 class BacklogScaling(VariantScaling):
     UNIT = "queued requests per instance"
     DEFAULTS = Defaults(target=5.0, scale_in_cooldown=600, scale_out_cooldown=300)  # AWS's example
 
-    def apply(self, settings: Settings) -> AutoscalingRecord:
-        ctx = self.ctx
-        endpoint = require_deployed(ctx)
+    def check(self, endpoint: str, settings: Settings) -> None:
         minimum, maximum, target = settings.minimum, settings.maximum, settings.target
         if not 0 <= minimum <= maximum or maximum < 1:
             raise UserError(f"need 0 <= --min ({minimum}) <= --max ({maximum}) and --max >= 1")
         if target <= 0:
             raise UserError("--target must be positive (queued requests per instance)")
         check_cooldowns(settings)
+
+    def requests(self, endpoint: str, settings: Settings, tags: dict[str, str]) -> list[Call]:
+        rid = resource_id(endpoint)
+        service = "application-autoscaling"
+        calls = [
+            Call(
+                service,
+                "register_scalable_target",
+                target_request(rid, settings.minimum, settings.maximum, tags),
+            ),
+            Call(service, "put_scaling_policy", tracking_request(endpoint, rid, settings)),
+        ]
+        if settings.minimum == 0:
+            calls += [
+                Call(service, "put_scaling_policy", step_request(endpoint, rid, settings)),
+                Call("cloudwatch", "put_metric_alarm", alarm_request(endpoint, STEP_ARN, tags)),
+            ]
+        return calls
+
+    def apply(self, settings: Settings) -> AutoscalingRecord:
+        ctx = self.ctx
+        endpoint = require_deployed(ctx)
         name = endpoint["name"]
+        self.check(name, settings)
+        minimum, maximum, target = settings.minimum, settings.maximum, settings.target
         previous = ctx.state.get("autoscaling") or {}
         if minimum > 0:
             self.remove_extras(previous)  # no longer at zero: nothing needs to bring it back
@@ -88,58 +176,38 @@ class BacklogScaling(VariantScaling):
         # Recorded before the policies exist: an interrupted `autoscale` is still undone by `down`.
         ctx.state["autoscaling"] = record
         ctx.save()
-        common = {"ServiceNamespace": NAMESPACE, "ResourceId": rid, "ScalableDimension": DIMENSION}
-        record["policy_arn"] = client.put_scaling_policy(
-            PolicyName=record["policy"],
-            PolicyType="TargetTrackingScaling",
-            TargetTrackingScalingPolicyConfiguration={
-                "TargetValue": float(target),
-                "CustomizedMetricSpecification": {
-                    "MetricName": BACKLOG_PER_INSTANCE,
-                    "Namespace": METRIC_NAMESPACE,
-                    "Dimensions": _dimensions(name),
-                    "Statistic": "Average",
-                },
-                "ScaleInCooldown": settings.scale_in_cooldown,
-                "ScaleOutCooldown": settings.scale_out_cooldown,
-            },
-            **common,
-        )["PolicyARN"]
+        record["policy_arn"] = client.put_scaling_policy(**tracking_request(name, rid, settings))[
+            "PolicyARN"
+        ]
         ctx.save()
         if minimum == 0:
             record["step_policy"] = step_policy(name)
             ctx.save()
-            step_arn = client.put_scaling_policy(
-                PolicyName=record["step_policy"],
-                PolicyType="StepScaling",
-                StepScalingPolicyConfiguration={
-                    "AdjustmentType": "ChangeInCapacity",
-                    "MetricAggregationType": "Average",
-                    "Cooldown": settings.scale_out_cooldown,
-                    "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
-                },
-                **common,
-            )["PolicyARN"]
+            step_arn = client.put_scaling_policy(**step_request(name, rid, settings))["PolicyARN"]
             record["alarm"] = alarm_name(name)
             ctx.save()
-            ctx.aws.client("cloudwatch").put_metric_alarm(
-                AlarmName=record["alarm"],
-                AlarmDescription=f"{name}: requests wait and no instance runs; add one",
-                Namespace=METRIC_NAMESPACE,
-                MetricName=NO_CAPACITY,
-                Dimensions=_dimensions(name),
-                Statistic="Average",
-                Period=60,
-                EvaluationPeriods=2,
-                DatapointsToAlarm=2,
-                Threshold=1.0,
-                ComparisonOperator="GreaterThanOrEqualToThreshold",
-                TreatMissingData="missing",
-                AlarmActions=[step_arn],
-                Tags=names.as_aws(tags),
-            )
+            ctx.aws.client("cloudwatch").put_metric_alarm(**alarm_request(name, step_arn, tags))
         ctx.save()
         return record
+
+    def removal_requests(self, record: AutoscalingRecord) -> list[Call]:
+        calls = []
+        if record.get("step_policy"):
+            calls.append(
+                Call(
+                    "application-autoscaling",
+                    "delete_scaling_policy",
+                    {
+                        "PolicyName": record["step_policy"],
+                        "ServiceNamespace": NAMESPACE,
+                        "ResourceId": record["resource_id"],
+                        "ScalableDimension": DIMENSION,
+                    },
+                )
+            )
+        if record.get("alarm"):
+            calls.append(Call("cloudwatch", "delete_alarms", {"AlarmNames": [record["alarm"]]}))
+        return calls + super().removal_requests(record)
 
     def remove_extras(self, record: AutoscalingRecord) -> bool:
         """The step policy and the alarm (tag-checked). Application Auto Scaling deletes a

@@ -14,6 +14,7 @@ from deploy.aws import paging
 from deploy.aws.not_found import is_not_found
 from deploy.context import Context
 from deploy.errors import UserError
+from deploy.requests import Call
 from deploy.schema import AutoscalingRecord, EndpointRecord
 
 NAMESPACE = "sagemaker"
@@ -61,9 +62,34 @@ class VariantScaling(ABC):
         """The record this kind would have written, from the endpoint's name alone (for
         `down --endpoint` without a state)."""
 
+    @abstractmethod
+    def check(self, endpoint: str, settings: Settings) -> None:
+        """Refuse (UserError) settings this kind cannot apply to `endpoint`."""
+
+    @abstractmethod
+    def requests(self, endpoint: str, settings: Settings, tags: dict[str, str]) -> list[Call]:
+        """The calls `apply` makes, in order (`--dry-run` shows them, `template` holds them)."""
+
     def remove_extras(self, record: AutoscalingRecord) -> bool:
         """What deleting the scalable target leaves behind; True if any was there."""
         return False
+
+    def removal_requests(self, record: AutoscalingRecord) -> list[Call]:
+        """The calls `remove` makes for `record` (what is there may be fewer)."""
+        common = {"ServiceNamespace": NAMESPACE, "ScalableDimension": DIMENSION}
+        rid = record["resource_id"]
+        return [
+            Call(
+                "application-autoscaling",
+                "delete_scaling_policy",
+                {"PolicyName": record["policy"], "ResourceId": rid, **common},
+            ),
+            Call(
+                "application-autoscaling",
+                "deregister_scalable_target",
+                {"ResourceId": rid, **common},
+            ),
+        ]
 
     def settings(
         self,
@@ -117,15 +143,21 @@ class VariantScaling(ABC):
         and `maximum` instances; (the Application Auto Scaling client, its resource id)."""
         client = self.ctx.aws.client("application-autoscaling")
         rid = resource_id(self.endpoint["name"], self.endpoint.get("variant", config.VARIANT_NAME))
-        client.register_scalable_target(
-            ServiceNamespace=NAMESPACE,
-            ResourceId=rid,
-            ScalableDimension=DIMENSION,
-            MinCapacity=minimum,
-            MaxCapacity=maximum,
-            Tags=self.ctx.state.get("tags") or names.tags_for(self.ctx.name_prefix),
-        )
+        tags = self.ctx.state.get("tags") or names.tags_for(self.ctx.name_prefix)
+        client.register_scalable_target(**target_request(rid, minimum, maximum, tags))
         return client, rid
+
+
+def target_request(rid: str, minimum: int, maximum: int, tags: dict[str, str]) -> dict[str, Any]:
+    """register_scalable_target's arguments: the variant between `minimum` and `maximum`."""
+    return {
+        "ServiceNamespace": NAMESPACE,
+        "ResourceId": rid,
+        "ScalableDimension": DIMENSION,
+        "MinCapacity": minimum,
+        "MaxCapacity": maximum,
+        "Tags": dict(tags),
+    }
 
 
 def require_deployed(ctx: Context) -> EndpointRecord:

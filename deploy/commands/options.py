@@ -5,8 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deploy import config, network
+from deploy import async_inference, capture, config, network
+from deploy.autoscaling.backlog import BacklogScaling
+from deploy.autoscaling.invocations import (
+    DEFAULT_UTILISATION,
+    InvocationsScaling,
+    target_from_throughput,
+)
+from deploy.autoscaling.variant import Settings, VariantScaling
+from deploy.context import Context
 from deploy.errors import UserError
+from deploy.schema import AsyncRecord
+from deploy.spec import Spec
 
 DEFAULT_POLL_S = 15.0
 
@@ -19,6 +29,80 @@ def wait_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=None, help="give up after this many seconds"
     )
+
+
+def autoscaling_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`autoscale`'s settings (also `template --autoscale`'s); their defaults are each kind's."""
+    realtime, backlog = InvocationsScaling.DEFAULTS, BacklogScaling.DEFAULTS
+    parser.add_argument("--min", type=int, default=None, help="fewest instances (1; 0 for async)")
+    parser.add_argument("--max", type=int, default=None, help="most instances (4)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--target",
+        type=float,
+        help=f"invocations per instance per minute to hold ({realtime.target:g}); async: queued "
+        f"requests per instance ({backlog.target:g})",
+    )
+    target.add_argument(
+        "--throughput",
+        type=float,
+        metavar="IMG_PER_S",
+        help=f"measured images/s of one instance: target = 60 x {DEFAULT_UTILISATION:g} x this",
+    )
+    parser.add_argument(
+        "--scale-in-cooldown",
+        type=int,
+        help=f"seconds ({realtime.scale_in_cooldown}; async {backlog.scale_in_cooldown})",
+    )
+    parser.add_argument(
+        "--scale-out-cooldown",
+        type=int,
+        help=f"seconds ({realtime.scale_out_cooldown}; async {backlog.scale_out_cooldown})",
+    )
+
+
+AUTOSCALING = ("min", "max", "target", "throughput", "scale_in_cooldown", "scale_out_cooldown")
+
+
+def autoscaling_given(args: argparse.Namespace) -> list[str]:
+    """The autoscaling options given, as typed (`--min`, ...)."""
+    return [
+        f"--{name.replace('_', '-')}" for name in AUTOSCALING if getattr(args, name) is not None
+    ]
+
+
+def autoscaling_settings(args: argparse.Namespace, scaler: VariantScaling) -> Settings:
+    """The settings the options ask of this kind of scaling (its defaults for the rest)."""
+    if isinstance(scaler, BacklogScaling) and args.throughput is not None:
+        raise UserError(
+            "an asynchronous endpoint scales on its queue, not on invocations",
+            f"pass --target N (queued requests per instance, default {scaler.DEFAULTS.target:g})",
+        )
+    target = args.target
+    if args.throughput is not None:
+        target = target_from_throughput(args.throughput)
+    return scaler.settings(
+        1 if args.min is None else args.min,
+        4 if args.max is None else args.max,
+        target,
+        args.scale_in_cooldown,
+        args.scale_out_cooldown,
+    )
+
+
+def dry_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run the checks (they only read), print the calls it would make, create nothing",
+    )
+    parser.add_argument("--json", action="store_true", help="with --dry-run: the calls in full")
+
+
+def dry_run(args: argparse.Namespace) -> bool:
+    if args.json and not args.dry_run:
+        raise UserError("--json is for --dry-run", "add --dry-run, or drop --json")
+    return bool(args.dry_run)
 
 
 def thresholds(parser: argparse.ArgumentParser, threads: bool) -> None:
@@ -174,3 +258,65 @@ def serverless(args: argparse.Namespace, required_memory: bool) -> dict[str, Any
 
 def poll(args: argparse.Namespace) -> float:
     return DEFAULT_POLL_S if args.poll is None else float(args.poll)
+
+
+def spec_from_options(ctx: Context, args: argparse.Namespace, remote: bool = True) -> Spec:
+    """The Spec that `up`'s options (and what `push` and `package` recorded) describe; `remote`
+    False (`template`): without reading AWS (the async buckets and topics are not checked)."""
+    image = args.image or (ctx.state.get("image") or {}).get("uri")
+    model_data = None
+    if not args.no_model_data:
+        model_data = args.model_data or (ctx.state.get("model_data") or {}).get("uri")
+    serverless_fields = serverless(args, required_memory=True)
+    secured = network_fields(args)
+    if serverless_fields and ("vpc_subnets" in secured or args.network_isolation):
+        raise UserError(
+            "serverless endpoints support neither a VPC nor network isolation",
+            "drop --vpc-subnets/--security-groups/--network-isolation, or use instances",
+        )
+    env = environment(args)
+    async_record = _async_record(ctx, args, remote)
+    if async_record:
+        env = async_inference.environment(env)
+    return Spec(
+        image=image or "",
+        role=args.role or config.role_from_env() or "",
+        model_data=model_data,
+        environment=env,
+        async_inference=async_record,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        startup_timeout=args.startup_timeout,
+        data_capture=capture.from_options(args.capture, args.capture_percent),
+        **serverless_fields,
+        **secured,
+    )
+
+
+def _async_record(ctx: Context, args: argparse.Namespace, remote: bool) -> AsyncRecord | None:
+    """`up --async`: the checked AsyncInferenceConfig (None for a real-time endpoint)."""
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("output", "failure", "notify_success", "notify_error")
+        if getattr(args, name)
+    ] + (["--max-concurrent-per-instance"] if args.max_concurrent_per_instance is not None else [])
+    if not args.use_async:
+        if given:
+            raise UserError(f"{given[0]} is for asynchronous endpoints", "add --async")
+        return None
+    if not args.output:
+        raise UserError("--async needs --output s3://BUCKET/PATH/output", "where answers go")
+    if args.serverless_memory is not None:
+        raise UserError("an asynchronous endpoint runs on instances, not serverless")
+    wanted = async_inference.AsyncOptions(
+        output=args.output,
+        failure=args.failure,
+        success_topic=args.notify_success,
+        error_topic=args.notify_error,
+        max_concurrent=args.max_concurrent_per_instance,
+    )
+    if not remote:
+        return async_inference.build(wanted)
+    if ctx.state.get("endpoint"):
+        return None  # launch.up refuses a second endpoint before anything is checked
+    return async_inference.prepare(ctx, wanted)

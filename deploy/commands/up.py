@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from deploy import async_inference, capture, config, launch, names, output
+from deploy import dry_run, launch, names, output
 from deploy.commands import options
 from deploy.context import Context
-from deploy.errors import EXIT_OK, UserError
-from deploy.schema import AsyncRecord
-from deploy.spec import Spec
+from deploy.errors import EXIT_OK
 
 NAME = "up"
 HELP = "create model, endpoint config and endpoint; wait for InService"
@@ -22,37 +20,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.network_options(parser)
     options.async_options(parser)
     options.wait_options(parser)
+    options.dry_run_options(parser)
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    image = args.image or (ctx.state.get("image") or {}).get("uri")
-    model_data = None
-    if not args.no_model_data:
-        model_data = args.model_data or (ctx.state.get("model_data") or {}).get("uri")
-    serverless = options.serverless(args, required_memory=True)
-    secured = options.network_fields(args)
-    if serverless and ("vpc_subnets" in secured or args.network_isolation):
-        raise UserError(
-            "serverless endpoints support neither a VPC nor network isolation",
-            "drop --vpc-subnets/--security-groups/--network-isolation, or use instances",
+    dry = options.dry_run(args)
+    spec = options.spec_from_options(ctx, args)
+    if dry:
+        calls = launch.plan(
+            ctx, spec, endpoint_name=args.endpoint_name, user_tags=names.parse_tags(args.tag)
         )
-    environment = options.environment(args)
-    async_record = _async_record(ctx, args)
-    if async_record:
-        environment = async_inference.environment(environment)
-    spec = Spec(
-        image=image or "",
-        role=args.role or config.role_from_env() or "",
-        model_data=model_data,
-        environment=environment,
-        async_inference=async_record,
-        instance_type=args.instance_type,
-        instance_count=args.instance_count,
-        startup_timeout=args.startup_timeout,
-        data_capture=capture.from_options(args.capture, args.capture_percent),
-        **serverless,
-        **secured,
-    )
+        print(dry_run.render(calls, args.json))
+        return EXIT_OK
     result = launch.up(
         ctx,
         spec,
@@ -64,32 +43,3 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     )
     print(output.outcome(result, ctx.store.path, ctx.aws.region))
     return EXIT_OK
-
-
-def _async_record(ctx: Context, args: argparse.Namespace) -> AsyncRecord | None:
-    """`up --async`: the checked AsyncInferenceConfig (None for a real-time endpoint)."""
-    given = [
-        f"--{name.replace('_', '-')}"
-        for name in ("output", "failure", "notify_success", "notify_error")
-        if getattr(args, name)
-    ] + (["--max-concurrent-per-instance"] if args.max_concurrent_per_instance is not None else [])
-    if not args.use_async:
-        if given:
-            raise UserError(f"{given[0]} is for asynchronous endpoints", "add --async")
-        return None
-    if not args.output:
-        raise UserError("--async needs --output s3://BUCKET/PATH/output", "where answers go")
-    if args.serverless_memory is not None:
-        raise UserError("an asynchronous endpoint runs on instances, not serverless")
-    if ctx.state.get("endpoint"):
-        return None  # launch.up refuses a second endpoint before anything is checked
-    return async_inference.prepare(
-        ctx,
-        async_inference.AsyncOptions(
-            output=args.output,
-            failure=args.failure,
-            success_topic=args.notify_success,
-            error_topic=args.notify_error,
-            max_concurrent=args.max_concurrent_per_instance,
-        ),
-    )

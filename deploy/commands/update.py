@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deploy import capture, config, output, redeploy, rollout
+from deploy import capture, config, dry_run, output, redeploy, rollout
 from deploy.commands import options
 from deploy.context import Context
 from deploy.errors import EXIT_OK, UserError
@@ -21,9 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.network_options(parser, update=True)
     options.rollout_options(parser)
     options.wait_options(parser)
+    options.dry_run_options(parser)
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    dry = options.dry_run(args)
     current = ctx.state.get("endpoint")
     if not current:
         raise UserError("nothing is deployed in this state", "run `up` first")
@@ -47,6 +49,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         ctx.log(f"update: {key} -> {shown}")
     if not changes:
         ctx.log("update: nothing changed; redeploying the same model on new instances")
+    if dry:
+        print(dry_run.render(redeploy.plan(ctx, changes, rollout_plan=plan), args.json))
+        return EXIT_OK
     result = redeploy.update(
         ctx, changes, wait_poll=options.poll(args), timeout=args.timeout, rollout_plan=plan
     )

@@ -67,8 +67,8 @@ def expect_creates(sm, image: str, instance_type: str = "ml.c5.xlarge", count: i
             "ModelName": NEW_MODEL,
             "ExecutionRoleArn": ROLE,
             "PrimaryContainer": {"Image": image, "Mode": "SingleModel"},
+            "EnableNetworkIsolation": True,  # on by default on instances
             "Tags": TAGS,
-            "EnableNetworkIsolation": True,  # on by default (deploy/spec.py)
         },
     )
     sm.add_response(
