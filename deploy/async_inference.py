@@ -24,9 +24,10 @@ from deploy.aws.not_found import is_not_found
 from deploy.aws.sagemaker import logs_hint
 from deploy.aws.waiting import ProgressLine, elapsed
 from deploy.context import Context
+from deploy.environment import running as running_environment
 from deploy.errors import AwsError, DeployError, UserError, one_line
 from deploy.invoke import IMAGE_TYPES, custom_attributes
-from deploy.schema import AsyncRecord, EndpointRecord
+from deploy.schema import AsyncRecord
 
 MIB = 1024 * 1024
 # The server's body limit on an async endpoint. A 50 MP photo is 10-30 MB as JPEG; PNG can be
@@ -118,8 +119,9 @@ def environment(user: dict[str, str]) -> dict[str, str]:
     return {**ASYNC_ENVIRONMENT, **user}
 
 
-def body_limit(endpoint: EndpointRecord) -> int:
-    value = (endpoint.get("environment") or {}).get("MAX_BODY_BYTES")
+def body_limit(environment: dict[str, str]) -> int:
+    """The running container's body limit (its MAX_BODY_BYTES, else the real-time default)."""
+    value = environment.get("MAX_BODY_BYTES")
     try:
         return min(MAX_INPUT_BYTES, int(value)) if value else 6 * MIB
     except ValueError:
@@ -188,7 +190,8 @@ def send(
     if not 1 <= invocation_timeout <= 3600:
         raise UserError("--invocation-timeout must be between 1 and 3600 seconds")
     attributes = custom_attributes(conf, iou, max_det)
-    checked = check_files(files, body_limit(recorded))
+    running = running_environment(ctx.aws.client("sagemaker"), recorded["model"])
+    checked = check_files(files, body_limit(running))
     stamp = names.stamp()  # one folder per call, the same under input/ and output/
     folder = s3_layout.parse(record["input"], "input folder").child(stamp)
     s3 = ctx.aws.client("s3")

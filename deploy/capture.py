@@ -18,7 +18,6 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from deploy import config
@@ -28,7 +27,6 @@ from deploy.context import Context
 from deploy.errors import UserError
 
 JSON_TYPES = ["application/json"]
-EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "application/json": ".json"}
 
 
 def data_capture_config(destination: str, percent: int) -> dict:
@@ -133,10 +131,3 @@ def last(ctx: Context, count: int) -> list[Record]:
         if len(records) >= count:
             break
     return records[:count]
-
-
-def save(record: Record, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{record.event_id}{EXTENSIONS.get(record.input_type, '.bin')}"
-    path.write_bytes(record.input_bytes)
-    return path

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from deploy import __version__, config, names
 from deploy.aws import Aws
+from deploy.aws.session import check_duration
 from deploy.commands import (
     autoscale,
     capture,
@@ -87,6 +88,12 @@ def _common(parser: argparse.ArgumentParser, top: bool) -> None:
     )
     group.add_argument("--external-id", default=default, help="ExternalId for --assume-role")
     group.add_argument(
+        "--duration",
+        metavar="SECONDS",
+        default=default,
+        help="--assume-role credentials' lifetime, 900..43200 (3600); renewed during long waits",
+    )
+    group.add_argument(
         "--state",
         type=Path,
         default=config.DEFAULT_STATE if top else argparse.SUPPRESS,
@@ -126,6 +133,7 @@ def main(argv: list[str] | None = None, aws: Aws | None = None) -> int:
     """Run one command; `aws` hands in a ready session (tests: Stubber-backed clients)."""
     args = build_parser().parse_args(argv)
     try:
+        duration = check_duration(args.duration, args.assume_role)
         store = StateFile(args.state)
         ctx = Context(
             store=store,
@@ -134,6 +142,7 @@ def main(argv: list[str] | None = None, aws: Aws | None = None) -> int:
             profile=args.profile,
             assume_role=args.assume_role,
             external_id=args.external_id,
+            duration=duration,
             prefix=args.prefix,
         )
         if args.prefix:

@@ -23,6 +23,7 @@ class Context:
     profile: str | None = None
     assume_role: str | None = None
     external_id: str | None = None
+    duration: int | None = None  # --duration: the assumed role's credentials' lifetime
     prefix: str | None = None
     log: Callable[[str], None] = stderr_log
     _aws: aws_module.Aws | None = field(default=None, repr=False)
@@ -36,6 +37,7 @@ class Context:
                 profile=self.profile,
                 assume_role=self.assume_role,
                 external_id=self.external_id,
+                duration=self.duration,
                 default_region=self.state.get("region"),
             )
             check_region(self.state, self._aws.region)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 from deploy.aws.waiting import elapsed
 from deploy.deployment import Outcome
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """`text` safe for a terminal: control and format characters (escape sequences, newlines,
+    NUL, bidi overrides) shown as escapes, and at most `limit` characters shown."""
+    shown = "".join(
+        c if not unicodedata.category(c).startswith("C") else ascii(c)[1:-1] for c in text
+    )
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(text)} characters)"
 
 
 def table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> str:

@@ -20,6 +20,7 @@ from deploy.aws.sagemaker import (
 )
 from deploy.context import Context
 from deploy.deployment import Outcome, create_model_and_config
+from deploy.environment import running as running_environment
 from deploy.errors import AwsError, UserError
 from deploy.requests import Call
 from deploy.schema import AutoscalingRecord, EndpointRecord, ResourceKind
@@ -162,7 +163,9 @@ def _checked(ctx: Context, changes: dict[str, Any]) -> tuple[Spec, EndpointRecor
     current = ctx.state.get("endpoint")
     if not current:
         raise UserError("nothing is deployed in this state", "run `up` first")
-    spec = replace(Spec.from_recorded(current), **changes)
+    asked = "environment" in changes  # the state has the names only: carry over what runs
+    kept = {} if asked else running_environment(ctx.aws.client("sagemaker"), current["model"])
+    spec = replace(Spec.from_recorded(current, kept), **changes)
     if "instance_type" in changes or "instance_count" in changes:
         spec = replace(spec, serverless_memory=None, serverless_concurrency=None)
     spec.check()

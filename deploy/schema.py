@@ -7,10 +7,12 @@ turning into a None three calls later. Keys are optional (`total=False`): a reco
 piece by piece as its resources are created, so that an interrupted command still leaves a state
 that `down` can walk.
 
-Version 2 (this tool) differs from version 1 in one key: `autoscaling.mode` is always written
-("invocations" for real-time target tracking, "backlog" for an asynchronous endpoint's queue),
-so the autoscaling implementation is chosen from the record itself. `upgrade` brings a version-1
-file written by the earlier tool to version 2; it is written back on the next save.
+Version 2 differs from version 1 in one key: `autoscaling.mode` is always written ("invocations"
+for real-time target tracking, "backlog" for an asynchronous endpoint's queue), so the autoscaling
+implementation is chosen from the record itself. Version 3 (this tool) records the container
+environment's names only (`endpoint.environment_names`), never its values: `update` reads those
+from the running model. `upgrade` brings a version-1 or -2 file to version 3, and StateFile.read
+writes it back at once, so an older file's environment values leave the disk on the first read.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from typing import Any, Literal, TypedDict, Union
 from deploy import config
 from deploy.errors import UserError
 
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 AutoscalingMode = Literal["invocations", "backlog"]
 ResourceKind = Literal["model", "endpoint-config", "endpoint", "transform-job"]
@@ -81,7 +83,7 @@ class EndpointRecord(TypedDict, total=False):
     image: str
     role: str
     model_data: str | None
-    environment: dict[str, str]
+    environment_names: list[str]  # the container's variables; values live only in the model
     instance_type: str | None
     instance_count: int | None
     serverless: ServerlessRecord | None
@@ -158,7 +160,8 @@ def empty() -> State:
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 file as version 2: the autoscaling record says which kind it is."""
+    """An older file as version 3: 1 -> 2 the autoscaling record says which kind it is, 2 -> 3
+    the environment's values are dropped (names kept)."""
     if data.get("version") == 1:
         scaling = data.get("autoscaling")
         if isinstance(scaling, dict) and "mode" not in scaling:
@@ -166,6 +169,12 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
             backlog = isinstance(endpoint, dict) and bool(endpoint.get("async_inference"))
             scaling["mode"] = "backlog" if backlog else "invocations"
         data["version"] = 2
+    if data.get("version") == 2:
+        endpoint = data.get("endpoint")
+        if isinstance(endpoint, dict) and "environment" in endpoint:
+            values = endpoint.pop("environment")
+            endpoint["environment_names"] = sorted(values) if isinstance(values, dict) else []
+        data["version"] = 3
     data.setdefault("resources", [])
     data.setdefault("transform_jobs", [])
     return data

@@ -162,7 +162,9 @@ class Spec:
         return container
 
     def recorded(self) -> EndpointRecord:
+        """The state's record: the environment's names only (values stay in the model)."""
         data = asdict(self)
+        data["environment_names"] = sorted(data.pop("environment"))
         data["serverless"] = (
             {"memory_mb": self.serverless_memory, "max_concurrency": self.serverless_concurrency}
             if self.serverless
@@ -176,13 +178,14 @@ class Spec:
         return cast(EndpointRecord, data)
 
     @classmethod
-    def from_recorded(cls, data: EndpointRecord) -> Spec:
+    def from_recorded(cls, data: EndpointRecord, environment: dict[str, str]) -> Spec:
+        """The recorded deployment; `environment` read from the running model (not recorded)."""
         serverless = data.get("serverless") or {}
         return cls(
             image=data.get("image") or "",
             role=data.get("role") or "",
             model_data=data.get("model_data"),
-            environment=dict(data.get("environment") or {}),
+            environment=dict(environment),
             instance_type=data.get("instance_type") or config.DEFAULT_INSTANCE_TYPE,
             instance_count=data.get("instance_count") or 1,
             serverless_memory=serverless.get("memory_mb"),

@@ -19,6 +19,7 @@ from deploy import config
 from deploy.errors import UserError
 from deploy.schema import (
     READABLE_VERSIONS,
+    VERSION,
     ResourceKind,
     ResourceRecord,
     State,
@@ -62,8 +63,14 @@ class StateFile:
         return data
 
     def read(self) -> State:
-        """What commands work with: the file upgraded to this version and held to its schema."""
-        return check(upgrade(self.load()), str(self.path))
+        """What commands work with: the file upgraded to this version and held to its schema. An
+        older file is written back at once: its upgrade drops values that must not stay on disk."""
+        data = self.load()
+        written = data.get("version")
+        state = check(upgrade(data), str(self.path))
+        if written != VERSION and self.exists():
+            self.save(state)
+        return state
 
     def save(self, data: State | dict[str, Any]) -> None:
         """Write atomically: a crash mid-write never leaves half a file."""

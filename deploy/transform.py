@@ -15,6 +15,7 @@ from deploy.artifacts import parse_s3_uri
 from deploy.aws import paging
 from deploy.aws.waiting import ProgressLine, elapsed, wait_for
 from deploy.context import Context
+from deploy.environment import running as running_environment
 from deploy.errors import AwsError, UserError
 from deploy.schema import EndpointRecord
 from deploy.spec import Spec
@@ -190,7 +191,7 @@ def start(
 def _job_spec(endpoint: EndpointRecord, secured: dict[str, Any]) -> Spec:
     """The endpoint's deployment as a job on instances, with the network and key options given
     (unset: as the endpoint runs). Instances can be isolated even if the endpoint is serverless."""
-    running = Spec.from_recorded(endpoint)
+    running = Spec.from_recorded(endpoint, {})
     return replace(running, serverless_memory=None, serverless_concurrency=None, **secured)
 
 
@@ -204,8 +205,10 @@ def _job_model(
 ) -> str | None:
     """A model for this job when its network settings differ from the endpoint's model (a
     transform job takes VpcConfig and isolation from its model); None: the endpoint's model."""
-    if job.model_settings() == Spec.from_recorded(endpoint).model_settings():
+    if job.model_settings() == Spec.from_recorded(endpoint, {}).model_settings():
         return None
+    # The state holds the environment's names only: the job's model runs what the endpoint runs.
+    job = replace(job, environment=running_environment(sm, endpoint["model"]))
     arn = sm.create_model(
         ModelName=name,
         ExecutionRoleArn=job.role,

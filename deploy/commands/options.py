@@ -14,6 +14,7 @@ from deploy.autoscaling.invocations import (
 )
 from deploy.autoscaling.variant import Settings, VariantScaling
 from deploy.context import Context
+from deploy.environment import check_pair
 from deploy.errors import UserError
 from deploy.schema import AsyncRecord
 from deploy.spec import Spec
@@ -112,7 +113,10 @@ def thresholds(parser: argparse.ArgumentParser, threads: bool) -> None:
     if threads:
         parser.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
         parser.add_argument(
-            "--env", action="append", metavar="KEY=VALUE", help="extra container environment"
+            "--env",
+            action="append",
+            metavar="KEY=VALUE",
+            help="extra container environment (no secrets: names like *_TOKEN are refused)",
         )
 
 
@@ -237,13 +241,21 @@ def environment(args: argparse.Namespace, base: dict[str, str] | None = None) ->
     for pair in getattr(args, "env", None) or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UserError(f"--env {pair!r} is not KEY=VALUE")
+            # not echoed: what was typed may be a secret
+            raise UserError("an --env value is not KEY=VALUE (it has no '=' or no name)")
+        check_pair(key, value)
         env[key] = value
     for option, variable in config.SERVE_ENV.items():
         value = getattr(args, option, None)
         if value is not None:
             env[variable] = str(value)
     return env
+
+
+def environment_asked(args: argparse.Namespace) -> bool:
+    """Whether the options change the container environment at all."""
+    options = ("env", *config.SERVE_ENV)
+    return any(getattr(args, option, None) is not None for option in options)
 
 
 def serverless(args: argparse.Namespace, required_memory: bool) -> dict[str, Any]:

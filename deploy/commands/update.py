@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deploy import capture, config, dry_run, output, redeploy, rollout
+from deploy import capture, config, dry_run, environment, output, redeploy, rollout
 from deploy.commands import options
 from deploy.context import Context
 from deploy.errors import EXIT_OK, UserError
@@ -41,7 +41,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     )
     changes.update(_serverless(args, current))
     for key, value in changes.items():
-        shown = value if key != "environment" else ",".join(f"{k}={v}" for k, v in value.items())
+        shown = value if key != "environment" else ", ".join(sorted(value))  # names, not values
         if key == "data_capture":
             shown = value["DestinationS3Uri"] if value else "off"
         if key in ("vpc_subnets", "security_groups"):
@@ -77,9 +77,12 @@ def change_set(ctx: Context, args: argparse.Namespace, current: EndpointRecord) 
         changes["model_data"] = recorded_data
     if args.role or (config.role_from_env() and config.role_from_env() != current.get("role")):
         changes["role"] = args.role or config.role_from_env()
-    environment = options.environment(args, current.get("environment"))
-    if environment != (current.get("environment") or {}):
-        changes["environment"] = environment
+    if options.environment_asked(args):
+        # the state records names only: the values to change are the running model's
+        running = environment.running(ctx.aws.client("sagemaker"), current["model"])
+        wanted = options.environment(args, running)
+        if wanted != running:
+            changes["environment"] = wanted
     for option in ("instance_type", "instance_count", "startup_timeout"):
         if getattr(args, option) is not None:
             changes[option] = getattr(args, option)

@@ -111,14 +111,14 @@ def test_update_changes_the_key_and_keeps_the_vpc(moto, cli, net, tmp_path):
     ctx = SimpleNamespace(state=ctx_state)
     changes = update_command.change_set(ctx, parser.parse_args(["--kms-key", net["key"]]), recorded)
     assert changes == {"kms_key": net["key"]}
-    wanted = replace(Spec.from_recorded(recorded), **changes)
+    wanted = replace(Spec.from_recorded(recorded, {}), **changes)
     assert wanted.config_settings() == {"KmsKeyId": net["key"]}
     assert wanted.model_settings()["VpcConfig"]["Subnets"] == net["subnets"].split(",")
     off = update_command.change_set(
         ctx, parser.parse_args(["--no-vpc", "--no-network-isolation"]), recorded
     )
     assert off == {"vpc_subnets": [], "security_groups": [], "network_isolation": False}
-    assert replace(Spec.from_recorded(recorded), **off).model_settings() == {
+    assert replace(Spec.from_recorded(recorded, {}), **off).model_settings() == {
         "EnableNetworkIsolation": False
     }
 

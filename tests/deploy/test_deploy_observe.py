@@ -17,6 +17,7 @@ import pytest
 
 from deploy import logs as logs_module
 from deploy import metrics
+from deploy.capture_files import file_name
 from deploy.context import Context
 from deploy.state import StateFile
 from serve.logs import JsonFormatter
@@ -256,13 +257,13 @@ def test_capture_configures_sagemaker_and_decodes_its_records(
     assert shown.code == 0, shown.err
     assert "2030-01-01T00:00:01Z  event event-1  image/png" in shown.out
     assert "square  0.900" in shown.out and "circle" not in shown.out
-    assert (out / "event-1.png").read_bytes() == picture
+    assert (out / file_name("event-1", "image/png")).read_bytes() == picture
     both = cli("capture", "--last", "5", "--out", out, "--json")
     assert [json.loads(line)["event_id"] for line in both.out.splitlines()] == [
         "event-1",
         "event-0",
     ]
-    assert (out / "event-0.png").read_bytes() == picture
+    assert (out / file_name("event-0", "image/png")).read_bytes() == picture
     assert not_in_policy(api_calls) == []
 
     # down: the endpoint config carrying the DataCaptureConfig is gone from the emulator

@@ -15,6 +15,7 @@ from tests.deploy.test_deploy_update import (
     arn,
     endpoint_answer,
     expect_creates,
+    expect_running_environment,
     expect_tagged_delete,
 )
 from tests.support.aws import IMAGE, NEW_IMAGE, not_in_policy, state
@@ -47,6 +48,7 @@ def test_a_canary_whose_alarm_fires_rolls_back_with_exit_1_naming_the_alarm(
     endpoint, old_config = deployed["name"], deployed["config"]
     errors, latency = f"{endpoint}-rollback-5xx", f"{endpoint}-rollback-p99-latency"
     sm = stubbed.stub("sagemaker")
+    expect_running_environment(sm, deployed["model"])
     sm.add_response(
         "describe_endpoint",
         endpoint_answer(endpoint, "InService", old_config),

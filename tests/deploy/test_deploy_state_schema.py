@@ -78,20 +78,46 @@ VERSION_1 = {
 }
 
 
+def as_version_3(**endpoint):
+    """An edit: VERSION_1 as a version-3 file (no environment values) with `endpoint` set."""
+
+    def edit(data: dict) -> None:
+        data["version"] = 3
+        data["endpoint"].pop("environment")
+        data["endpoint"].update(endpoint)
+
+    return edit
+
+
 def write(path: Path, data: dict) -> Path:
     path.write_text(json.dumps(data))
     return path
 
 
-def test_a_version_1_state_is_read_upgraded_and_written_back_as_version_2(tmp_path):
+def test_a_version_1_state_is_read_upgraded_and_written_back_as_version_3(tmp_path):
     store = StateFile(write(tmp_path / "state.json", VERSION_1))
     state = store.read()
-    assert state["version"] == 2
+    assert state["version"] == 3
     assert state["autoscaling"]["mode"] == "invocations"
-    assert state["endpoint"] == VERSION_1["endpoint"]
-    store.save(state)
-    assert json.loads(store.path.read_text())["version"] == 2
+    expected = {k: v for k, v in VERSION_1["endpoint"].items() if k != "environment"}
+    assert state["endpoint"] == {**expected, "environment_names": ["YOLO_CONF"]}
+    on_disk = json.loads(store.path.read_text())  # written back by the read itself
+    assert on_disk["version"] == 3 and "environment" not in on_disk["endpoint"]
     assert StateFile(store.path).read() == state
+
+
+def test_a_version_2_state_loses_its_environment_values_on_the_first_read(tmp_path):
+    data = json.loads(json.dumps(VERSION_1))
+    data["version"] = 2
+    data["autoscaling"]["mode"] = "invocations"
+    data["endpoint"]["environment"] = {"YOLO_CONF": "0.3", "DB_HOST": "db.internal.example"}
+    store = StateFile(write(tmp_path / "state.json", data))
+    state = store.read()
+    assert state["endpoint"]["environment_names"] == ["DB_HOST", "YOLO_CONF"]
+    text = store.path.read_text()
+    assert json.loads(text)["version"] == 3
+    assert "db.internal.example" not in text and "0.3" not in text
+    assert "DB_HOST" in text
 
 
 def test_a_version_1_async_endpoint_upgrades_to_backlog_scaling(tmp_path):
@@ -106,9 +132,10 @@ def test_a_version_1_async_endpoint_upgrades_to_backlog_scaling(tmp_path):
     assert state["autoscaling"]["mode"] == "backlog"
 
 
-def test_a_missing_state_reads_as_empty_version_2(tmp_path):
+def test_a_missing_state_reads_as_empty_version_3_and_is_not_written(tmp_path):
     state = StateFile(tmp_path / "none.json").read()
-    assert (state["version"], state["resources"], state["transform_jobs"]) == (2, [], [])
+    assert (state["version"], state["resources"], state["transform_jobs"]) == (3, [], [])
+    assert not (tmp_path / "none.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -123,7 +150,11 @@ def test_a_missing_state_reads_as_empty_version_2(tmp_path):
         (lambda d: d["autoscaling"].update(target="fast"), "autoscaling.target is 'fast'"),
         (lambda d: d["autoscaling"].update(mode="cpu"), "autoscaling.mode is 'cpu'"),
         (lambda d: d["image"].update(repository_created="yes"), "image.repository_created"),
-        (lambda d: d["endpoint"].update(environment={"A": 1}), "endpoint.environment.A is 1"),
+        (
+            lambda d: d.update(version=3) or d["endpoint"].update(environment={"A": "1"}),
+            "unknown key endpoint.environment",
+        ),
+        (as_version_3(environment_names=[1]), "endpoint.environment_names[0] is 1"),
         (lambda d: d.update(resources=[{"type": "bucket", "name": "b", "arn": None}]), "type"),
         (lambda d: d.update(resources=[{"type": "model", "arn": None}]), "has no name"),
         (lambda d: d.update(transform_jobs={}), "transform_jobs is {}, expected a list"),
@@ -140,8 +171,8 @@ def test_a_state_with_an_unknown_key_or_a_wrong_type_is_refused_naming_it(tmp_pa
 
 
 def test_a_newer_state_version_is_refused(tmp_path):
-    data = {**VERSION_1, "version": 3}
-    with pytest.raises(UserError, match="has state version 3, this tool reads 1, 2"):
+    data = {**VERSION_1, "version": 4}
+    with pytest.raises(UserError, match="has state version 4, this tool reads 1, 2, 3"):
         StateFile(write(tmp_path / "state.json", data)).read()
 
 

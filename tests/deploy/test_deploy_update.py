@@ -91,6 +91,21 @@ def expect_creates(sm, image: str, instance_type: str = "ml.c5.xlarge", count: i
     )
 
 
+def expect_running_environment(sm, model: str, environment: dict | None = None) -> None:
+    """The state records env names only: update reads the running model's values first."""
+    container = {"Image": IMAGE, **({"Environment": environment} if environment else {})}
+    sm.add_response(
+        "describe_model",
+        {
+            "ModelName": model,
+            "ModelArn": arn("model", model),
+            "CreationTime": NOW,
+            "PrimaryContainer": container,
+        },
+        {"ModelName": model},
+    )
+
+
 def expect_tagged_delete(sm, kind: str, name: str) -> None:
     if kind == "endpoint-config":
         sm.add_response(
@@ -129,6 +144,7 @@ def test_update_swaps_in_a_new_model_then_deletes_the_old_one(
 ):
     endpoint, old_config, old_model = deployed["name"], deployed["config"], deployed["model"]
     sm = stubbed.stub("sagemaker")
+    expect_running_environment(sm, old_model)
     sm.add_response(
         "describe_endpoint",
         endpoint_answer(endpoint, "InService", old_config),
@@ -179,6 +195,7 @@ def test_a_rolled_back_update_reports_why_and_removes_the_new_model(
         "check. Please check CloudWatch logs for this endpoint."
     )
     sm = stubbed.stub("sagemaker")
+    expect_running_environment(sm, deployed["model"])
     sm.add_response(
         "describe_endpoint",
         endpoint_answer(endpoint, "InService", old_config),
@@ -216,6 +233,7 @@ def test_an_instance_type_change_pauses_autoscaling_and_keeps_its_capacity(
         "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
     }
     sm, aas = stubbed.stub("sagemaker"), stubbed.stub("application-autoscaling")
+    expect_running_environment(sm, old_model)
     # the autoscaler had scaled out to 3: the new config starts with 3, not 1
     expect_describe(sm, endpoint, "InService", old_config, 3)
     expect_creates(sm, IMAGE, instance_type="ml.c5.2xlarge", count=3)
@@ -267,6 +285,7 @@ def test_an_instance_type_change_pauses_autoscaling_and_keeps_its_capacity(
 
 def test_update_refuses_while_the_endpoint_is_still_creating(deployed, cli, stubbed):
     sm = stubbed.stub("sagemaker")
+    expect_running_environment(sm, deployed["model"])
     sm.add_response("describe_endpoint", endpoint_answer(deployed["name"], "Creating", "c"))
     result = cli("update", "--image", NEW_IMAGE, aws=stubbed)
     assert result.code == 2
