@@ -106,7 +106,8 @@ def update(
         raise AwsError(
             f"the update of {endpoint} failed ({live.get('EndpointStatus', '?')}): "
             f"{alarm_said or reason}; "
-            f"it still runs {live.get('EndpointConfigName') or current['config']}",
+            f"it still runs {live.get('EndpointConfigName') or current['config']}; "
+            f"{update_steps.left(ctx, serving=False)}",
             logs_hint(endpoint, ctx.aws.region),
         )
 

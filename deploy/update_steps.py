@@ -179,14 +179,16 @@ def reconcile(ctx: Context, sm: Any) -> None:
         ctx.log(f"settled the interrupted update of {endpoint['name']}: {said}")
 
 
-def left(ctx: Context) -> str:
-    """What an ended update leaves, and how to finish it, in words for its error line."""
+def left(ctx: Context, serving: bool = True) -> str:
+    """What an ended update leaves, and how to finish it, in words for its error line (which
+    starts with the config that serves unless `serving` is False)."""
     endpoint = ctx.state.get("endpoint") or {}
     pending = endpoint.get("pending_update")
-    serving = f"{endpoint.get('name')} runs {endpoint.get('config')}"
+    said = [f"{endpoint.get('name')} runs {endpoint.get('config')}"] if serving else []
     if not pending and not paused(ctx):
-        return f"{serving}; the new model and config were removed, nothing is left to finish"
-    said = [serving]
+        return "; ".join(
+            [*said, "the new model and config were removed, nothing is left to finish"]
+        )
     if pending:
         said.append(
             f"the update to {pending.get('config')} may still be running at SageMaker "

@@ -276,6 +276,23 @@ def test_ctrl_c_puts_back_what_it_can_and_says_how_to_finish(
     assert_down_leaves_nothing(cli, moto, endpoint)
 
 
+def test_down_right_after_an_interrupted_update_leaves_nothing(
+    scaled, cli, moto, sagemaker, tmp_path, faults
+):
+    endpoint = scaled["name"]
+    faults.rule = lambda op, seen: (
+        KeyboardInterrupt()
+        if op == "DescribeEndpoint" and seen[-1:] == ["UpdateEndpoint"]
+        else None
+    )
+    assert change_type(cli).code == 130
+    now = state(tmp_path)
+    assert now["endpoint"]["pending_update"]["config"] == NEW_CONFIG
+    assert now["autoscaling"]["paused_for_update"] is True
+    faults.rule = None
+    assert_down_leaves_nothing(cli, moto, endpoint)  # still Updating: both configs are ledgered
+
+
 def test_an_update_that_completes_re_registers_autoscaling_on_moto(
     scaled, cli, moto, sagemaker, tmp_path
 ):
