@@ -156,8 +156,10 @@ def main(argv: list[str] | None = None, aws: Aws | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_AWS
-    except KeyboardInterrupt:
-        print("\ninterrupted: run `python -m deploy status` to see what exists", file=sys.stderr)
+    except KeyboardInterrupt as interrupted:
+        # A command that cleaned up after Ctrl-C says what is left and how to finish.
+        said = str(interrupted) or "run `python -m deploy status` to see what exists"
+        print(f"\ninterrupted: {said}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
         error = explain(exc)

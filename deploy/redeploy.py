@@ -1,31 +1,30 @@
 """`update`: a new model + config, update_endpoint without downtime, then the old ones removed.
 
-On failure (or a rollback) the new model and config go again and the endpoint keeps its old
-ones; autoscaling that had to be paused for an instance type change is put back either way.
+A transaction (the marks and their settling are deploy/update_steps): on a rollback, a refused
+update_endpoint, a wait that times out, expired credentials or Ctrl-C, the new model and config
+go again when SageMaker never took them, or stay recorded (pending) while it may still run them;
+autoscaling paused for an instance type change is put back, or stays marked paused for `status`
+to put back once the endpoint is InService; the state names the config that serves.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from enum import Enum
 from typing import IO, Any
 
-from deploy import config, image_check, names, preflight, requests, rollout
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deploy import image_check, names, preflight, requests, rollout, update_steps
 from deploy.autoscaling import choose
-from deploy.aws.sagemaker import (
-    delete_if_ours,
-    describe_endpoint,
-    instances,
-    logs_hint,
-    wait_endpoint,
-)
+from deploy.aws.sagemaker import describe_endpoint, instances, logs_hint, wait_endpoint
 from deploy.context import Context
 from deploy.deployment import Outcome, create_model_and_config
 from deploy.environment import running as running_environment
-from deploy.errors import AwsError, UserError
+from deploy.errors import AwsError, DeployError, UserError, explain
 from deploy.requests import Call
-from deploy.schema import AutoscalingRecord, EndpointRecord, ResourceKind
+from deploy.schema import EndpointRecord
 from deploy.spec import Spec
-from deploy.state import forget, now_iso
 
 
 def update(
@@ -38,73 +37,57 @@ def update(
 ) -> Outcome:
     """`changes` holds only what the user asked to change (Spec field names); everything else is
     carried over from the running deployment, so `update --image NEW` is enough."""
-    spec, current, live = _checked(ctx, changes)
+    if not ctx.state.get("endpoint"):
+        raise UserError("nothing is deployed in this state", "run `up` first")
     sm = ctx.aws.client("sagemaker")
+    update_steps.reconcile(ctx, sm)  # what an interrupted update left, first
+    spec, current, live = _checked(ctx, changes)
     endpoint = current["name"]
     autoscaling = ctx.state.get("autoscaling")
     deployment, alarm_names = rollout.prepare(ctx, rollout_plan, spec, endpoint)
     new, tags = _new_names(ctx, current)
 
-    create_model_and_config(ctx, sm, spec, new, tags)
+    sent = Sent.NO
+    update_steps.mark_pending(ctx, new, spec)
+    try:
+        create_model_and_config(ctx, sm, spec, new, tags)
+        if autoscaling and _type_changes(spec, current):
+            update_steps.pause_autoscaling(ctx)
+        sent = Sent.MAYBE
+        try:
+            sm.update_endpoint(**requests.update_request(endpoint, new.config, deployment))
+        except ClientError:
+            sent = Sent.NO  # SageMaker answered no: it will never run the new config
+            raise
+        sent = Sent.YES
+        ctx.log(f"updating endpoint {endpoint} to {new.config}; it keeps serving meanwhile")
+        detail = rollout.phase if deployment else instances
+        result = wait_endpoint(sm, endpoint, wait_poll, timeout, stream, detail=detail)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_recover(ctx, sm, sent)) from None
+    except Exception as exc:
+        said = _recover(ctx, sm, sent)
+        error = explain(exc)
+        if error is None:
+            ctx.log(f"the update stopped: {said}")
+            raise
+        raise type(error)(f"{error.message}; {said}", error.hint) from exc
 
-    paused_scaling = None
-    if autoscaling and _type_changes(spec, current):
-        # Application Auto Scaling rejects an update that changes a scaled variant's type.
-        choose.for_endpoint(ctx).remove()
-        paused_scaling = autoscaling
-        ctx.log("deregistered autoscaling for the instance type change")
-
-    sm.update_endpoint(**requests.update_request(endpoint, new.config, deployment))
-    ctx.log(f"updating endpoint {endpoint} to {new.config}; it keeps serving meanwhile")
-    detail = rollout.phase if deployment else instances
-    result = wait_endpoint(sm, endpoint, wait_poll, timeout, stream, detail=detail)
     live = result.response
     if result.state != "success" or live.get("EndpointConfigName") != new.config:
         reason = live.get("FailureReason") or "SageMaker rolled the update back"
-        made: tuple[tuple[ResourceKind, str], ...] = (
-            ("endpoint-config", new.config),
-            ("model", new.model),
-        )
-        for kind, name in made:
-            if delete_if_ours(sm, kind, name) in ("deleted", "absent"):
-                forget(ctx.state, kind, name)
-        ctx.save()
-        if paused_scaling and not spec.serverless:
-            _resume(ctx, paused_scaling)
+        update_steps.settle(ctx, sm, live)
         alarm_said = rollout.rolled_back(ctx, alarm_names, live)
         raise AwsError(
             f"the update of {endpoint} failed ({live.get('EndpointStatus', '?')}): "
             f"{alarm_said or reason}; "
-            f"it still runs {live.get('EndpointConfigName') or current['config']}",
+            f"it still runs {live.get('EndpointConfigName') or current['config']}; "
+            f"{update_steps.left(ctx, serving=False)}",
             logs_hint(endpoint, ctx.aws.region),
         )
 
-    deleted = []
-    replaced: tuple[tuple[ResourceKind, str], ...] = (
-        ("endpoint-config", current["config"]),
-        ("model", current["model"]),
-    )
-    for kind, name in replaced:
-        outcome = delete_if_ours(sm, kind, name)
-        if outcome in ("deleted", "absent"):
-            forget(ctx.state, kind, name)
-            deleted.append(name)
-        else:
-            ctx.log(f"kept {kind} {name}: it is not tagged {config.TAG_KEY}={config.TAG_VALUE}")
-    ctx.state["endpoint"] = {
-        **current,
-        **spec.recorded(),
-        "config": new.config,
-        "model": new.model,
-        "status": live.get("EndpointStatus"),
-        "updated_at": now_iso(),
-    }
-    ctx.save()
-    if paused_scaling and not spec.serverless:
-        _resume(ctx, paused_scaling)
-        ctx.log("registered autoscaling again")
-    elif paused_scaling:
-        ctx.log("autoscaling removed: serverless endpoints scale by themselves")
+    deleted = update_steps.adopt(ctx, sm, live)
+    update_steps.restore_autoscaling(ctx)
     return Outcome(
         endpoint,
         new.config,
@@ -113,12 +96,6 @@ def update(
         result.seconds,
         deleted=deleted,
     )
-
-
-def _resume(ctx: Context, record: AutoscalingRecord) -> None:
-    """Autoscaling as it was before the update paused it."""
-    scaler = choose.for_endpoint(ctx)
-    scaler.apply(scaler.settings_of(record))
 
 
 def plan(
@@ -207,3 +184,30 @@ def _new_names(
 def _type_changes(spec: Spec, current: EndpointRecord) -> bool:
     """Application Auto Scaling rejects an update that changes a scaled variant's type."""
     return spec.serverless or spec.instance_type != current.get("instance_type")
+
+
+class Sent(Enum):
+    """Whether SageMaker took the update_endpoint request."""
+
+    NO = "no"
+    MAYBE = "maybe"  # interrupted or cut off while the request was on its way
+    YES = "yes"
+
+
+def _recover(ctx: Context, sm: Any, sent: Sent) -> str:
+    """After a failure or Ctrl-C: settle what can be settled now (the new model and config
+    removed if never taken, autoscaling put back); what remains stays marked in the state for
+    `status`. Returns what is left and how to finish it, in words."""
+    try:
+        if sent is Sent.NO:
+            update_steps.drop(ctx, sm)
+            update_steps.restore_autoscaling(ctx)
+        else:
+            live = describe_endpoint(sm, ctx.state["endpoint"]["name"])
+            if live is not None:
+                update_steps.settle(ctx, sm, live)
+    except (ClientError, BotoCoreError, DeployError) as exc:
+        # Credentials expired, throttling, no network: the marks stay for `status` to settle.
+        error = explain(exc)
+        return f"{update_steps.left(ctx)} (not now: {error.message if error else exc})"
+    return update_steps.left(ctx)

@@ -71,6 +71,15 @@ class AsyncRecord(TypedDict, total=False):
     failure: str
 
 
+class PendingUpdateRecord(TypedDict, total=False):
+    """`update` sent (or may have sent) update_endpoint for this config; not yet known to serve."""
+
+    config: str
+    model: str
+    started_at: str
+    recorded: dict[str, Any]  # the endpoint record's Spec fields once SageMaker runs it
+
+
 class EndpointRecord(TypedDict, total=False):
     """`up` / `update`: the endpoint and what it runs (deploy.spec.Spec's fields, as recorded)."""
 
@@ -96,6 +105,7 @@ class EndpointRecord(TypedDict, total=False):
     kms_key: str | None  # the resolved key ARN: volume, capture, async output, async uploads
     created_at: str
     updated_at: str
+    pending_update: PendingUpdateRecord  # an update whose outcome is not known yet
 
 
 class AutoscalingRecord(TypedDict, total=False):
@@ -113,6 +123,7 @@ class AutoscalingRecord(TypedDict, total=False):
     step_policy: str | None  # backlog at --min 0: +1 instance when requests wait
     alarm: str | None
     updated_at: str
+    paused_for_update: bool  # deregistered by an unfinished `update`: register it again
 
 
 class RollbackAlarmsRecord(TypedDict, total=False):

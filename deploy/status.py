@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deploy import alarms, metrics
+from deploy import alarms, metrics, update_steps
 from deploy.autoscaling import backlog, choose
 from deploy.aws.not_found import is_not_found
 from deploy.aws.sagemaker import describe_endpoint, instances, log_group
@@ -27,6 +27,8 @@ def status(ctx: Context) -> dict[str, Any]:
         "autoscaling": None,
         "transform_jobs": [],
     }
+    if state.get("endpoint"):
+        update_steps.reconcile(ctx, sm)  # an interrupted `update` is settled when it can be
     recorded = state.get("endpoint")
     if recorded:
         live = describe_endpoint(sm, recorded["name"])

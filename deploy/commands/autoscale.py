@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from deploy import update_steps
 from deploy.autoscaling import choose
 from deploy.commands import options
 from deploy.context import Context
@@ -19,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    if ctx.state.get("endpoint"):
+        # Autoscaling paused by an interrupted `update` is put back (or the update settled) first.
+        update_steps.reconcile(ctx, ctx.aws.client("sagemaker"))
     scaler = choose.for_endpoint(ctx)
     if args.off:
         print("autoscaling removed" if scaler.remove() else "autoscaling was off")
