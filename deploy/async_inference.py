@@ -20,6 +20,7 @@ from typing import IO, Any
 from botocore.exceptions import ClientError
 
 from deploy import names, s3_layout
+from deploy.aws import buckets
 from deploy.aws.not_found import is_not_found
 from deploy.aws.sagemaker import logs_hint
 from deploy.aws.waiting import ProgressLine, elapsed
@@ -65,8 +66,9 @@ def prepare(ctx: Context, options: AsyncOptions) -> AsyncRecord:
     if options.max_concurrent is not None and not 1 <= options.max_concurrent <= 1000:
         raise UserError("--max-concurrent-per-instance must be between 1 and 1000")
     s3 = ctx.aws.client("s3")
+    account = ctx.aws.identity()["account"]
     for option, folder in (("--output", layout.output), ("--failure", layout.failure)):
-        s3_layout.check_bucket(s3, folder, option)
+        s3_layout.check_bucket(s3, folder, option, account)
     if options.success_topic or options.error_topic:
         sns = ctx.aws.client("sns")
         for option, topic in (
@@ -185,11 +187,14 @@ def send(
     stamp = names.stamp()  # one folder per call, the same under input/ and output/
     folder = s3_layout.parse(record["input"], "input folder").child(stamp)
     s3 = ctx.aws.client("s3")
+    account = ctx.aws.identity()["account"]
     runtime = ctx.aws.client("sagemaker-runtime")
     requests = []
     for path, kind in checked:
         target = s3_layout.input_key(folder, path)
-        s3.upload_file(str(path), target.bucket, target.key, ExtraArgs={"ContentType": kind})
+        extra = {"ContentType": kind, **buckets.owner(account)}
+        with buckets.pinned(target.bucket, account):
+            s3.upload_file(str(path), target.bucket, target.key, ExtraArgs=extra)
         for accept in ("application/json", "image/jpeg") if save else ("application/json",):
             kwargs = {
                 "EndpointName": name,
@@ -230,17 +235,18 @@ def wait(
     budget = DEFAULT_WAIT_S if timeout is None else timeout
     delay = DEFAULT_POLL_S if poll is None else max(0.0, poll)
     s3 = ctx.aws.client("s3")
+    account = ctx.aws.identity()["account"]
     progress = ProgressLine(stream)
     start = clock()
     pending = list(requests)
     try:
         while True:
             for request in list(pending):
-                found = _first_existing(s3, request)
+                found = _first_existing(s3, request, account)
                 if found is None:
                     continue
                 request.failed = found == request.failure
-                request.body = _read(s3, found)
+                request.body = _read(s3, found, account)
                 request.seconds = clock() - request.started
                 pending.remove(request)
             spent = clock() - start
@@ -263,17 +269,18 @@ def wait(
         progress.close()
 
 
-def _first_existing(s3: Any, request: Request) -> str | None:
+def _first_existing(s3: Any, request: Request, account: str) -> str | None:
     for location in (request.output, request.failure):
-        if location and _exists(s3, location):
+        if location and _exists(s3, location, account):
             return location
     return None
 
 
-def _exists(s3: Any, location: str) -> bool:
+def _exists(s3: Any, location: str, account: str) -> bool:
     uri = s3_layout.parse(location, "output location")
     try:
-        s3.head_object(Bucket=uri.bucket, Key=uri.key)
+        with buckets.pinned(uri.bucket, account):
+            s3.head_object(Bucket=uri.bucket, Key=uri.key, **buckets.owner(account))
         return True
     except ClientError as exc:
         if is_not_found(exc):
@@ -281,9 +288,11 @@ def _exists(s3: Any, location: str) -> bool:
         raise
 
 
-def _read(s3: Any, location: str) -> bytes:
+def _read(s3: Any, location: str, account: str) -> bytes:
     uri = s3_layout.parse(location, "output location")
-    body: bytes = s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+    with buckets.pinned(uri.bucket, account):
+        answer = s3.get_object(Bucket=uri.bucket, Key=uri.key, **buckets.owner(account))
+        body: bytes = answer["Body"].read()
     return body
 
 
