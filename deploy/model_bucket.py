@@ -141,7 +141,7 @@ def _steps(
         Step(
             "PutPublicAccessBlock",
             lambda: s3.put_public_access_block(
-                Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK, **pin
+                Bucket=bucket, PublicAccessBlockConfiguration=dict(PUBLIC_ACCESS_BLOCK), **pin
             ),
             public_access,
         ),
