@@ -15,7 +15,11 @@ from types import SimpleNamespace
 import pytest
 from botocore.stub import Stubber
 
+from deploy import preflight
 from deploy.aws import Aws
+from deploy.context import Context
+from deploy.errors import UserError
+from deploy.state import StateFile
 from tests.support.async_sagemaker import AsyncSageMaker
 from tests.support.aws import ACCOUNT, IMAGE, REGION, TAG, not_in_policy, state
 
@@ -271,3 +275,18 @@ def test_an_upload_into_a_bucket_of_another_account_is_refused(cli, stubbed, onn
     assert result.code == 2
     assert "bucket yolov7-theirs belongs to another account" in result.error_line()
     assert "PutObject" in result.error_line()
+
+
+def test_model_data_in_a_bucket_of_another_account_is_refused_before_up(stubbed, tmp_path):
+    s3: Stubber = stubbed.stub("s3")
+    s3.add_client_error(
+        "head_object",
+        service_error_code="403",
+        http_status_code=403,
+        expected_params={"Bucket": "yolov7-sniped", "Key": "m/model.tar.gz", OWNER: ACCOUNT},
+    )
+    ctx = Context(store=StateFile(tmp_path / "state.json"), state={})
+    ctx.use_aws(stubbed)
+    with pytest.raises(UserError, match="bucket yolov7-sniped belongs to another account"):
+        preflight.model_bytes(ctx, "s3://yolov7-sniped/m/model.tar.gz")
+    stubbed.verify()
