@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from botocore.exceptions import ClientError
-
-from deploy import config, encryption, names
-from deploy.aws.not_found import is_not_found
+from deploy import config, encryption, model_bucket, names
+from deploy.aws import buckets
 from deploy.context import Context
 from deploy.errors import UserError
 from deploy.state import now_iso
@@ -70,32 +68,10 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def default_bucket(prefix: str, account: str, region: str) -> str:
+    """Predictable on purpose (one per account and region): anyone may create a bucket of this
+    name first, which is why every S3 call passes ExpectedBucketOwner (deploy/aws/buckets.py)
+    and a bucket of another account is refused rather than used."""
     return f"{prefix}-sagemaker-{account}-{region}".lower()[:63]
-
-
-def ensure_bucket(s3: Any, bucket: str, region: str, tags: dict[str, str]) -> bool:
-    """Create the bucket (private, encrypted, tagged) if it is missing; True when created."""
-    try:
-        s3.head_bucket(Bucket=bucket)
-        return False
-    except ClientError as exc:
-        if not is_not_found(exc):
-            raise
-    kwargs: dict[str, Any] = {"Bucket": bucket}
-    if region != "us-east-1":
-        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    s3.create_bucket(**kwargs)
-    s3.put_public_access_block(
-        Bucket=bucket,
-        PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True,
-            "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True,
-        },
-    )
-    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": names.as_aws(tags)})
-    return True
 
 
 @dataclass
@@ -106,6 +82,18 @@ class PackageResult:
     size: int
     sha256: str
     bucket_created: bool
+
+
+def upload_args(onnx: Path, digest: str, tags: dict[str, str]) -> dict[str, Any]:
+    return {
+        "ContentType": "application/gzip",
+        "Tagging": urlencode(sorted(tags.items())),
+        "Metadata": {
+            "onnx-sha256": digest,
+            "onnx-name": onnx.name,
+            "onnx-bytes": str(onnx.stat().st_size),  # the preflight sizes serverless by it
+        },
+    }
 
 
 def package(
@@ -124,31 +112,27 @@ def package(
     prefix = ctx.name_prefix
     tags = names.tags_for(prefix)
     when = names.stamp()
-    bucket = bucket or default_bucket(prefix, aws.identity()["account"], aws.region)
+    account = aws.identity()["account"]
+    bucket = bucket or default_bucket(prefix, account, aws.region)
     key = key or f"{prefix}/models/{onnx.stem}-{when}/model.tar.gz"
     digest = sha256(onnx)
-    created = ensure_bucket(s3, bucket, aws.region, tags)
+    created = model_bucket.ensure(s3, bucket, account, aws.region, tags, kms_key)
     if created:
-        ctx.log(f"created S3 bucket {bucket} (private, tagged {config.TAG_KEY})")
+        ctx.log(
+            f"created S3 bucket {bucket} (owner-enforced, public access blocked, TLS only, "
+            f"encrypted, tagged {config.TAG_KEY})"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         archive = build_archive(onnx, Path(tmp) / "model.tar.gz")
         size = archive.stat().st_size
         ctx.log(f"uploading {onnx.name} as s3://{bucket}/{key} ({size / 1e6:.1f} MB)")
-        s3.upload_file(
-            str(archive),
-            bucket,
-            key,
-            ExtraArgs={
-                "ContentType": "application/gzip",
-                "Tagging": urlencode(sorted(tags.items())),
-                "Metadata": {
-                    "onnx-sha256": digest,
-                    "onnx-name": onnx.name,
-                    "onnx-bytes": str(onnx.stat().st_size),  # the preflight sizes serverless by it
-                },
+        with buckets.pinned(bucket, account):
+            extra = {
+                **upload_args(onnx, digest, tags),
+                **buckets.owner(account),
                 **encryption.sse_kms(kms_key),
-            },
-        )
+            }
+            s3.upload_file(str(archive), bucket, key, ExtraArgs=extra)
     uri = f"s3://{bucket}/{key}"
     ctx.state["model_data"] = {
         "uri": uri,

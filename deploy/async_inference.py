@@ -20,6 +20,7 @@ from typing import IO, Any
 from botocore.exceptions import ClientError
 
 from deploy import encryption, names, s3_layout
+from deploy.aws import buckets
 from deploy.aws.not_found import is_not_found
 from deploy.aws.sagemaker import logs_hint
 from deploy.aws.waiting import ProgressLine, elapsed
@@ -56,8 +57,9 @@ def prepare(ctx: Context, options: AsyncOptions) -> AsyncRecord:
     created; return what the state records as `endpoint.async_inference`."""
     record = build(options)
     s3 = ctx.aws.client("s3")
+    account = ctx.aws.identity()["account"]
     for option, folder in (("--output", record["output"]), ("--failure", record["failure"])):
-        s3_layout.check_bucket(s3, s3_layout.parse(folder, option), option)
+        s3_layout.check_bucket(s3, s3_layout.parse(folder, option), option, account)
     if options.success_topic or options.error_topic:
         sns = ctx.aws.client("sns")
         for option, topic in (
@@ -195,13 +197,19 @@ def send(
     stamp = names.stamp()  # one folder per call, the same under input/ and output/
     folder = s3_layout.parse(record["input"], "input folder").child(stamp)
     s3 = ctx.aws.client("s3")
+    account = ctx.aws.identity()["account"]
     runtime = ctx.aws.client("sagemaker-runtime")
     requests = []
     for path, kind in checked:
         target = s3_layout.input_key(folder, path)
         # The endpoint's key, so inputs are encrypted as its outputs are (SSE-KMS)
-        extra = {"ContentType": kind, **encryption.sse_kms(recorded.get("kms_key"))}
-        s3.upload_file(str(path), target.bucket, target.key, ExtraArgs=extra)
+        extra = {
+            "ContentType": kind,
+            **buckets.owner(account),
+            **encryption.sse_kms(recorded.get("kms_key")),
+        }
+        with buckets.pinned(target.bucket, account):
+            s3.upload_file(str(path), target.bucket, target.key, ExtraArgs=extra)
         for accept in ("application/json", "image/jpeg") if save else ("application/json",):
             kwargs = {
                 "EndpointName": name,
@@ -242,17 +250,18 @@ def wait(
     budget = DEFAULT_WAIT_S if timeout is None else timeout
     delay = DEFAULT_POLL_S if poll is None else max(0.0, poll)
     s3 = ctx.aws.client("s3")
+    account = ctx.aws.identity()["account"]
     progress = ProgressLine(stream)
     start = clock()
     pending = list(requests)
     try:
         while True:
             for request in list(pending):
-                found = _first_existing(s3, request)
+                found = _first_existing(s3, request, account)
                 if found is None:
                     continue
                 request.failed = found == request.failure
-                request.body = _read(s3, found)
+                request.body = _read(s3, found, account)
                 request.seconds = clock() - request.started
                 pending.remove(request)
             spent = clock() - start
@@ -275,17 +284,18 @@ def wait(
         progress.close()
 
 
-def _first_existing(s3: Any, request: Request) -> str | None:
+def _first_existing(s3: Any, request: Request, account: str) -> str | None:
     for location in (request.output, request.failure):
-        if location and _exists(s3, location):
+        if location and _exists(s3, location, account):
             return location
     return None
 
 
-def _exists(s3: Any, location: str) -> bool:
+def _exists(s3: Any, location: str, account: str) -> bool:
     uri = s3_layout.parse(location, "output location")
     try:
-        s3.head_object(Bucket=uri.bucket, Key=uri.key)
+        with buckets.pinned(uri.bucket, account):
+            s3.head_object(Bucket=uri.bucket, Key=uri.key, **buckets.owner(account))
         return True
     except ClientError as exc:
         if is_not_found(exc):
@@ -293,9 +303,11 @@ def _exists(s3: Any, location: str) -> bool:
         raise
 
 
-def _read(s3: Any, location: str) -> bytes:
+def _read(s3: Any, location: str, account: str) -> bytes:
     uri = s3_layout.parse(location, "output location")
-    body: bytes = s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+    with buckets.pinned(uri.bucket, account):
+        answer = s3.get_object(Bucket=uri.bucket, Key=uri.key, **buckets.owner(account))
+        body: bytes = answer["Body"].read()
     return body
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from deploy import config
 from deploy.artifacts import parse_s3_uri
-from deploy.aws import paging
+from deploy.aws import buckets, paging
 from deploy.context import Context
 from deploy.errors import UserError
 
@@ -103,8 +103,10 @@ def parse_line(key: str, line: str) -> Record:
     )
 
 
-def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
-    found = paging.items(s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix)
+def _keys(s3: Any, bucket: str, prefix: str, account: str) -> list[str]:
+    found = paging.items(
+        s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix, **buckets.owner(account)
+    )
     return [o["Key"] for o in found if o["Key"].endswith(".jsonl")]
 
 
@@ -123,11 +125,13 @@ def last(ctx: Context, count: int) -> list[Record]:
     variant = endpoint.get("variant", config.VARIANT_NAME)
     folder = "/".join(p for p in (prefix.strip("/"), endpoint["name"], variant) if p) + "/"
     s3 = ctx.aws.client("s3")
+    account = ctx.aws.identity()["account"]
     records: list[Record] = []
-    for key in sorted(_keys(s3, bucket, folder), reverse=True):
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-        lines = [line for line in body.splitlines() if line.strip()]
-        records += [parse_line(key, line) for line in reversed(lines)]
-        if len(records) >= count:
-            break
+    with buckets.pinned(bucket, account):
+        for key in sorted(_keys(s3, bucket, folder, account), reverse=True):
+            answer = s3.get_object(Bucket=bucket, Key=key, **buckets.owner(account))
+            lines = [line for line in answer["Body"].read().decode("utf-8").splitlines()]
+            records += [parse_line(key, line) for line in reversed(lines) if line.strip()]
+            if len(records) >= count:
+                break
     return records[:count]

@@ -26,7 +26,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from deploy import encryption, image_check, network
-from deploy.aws import client_config
+from deploy.aws import buckets, client_config
 from deploy.aws.not_found import is_not_found
 from deploy.context import Context
 from deploy.errors import UserError
@@ -225,8 +225,13 @@ def model_bytes(ctx: Context, model_data: str | None) -> int | None:
     if recorded.get("uri") == model_data and recorded.get("onnx_bytes"):
         return int(recorded["onnx_bytes"])
     bucket, _, key = model_data.removeprefix("s3://").partition("/")
+    account = ctx.aws.identity()["account"]
     try:
-        head = ctx.aws.client("s3").head_object(Bucket=bucket, Key=key)
+        # Another account's bucket is refused: SageMaker would otherwise load its model.
+        with buckets.pinned(bucket, account):
+            head = ctx.aws.client("s3").head_object(
+                Bucket=bucket, Key=key, **buckets.owner(account)
+            )
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if is_not_found(exc):

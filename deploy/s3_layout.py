@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from deploy.aws.not_found import is_not_found
+from deploy.aws import buckets
 from deploy.errors import UserError
 
 INPUT = "input"
@@ -95,14 +93,11 @@ def input_key(prefix: S3Uri, path: Path) -> S3Uri:
     return prefix.folder().child(path.name)
 
 
-def check_bucket(s3: Any, uri: S3Uri, option: str) -> None:
-    """The bucket must exist (and be reachable): nothing is created in a missing one."""
-    try:
-        s3.head_bucket(Bucket=uri.bucket)
-    except ClientError as exc:
-        if is_not_found(exc):
-            raise UserError(
-                f"{option}: the S3 bucket {uri.bucket} does not exist",
-                f"create it first (aws s3 mb s3://{uri.bucket}), in the endpoint's region",
-            ) from exc
-        raise
+def check_bucket(s3: Any, uri: S3Uri, option: str, account: str) -> None:
+    """The bucket must exist and be `account`'s: nothing is created in a missing one, and
+    nothing is sent to (or read from) one that another account owns."""
+    if not buckets.exists(s3, uri.bucket, account):
+        raise UserError(
+            f"{option}: the S3 bucket {uri.bucket} does not exist",
+            f"create it first (aws s3 mb s3://{uri.bucket}), in the endpoint's region",
+        )

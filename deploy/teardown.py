@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from deploy import alarms, names
 from deploy.autoscaling import choose, variant
-from deploy.aws import ownership
+from deploy.aws import buckets, ownership
 from deploy.aws.not_found import is_not_found
 from deploy.aws.sagemaker import delete_if_ours, find, tags_of
 from deploy.aws.waiting import ProgressLine, wait_for
@@ -172,12 +172,14 @@ def _deregister_scaling(ctx: Context, sm: Any, endpoint: str, report: DownReport
 
 def _delete_model_data(ctx: Context, model_data: ModelDataRecord, report: DownReport) -> None:
     s3 = ctx.aws.client("s3")
-    where = {"Bucket": model_data["bucket"], "Key": model_data["key"]}
-    outcome = ownership.delete_if_ours(
-        lambda: _object_tagging(s3, where),
-        lambda tagging: tagging.get("TagSet", []),
-        lambda: s3.delete_object(**where),
-    )
+    account = ctx.aws.identity()["account"]
+    where = {"Bucket": model_data["bucket"], "Key": model_data["key"], **buckets.owner(account)}
+    with buckets.pinned(model_data["bucket"], account):
+        outcome = ownership.delete_if_ours(
+            lambda: _object_tagging(s3, where),
+            lambda tagging: tagging.get("TagSet", []),
+            lambda: s3.delete_object(**where),
+        )
     _record(ctx, report, outcome, f"model data {model_data['uri']}", "model_data")
 
 

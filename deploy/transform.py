@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from deploy import config, encryption, names, network, s3_layout
 from deploy.artifacts import parse_s3_uri
-from deploy.aws import paging
+from deploy.aws import buckets, paging
 from deploy.aws.waiting import ProgressLine, elapsed, wait_for
 from deploy.context import Context
 from deploy.environment import running as running_environment
@@ -36,15 +36,20 @@ class TransformResult:
     waited: bool = True
 
 
-def count_objects(s3: Any, uri: str, suffixes: tuple[str, ...] | None = None) -> int:
+def count_objects(s3: Any, uri: str, account: str, suffixes: tuple[str, ...] | None = None) -> int:
+    """The objects under `uri`, in a bucket that `account` owns (another's is refused)."""
     bucket, prefix = parse_s3_uri(uri)
+    pin = buckets.owner(account)
     total = 0
-    for item in paging.items(s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix):
-        key = item["Key"]
-        if key.endswith("/"):
-            continue
-        if suffixes is None or key.lower().endswith(suffixes):
-            total += 1
+    with buckets.pinned(bucket, account):
+        for item in paging.items(
+            s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix, **pin
+        ):
+            key = item["Key"]
+            if key.endswith("/"):
+                continue
+            if suffixes is None or key.lower().endswith(suffixes):
+                total += 1
     return total
 
 
@@ -106,7 +111,8 @@ def start(
     aws = ctx.aws
     s3 = aws.client("s3")
     sm = aws.client("sagemaker")
-    inputs = count_objects(s3, source)
+    account = aws.identity()["account"]
+    inputs = count_objects(s3, source, account)
     if inputs == 0:
         raise UserError(f"no objects under {source}", "upload the images first")
     network.check(aws.client("ec2"), job_spec.vpc_subnets, job_spec.security_groups)
@@ -160,7 +166,7 @@ def start(
         return TransformResult(name, "InProgress", source, destination, inputs, 0, waited=False)
 
     def progress(_response: dict) -> str:
-        return f"{count_objects(s3, destination)}/{inputs} outputs"
+        return f"{count_objects(s3, destination, account)}/{inputs} outputs"
 
     result = wait_for(
         sm,
@@ -178,7 +184,7 @@ def start(
         if job["name"] == name:
             job["status"] = status
     ctx.save()
-    outputs = count_objects(s3, destination)
+    outputs = count_objects(s3, destination, account)
     if result.state != "success":
         reason = result.response.get("FailureReason") or "no reason given"
         raise AwsError(

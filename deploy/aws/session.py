@@ -53,6 +53,7 @@ class Aws:
     region: str
     assumed_role: dict[str, Any] | None = None
     _clients: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    _identity: dict[str, str] | None = field(default=None, repr=False)
 
     def client(self, service: str, region: str | None = None) -> Any:
         key = (service, region or self.region)
@@ -63,9 +64,12 @@ class Aws:
         return self._clients[key]
 
     def identity(self) -> dict[str, str]:
-        """sts:GetCallerIdentity: Account, Arn, UserId (no permission needed)."""
-        found = self.client("sts").get_caller_identity()
-        return {"account": found["Account"], "arn": found["Arn"]}
+        """sts:GetCallerIdentity: Account, Arn, UserId (no permission needed), asked once: every
+        S3 call names the account as ExpectedBucketOwner (deploy/aws/buckets.py)."""
+        if self._identity is None:
+            found = self.client("sts").get_caller_identity()
+            self._identity = {"account": found["Account"], "arn": found["Arn"]}
+        return dict(self._identity)
 
 
 def check_duration(value: str | None, assume_role: str | None) -> int | None:

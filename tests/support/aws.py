@@ -198,6 +198,9 @@ S3_ACTIONS = {
     "UploadPart": "PutObject",
     "CompleteMultipartUpload": "PutObject",
     "PutPublicAccessBlock": "PutBucketPublicAccessBlock",
+    "GetPublicAccessBlock": "GetBucketPublicAccessBlock",
+    "PutBucketEncryption": "PutEncryptionConfiguration",
+    "GetBucketEncryption": "GetEncryptionConfiguration",
     "HeadObject": "GetObject",
 }
 
@@ -222,6 +225,28 @@ def not_in_policy(actions) -> list[str]:
 
 
 # --- the fixtures ---------------------------------------------------------------------------------
+
+INSECURE_TRANSPORT = {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def requests_come_over_tls(monkeypatch) -> None:
+    """moto serves plain HTTP and ignores a bucket policy's conditions, so the TLS-only policy
+    that `package` puts on its bucket (Deny s3:* when aws:SecureTransport is false) would deny
+    every object request. The tool's clients speak HTTPS to AWS, where that statement never
+    matches: moto evaluates bucket policies without it (the policy itself stays as stored)."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def get_permission(bucket, action: str, resource: str):
+        if bucket.policy is None:
+            return PermissionResult.NEUTRAL
+        document = json.loads(bucket.policy)
+        listed = document.get("Statement", [])
+        listed = [listed] if isinstance(listed, dict) else listed
+        document["Statement"] = [s for s in listed if s.get("Condition") != INSECURE_TRANSPORT]
+        return IAMPolicy(json.dumps(document)).is_action_permitted(action, resource)
+
+    monkeypatch.setattr(FakeBucket, "get_permission", get_permission)
 
 
 def keep_network_isolation() -> None:
@@ -263,6 +288,7 @@ def moto(moto_url, monkeypatch, tmp_path) -> Moto:
     """A clean emulator, this process pointed at it, and the cwd in tmp_path (the state's home)."""
     emulator = Moto(moto_url)
     emulator.reset()
+    requests_come_over_tls(monkeypatch)
     seed_images(emulator)
     env = aws_environment(moto_url, tmp_path)
     for key in list(os.environ):
