@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
-from deploy import config, encryption, names, network, s3_layout
+from deploy import config, encryption, names, network, requests, s3_layout
 from deploy.artifacts import parse_s3_uri
 from deploy.aws import buckets, paging
 from deploy.aws.waiting import ProgressLine, elapsed, wait_for
@@ -215,13 +215,7 @@ def _job_model(
         return None
     # The state holds the environment's names only: the job's model runs what the endpoint runs.
     job = replace(job, environment=running_environment(sm, endpoint["model"]))
-    arn = sm.create_model(
-        ModelName=name,
-        ExecutionRoleArn=job.role,
-        PrimaryContainer=job.container(),
-        Tags=names.as_aws(tags),
-        **job.model_settings(),
-    )["ModelArn"]
+    arn = sm.create_model(**requests.model_request(job, name, tags))["ModelArn"]
     remember(ctx.state, "model", name, arn)
     ctx.save()
     ctx.log(f"created model {name} for the job's network settings (`down` removes it)")
