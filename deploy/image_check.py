@@ -60,8 +60,16 @@ def parse(uri: str) -> EcrImage:
     return EcrImage(**match.groupdict())
 
 
-def check(ctx: Context, uri: str) -> None:
-    """Refuse (UserError, nothing created) an image SageMaker would refuse or fail to pull."""
+def pinned(uri: str, digest: str) -> str:
+    """`uri` naming its image by `digest` (REPO@sha256:...) instead of by tag."""
+    head, _, last = uri.rpartition("/")
+    name = last.split("@", 1)[0].split(":", 1)[0]
+    return f"{head}/{name}@{digest}"
+
+
+def check(ctx: Context, uri: str) -> str | None:
+    """Refuse (UserError, nothing created) an image SageMaker would refuse or fail to pull.
+    Returns the image's digest as ECR holds it, or None where ECR cannot be read."""
     image = parse(uri)
     if image.region != ctx.aws.region:
         raise UserError(
@@ -84,7 +92,7 @@ def check(ctx: Context, uri: str) -> None:
             # An image in another account may be pullable by SageMaker's role and still not
             # describable by the operator: say what was not checked, and go on.
             ctx.log(f"warning: cannot read {uri} from ECR ({code}): its manifest is not checked")
-            return
+            return image.digest
         raise
     media_type = details.get("imageManifestMediaType")
     if media_type != DOCKER_V2S2:
@@ -101,3 +109,5 @@ def check(ctx: Context, uri: str) -> None:
             f"{MAX_IMAGE_BYTES / 1e9:.0f} GB limit for an inference image",
             "build the slim serving image (`make image`: no torch) and push that",
         )
+    digest: str | None = details.get("imageDigest") or image.digest
+    return digest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import re
 import shlex
 import shutil
@@ -16,11 +17,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from botocore.exceptions import ClientError
 
-from deploy import config, encryption, names
+from deploy import config, encryption, errors, names, sbom
 from deploy.aws.not_found import is_not_found
 from deploy.context import Context
 from deploy.errors import CommandFailed, UserError
@@ -42,6 +43,13 @@ FORMAT_FLAGS = {
 }
 PUSH_FORMAT_FLAGS = {"docker": (), "podman": ("--format", "v2s2")}
 REPOSITORY = r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
+# A new repository's lifecycle policy: untagged images (left by interrupted pushes) expire after
+# UNTAGGED_DAYS; of all images, the newest KEEP_IMAGES stay. An endpoint that runs an older one
+# keeps running, but could no longer pull it to add an instance: see docs/deploy.md.
+UNTAGGED_DAYS = 7
+KEEP_IMAGES = 30
+# What docker / podman print when ECR refuses to overwrite a tag in an immutable repository.
+IMMUTABLE_REFUSAL = ("immutable", "ImageTagAlreadyExists")
 
 
 @dataclass
@@ -115,18 +123,100 @@ def find_repository(ecr: Any, name: str) -> dict[str, Any] | None:
     return found
 
 
+def lifecycle_policy() -> dict[str, Any]:
+    """ECR lifecycle rules: untagged images expire, and only the newest images are kept."""
+    return {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": f"untagged images expire after {UNTAGGED_DAYS} days",
+                "selection": {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": UNTAGGED_DAYS,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 2,
+                "description": f"keep the newest {KEEP_IMAGES} images",
+                "selection": {
+                    "tagStatus": "any",
+                    "countType": "imageCountMoreThan",
+                    "countNumber": KEEP_IMAGES,
+                },
+                "action": {"type": "expire"},
+            },
+        ]
+    }
+
+
 def create_repository(
     ecr: Any, name: str, tags: dict[str, str], kms_key: str | None = None
 ) -> dict[str, Any]:
-    """A new repository, encrypted with `kms_key` (customer-managed) or else AES256."""
+    """A new repository: scan on push, immutable tags (a pushed tag always names the image that
+    was scanned), encrypted with `kms_key` (customer-managed) or else AES256, and the lifecycle
+    policy. Should the policy fail, the repository is deleted again: nothing half-made stays."""
     encrypted = {"encryptionType": "KMS", "kmsKey": kms_key} if kms_key else None
     created: dict[str, Any] = ecr.create_repository(
         repositoryName=name,
+        imageTagMutability="IMMUTABLE",
         imageScanningConfiguration={"scanOnPush": True},
         encryptionConfiguration=encrypted or {"encryptionType": "AES256"},
         tags=names.as_aws(tags),
     )["repository"]
+    try:
+        ecr.put_lifecycle_policy(
+            repositoryName=name, lifecyclePolicyText=json.dumps(lifecycle_policy())
+        )
+    except BaseException as failure:
+        _undo(ecr, name, failure)
     return created
+
+
+def _undo(ecr: Any, name: str, failure: BaseException) -> NoReturn:
+    """Delete the repository just made (empty: nothing was pushed yet), then report the failure."""
+    try:
+        ecr.delete_repository(repositoryName=name)
+        left = "the repository was deleted again"
+    except Exception as exc:  # the first failure is the one to report; this one is appended
+        reason = errors.explain(exc)
+        left = f"deleting it failed too ({reason.message if reason else exc}): delete it by hand"
+    if not isinstance(failure, Exception):
+        raise failure  # Ctrl-C: the repository is gone, the interrupt goes on
+    reason = errors.explain(failure)
+    said = reason.message if reason else errors.one_line(f"{type(failure).__name__}: {failure}")
+    kind = type(reason) if reason else errors.AwsError
+    raise kind(
+        f"setting up ECR repository {name} failed: {said}; {left}",
+        reason.hint if reason else None,
+    ) from failure
+
+
+def tag_taken(ecr: Any, repository: dict[str, Any], tag: str) -> bool:
+    """Whether `tag` already names an image in an immutable repository (a push would fail)."""
+    if not str(repository.get("imageTagMutability", "MUTABLE")).startswith("IMMUTABLE"):
+        return False
+    try:
+        ecr.describe_images(
+            repositoryName=repository["repositoryName"], imageIds=[{"imageTag": tag}]
+        )
+    except ClientError as exc:
+        if is_not_found(exc):
+            return False
+        raise
+    return True
+
+
+def pushed_digest(ecr: Any, repository: str, tag: str) -> str | None:
+    """The digest ECR holds for the tag just pushed (None, with no harm done, if unreadable)."""
+    try:
+        found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+    except ClientError:
+        return None
+    digest: str | None = found["imageDetails"][0].get("imageDigest")
+    return digest
 
 
 def plan(
@@ -272,6 +362,11 @@ def push(
     repo = find_repository(ecr, repository)
     if repo and kms_key and (repo.get("encryptionConfiguration") or {}).get("kmsKey") != kms_key:
         ctx.log(f"ECR repository {repository} exists: it keeps its encryption (set at creation)")
+    if repo is not None and tag_taken(ecr, repo, tag):
+        raise UserError(
+            f"tag {tag} already exists in ECR repository {repository}, whose tags are immutable",
+            "push under a new --tag (without --tag, push uses a fresh timestamp)",
+        )
     created = False
     if repo is None and dry_run:
         ctx.log(f"would create ECR repository {repository} (tagged {config.TAG_KEY})")
@@ -307,7 +402,20 @@ def push(
         return PushResult(push_plan.image_uri, repository, False, push_plan, True)
 
     assert repo is not None  # found or created above; only --dry-run goes on without one
-    run_plan(push_plan, password, log=ctx.log)
+    try:
+        run_plan(push_plan, password, log=ctx.log)
+    except CommandFailed as failed:
+        if any(word.lower() in failed.message.lower() for word in IMMUTABLE_REFUSAL):
+            raise UserError(
+                f"ECR refused tag {tag}: it exists already in {repository}, whose tags are "
+                "immutable",
+                "push under a new --tag (without --tag, push uses a fresh timestamp)",
+            ) from None
+        raise
+    digest = pushed_digest(ecr, repository, tag)
+    written = sbom.for_push(
+        ctx, sbom.Pushed(cli, push_plan.local_image, push_plan.image_uri, digest, platform)
+    )
     previous = ctx.state.get("image") or {}
     was_ours = previous.get("repository") == repository and previous.get("repository_created")
     ctx.state["image"] = {
@@ -316,7 +424,10 @@ def push(
         "repository_arn": repo["repositoryArn"],
         "repository_created": bool(created or was_ours),
         "pushed_at": now_iso(),
+        "sbom": str(written) if written else None,
     }
+    if digest:
+        ctx.state["image"]["digest"] = digest
     if build and platform:
         ctx.state["image"]["platform"] = platform  # what the preflight checks instances against
     repository_key = (repo.get("encryptionConfiguration") or {}).get("kmsKey")

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import IO
 
-from deploy import config, image_check, names, preflight, requests
+from deploy import config, image_scan, names, preflight, requests
 from deploy.aws.sagemaker import logs_hint, wait_endpoint
 from deploy.aws.waiting import elapsed
 from deploy.context import Context
@@ -17,10 +18,15 @@ from deploy.state import now_iso, remember
 
 
 def checked(
-    ctx: Context, spec: Spec, endpoint_name: str | None, user_tags: dict[str, str] | None
+    ctx: Context,
+    spec: Spec,
+    endpoint_name: str | None,
+    user_tags: dict[str, str] | None,
+    allow_vulnerabilities: bool = False,
 ) -> tuple[Spec, str, names.DeploymentNames, dict[str, str]]:
     """Every check `up` makes before it creates anything (they only read); (the Spec with its key
-    resolved, prefix, the names of what it would create, their tags)."""
+    resolved and its image pinned by digest, prefix, the names of what it would create, their
+    tags)."""
     current = ctx.state.get("endpoint")
     if current:
         raise UserError(
@@ -29,7 +35,8 @@ def checked(
         )
     spec.check()
     prefix = names.check_prefix(ctx.name_prefix)
-    image_check.check(ctx, spec.image)
+    pinned = image_scan.vet(ctx, spec.image, allow_vulnerabilities)
+    spec = replace(spec, pinned_image=pinned if pinned != spec.image else None)
     preflight.check(ctx, spec)
     spec = preflight.network_and_key(ctx, spec)
     if endpoint_name:
@@ -43,9 +50,10 @@ def plan(
     spec: Spec,
     endpoint_name: str | None = None,
     user_tags: dict[str, str] | None = None,
+    allow_vulnerabilities: bool = False,
 ) -> list[Call]:
     """`up --dry-run`: the checks, then the calls `up` would make; nothing is created."""
-    spec, _, found, tags = checked(ctx, spec, endpoint_name, user_tags)
+    spec, _, found, tags = checked(ctx, spec, endpoint_name, user_tags, allow_vulnerabilities)
     return [
         Call("sagemaker", "create_model", requests.model_request(spec, found.model, tags)),
         Call(
@@ -70,8 +78,9 @@ def up(
     poll: float | None = None,
     timeout: float | None = None,
     stream: IO[str] | None = None,
+    allow_vulnerabilities: bool = False,
 ) -> Outcome:
-    spec, prefix, found, tags = checked(ctx, spec, endpoint_name, user_tags)
+    spec, prefix, found, tags = checked(ctx, spec, endpoint_name, user_tags, allow_vulnerabilities)
     sm = ctx.aws.client("sagemaker")
     ctx.state["prefix"] = prefix
     ctx.state["tags"] = tags

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from deploy import image_check, names, preflight, requests, rollout, update_steps
+from deploy import image_scan, names, preflight, requests, rollout, update_steps
 from deploy.autoscaling import choose
 from deploy.aws.sagemaker import describe_endpoint, instances, logs_hint, wait_endpoint
 from deploy.context import Context
@@ -34,6 +34,7 @@ def update(
     timeout: float | None = None,
     stream: IO[str] | None = None,
     rollout_plan: rollout.Plan | None = None,
+    allow_vulnerabilities: bool = False,
 ) -> Outcome:
     """`changes` holds only what the user asked to change (Spec field names); everything else is
     carried over from the running deployment, so `update --image NEW` is enough."""
@@ -41,7 +42,7 @@ def update(
         raise UserError("nothing is deployed in this state", "run `up` first")
     sm = ctx.aws.client("sagemaker")
     update_steps.reconcile(ctx, sm)  # what an interrupted update left, first
-    spec, current, live = _checked(ctx, changes)
+    spec, current, live = _checked(ctx, changes, allow_vulnerabilities)
     endpoint = current["name"]
     autoscaling = ctx.state.get("autoscaling")
     deployment, alarm_names = rollout.prepare(ctx, rollout_plan, spec, endpoint)
@@ -99,11 +100,14 @@ def update(
 
 
 def plan(
-    ctx: Context, changes: dict[str, Any], rollout_plan: rollout.Plan | None = None
+    ctx: Context,
+    changes: dict[str, Any],
+    rollout_plan: rollout.Plan | None = None,
+    allow_vulnerabilities: bool = False,
 ) -> list[Call]:
     """`update --dry-run`: the same checks, then the calls `update` would make, in order, when
     it succeeds; nothing is created."""
-    spec, current, _ = _checked(ctx, changes)
+    spec, current, _ = _checked(ctx, changes, allow_vulnerabilities)
     endpoint = current["name"]
     deployment, calls = rollout.preview(ctx, rollout_plan, spec, endpoint)
     new, tags = _new_names(ctx, current)
@@ -134,9 +138,11 @@ def plan(
     return calls
 
 
-def _checked(ctx: Context, changes: dict[str, Any]) -> tuple[Spec, EndpointRecord, dict[str, Any]]:
-    """Every check before anything is created (they only read): (the Spec to deploy, the
-    state's endpoint record, the live endpoint as described)."""
+def _checked(
+    ctx: Context, changes: dict[str, Any], allow_vulnerabilities: bool = False
+) -> tuple[Spec, EndpointRecord, dict[str, Any]]:
+    """Every check before anything is created (they only read): (the Spec to deploy, its image
+    pinned by the digest ECR holds now, the state's endpoint record, the live endpoint)."""
     current = ctx.state.get("endpoint")
     if not current:
         raise UserError("nothing is deployed in this state", "run `up` first")
@@ -146,7 +152,10 @@ def _checked(ctx: Context, changes: dict[str, Any]) -> tuple[Spec, EndpointRecor
     if "instance_type" in changes or "instance_count" in changes:
         spec = replace(spec, serverless_memory=None, serverless_concurrency=None)
     spec.check()
-    image_check.check(ctx, spec.image)
+    pinned = image_scan.vet(ctx, spec.image, allow_vulnerabilities)
+    spec = replace(spec, pinned_image=pinned if pinned != spec.image else None)
+    if spec.pinned_image and current.get("pinned_image") not in (None, spec.pinned_image):
+        ctx.log(f"update: image digest -> {spec.pinned_image.rpartition('@')[2]}")
     preflight.check(ctx, spec)
     spec = preflight.network_and_key(ctx, spec)
     sm = ctx.aws.client("sagemaker")

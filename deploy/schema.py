@@ -41,6 +41,8 @@ class ImageRecord(TypedDict, total=False):
     kms_key: str  # `push --kms-key`: the new repository's encryption key ARN
     pushed_at: str
     platform: str  # what the preflight checks instance types against
+    digest: str  # sha256:... as ECR holds the pushed tag (`template` pins the image with it)
+    sbom: str | None  # the CycloneDX SBOM file of its Python packages; None: none was written
 
 
 class ModelDataRecord(TypedDict, total=False):
@@ -89,7 +91,8 @@ class EndpointRecord(TypedDict, total=False):
     model: str
     variant: str
     status: str | None  # as SageMaker last described it
-    image: str
+    image: str  # as given (usually by tag)
+    pinned_image: str | None  # image by digest, what the model names; None: ECR not readable
     role: str
     model_data: str | None
     environment_names: list[str]  # the container's variables; values live only in the model

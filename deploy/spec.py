@@ -14,6 +14,7 @@ from deploy.schema import AsyncRecord, EndpointRecord
 
 SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
 IMAGE = re.compile(r"^[\w.-]+(:\d+)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")
+PINNED = re.compile(r"^[\w.-]+(:\d+)?/[\w./-]+@sha256:[0-9a-f]{64}$")
 ENV_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,1023}$")
 
 
@@ -21,7 +22,7 @@ ENV_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,1023}$")
 class Spec:
     """What a deployment runs: the container and the variant it runs on."""
 
-    image: str
+    image: str  # as given (a tag, usually): what `update` compares with what `push` recorded
     role: str
     model_data: str | None = None
     environment: dict[str, str] = field(default_factory=dict)
@@ -41,6 +42,9 @@ class Spec:
     network_isolation: bool = True
     # The resolved key ARN (deploy/encryption.py): volume, data capture and async output
     kms_key: str | None = None
+    # `image` by the digest ECR holds (deploy/image_scan.py): what the model names, so that what
+    # was checked is what runs; None where ECR could not be read (the model names `image`)
+    pinned_image: str | None = None
 
     def __post_init__(self) -> None:
         # The key belongs inside the capture and async records (their own KmsKeyId); copies, so a
@@ -63,6 +67,8 @@ class Spec:
                 f"image {self.image!r} is not a full image URI",
                 "run `push` first or pass --image ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG",
             )
+        if self.pinned_image and not PINNED.match(self.pinned_image):
+            raise UserError(f"pinned image {self.pinned_image!r} is not REPO@sha256:DIGEST")
         if not self.role:
             raise UserError(
                 "no SageMaker execution role",
@@ -154,7 +160,8 @@ class Spec:
         return variant
 
     def container(self) -> dict[str, Any]:
-        container: dict[str, Any] = {"Image": self.image, "Mode": "SingleModel"}
+        image = self.pinned_image or self.image
+        container: dict[str, Any] = {"Image": image, "Mode": "SingleModel"}
         if self.model_data:
             container["ModelDataUrl"] = self.model_data
         if self.environment:
@@ -198,6 +205,7 @@ class Spec:
             # A record from before isolation existed gets the default (on) at its next update.
             network_isolation=bool(data.get("network_isolation", True)),
             kms_key=data.get("kms_key"),
+            pinned_image=data.get("pinned_image"),
         )
 
 

@@ -83,8 +83,8 @@ def build(
             },
             IMAGE_PARAMETER: {
                 "Type": "String",
-                "Description": "serving image in ECR (python -m deploy push)",
-                "Default": spec.image,
+                "Description": "serving image in ECR, by digest (python -m deploy push)",
+                "Default": spec.pinned_image or spec.image,
             },
         },
         "Resources": resources,

@@ -91,6 +91,16 @@ def autoscaling_settings(args: argparse.Namespace, scaler: VariantScaling) -> Se
     )
 
 
+def scan_options(parser: argparse.ArgumentParser) -> None:
+    """`up` / `update`: the ECR scan gate (deploy/image_scan.py)."""
+    parser.add_argument(
+        "--allow-vulnerabilities",
+        action="store_true",
+        help="deploy an image whose ECR scan found CRITICAL or HIGH vulnerabilities, or that has "
+        "no readable scan (a warning says so)",
+    )
+
+
 def dry_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from deploy import alarms, names
+from deploy import alarms, image_scan, names
 from deploy import template as cfn
 from deploy.autoscaling import choose
 from deploy.commands import options
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     yaml_format = _format(args.out)
-    spec = options.spec_from_options(ctx, args, remote=False).check()
+    spec = _pinned(ctx, options.spec_from_options(ctx, args, remote=False).check())
     prefix = names.check_prefix(ctx.name_prefix)
     endpoint = names.check_name(
         args.endpoint_name or names.deployment(prefix, names.stamp()).endpoint, "--endpoint-name"
@@ -63,6 +64,18 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     args.out.write_text(text)
     ctx.log(f"wrote {args.out}: {', '.join(template['Resources'])}")
     return EXIT_OK
+
+
+def _pinned(ctx: Context, spec: Spec) -> Spec:
+    """The image by the digest that `push` or `up` recorded for it: no AWS call here."""
+    pinned = image_scan.recorded_pin(ctx.state, spec.image)
+    if pinned is None:
+        ctx.log(f"note: {spec.image} is named by tag: this state recorded no digest for it")
+        return spec
+    if pinned == spec.image:
+        return spec
+    ctx.log(f"template: {spec.image} pinned to {pinned.rpartition('@')[2]} (recorded in the state)")
+    return replace(spec, pinned_image=pinned)
 
 
 def _format(out: Path | None) -> bool:

@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", action="append", metavar="KEY=VALUE", help="extra resource tags")
     options.network_options(parser)
     options.async_options(parser)
+    options.scan_options(parser)
     options.wait_options(parser)
     options.dry_run_options(parser)
 
@@ -28,7 +29,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     spec = options.spec_from_options(ctx, args)
     if dry:
         calls = launch.plan(
-            ctx, spec, endpoint_name=args.endpoint_name, user_tags=names.parse_tags(args.tag)
+            ctx,
+            spec,
+            endpoint_name=args.endpoint_name,
+            user_tags=names.parse_tags(args.tag),
+            allow_vulnerabilities=args.allow_vulnerabilities,
         )
         print(dry_run.render(calls, args.json))
         return EXIT_OK
@@ -40,6 +45,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         wait=not args.no_wait,
         poll=options.poll(args),
         timeout=args.timeout,
+        allow_vulnerabilities=args.allow_vulnerabilities,
     )
     print(output.outcome(result, ctx.store.path, ctx.aws.region))
     return EXIT_OK

@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-capture", action="store_true", help="stop data capture")
     options.network_options(parser, update=True)
     options.rollout_options(parser)
+    options.scan_options(parser)
     options.wait_options(parser)
     options.dry_run_options(parser)
 
@@ -50,10 +51,18 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if not changes:
         ctx.log("update: nothing changed; redeploying the same model on new instances")
     if dry:
-        print(dry_run.render(redeploy.plan(ctx, changes, rollout_plan=plan), args.json))
+        calls = redeploy.plan(
+            ctx, changes, rollout_plan=plan, allow_vulnerabilities=args.allow_vulnerabilities
+        )
+        print(dry_run.render(calls, args.json))
         return EXIT_OK
     result = redeploy.update(
-        ctx, changes, wait_poll=options.poll(args), timeout=args.timeout, rollout_plan=plan
+        ctx,
+        changes,
+        wait_poll=options.poll(args),
+        timeout=args.timeout,
+        rollout_plan=plan,
+        allow_vulnerabilities=args.allow_vulnerabilities,
     )
     print(output.outcome(result, ctx.store.path, ctx.aws.region))
     return EXIT_OK
@@ -68,6 +77,8 @@ def change_set(ctx: Context, args: argparse.Namespace, current: EndpointRecord) 
         changes["image"] = args.image
     elif recorded_image and recorded_image != current.get("image"):
         changes["image"] = recorded_image  # `push` ran since: deploy what it pushed
+    elif recorded_image and _pushed_again(ctx, current):
+        changes["image"] = recorded_image  # the same tag, another digest (a mutable repository)
     recorded_data = (ctx.state.get("model_data") or {}).get("uri")
     if args.no_model_data:
         changes["model_data"] = None
@@ -105,6 +116,13 @@ def change_set(ctx: Context, args: argparse.Namespace, current: EndpointRecord) 
         if value != recorded_network[key]:
             changes[key] = value
     return changes
+
+
+def _pushed_again(ctx: Context, current: EndpointRecord) -> bool:
+    """`push` recorded another digest for the tag the endpoint runs."""
+    digest = (ctx.state.get("image") or {}).get("digest")
+    running = current.get("pinned_image")
+    return bool(digest and running and not running.endswith(f"@{digest}"))
 
 
 def _serverless(args: argparse.Namespace, current: EndpointRecord) -> dict[str, Any]:

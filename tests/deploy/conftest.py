@@ -114,19 +114,41 @@ if os.environ.get("FAKE_CLI_FAIL") in args[:2]:
     sys.exit(3)
 if args[:1] == ["login"]:
     print("Login Succeeded")
+if args[:1] == ["run"]:
+    # The SBOM's package list: what the image's /opt/venv python prints (FAKE_CLI_PACKAGES).
+    print(os.environ.get("FAKE_CLI_PACKAGES", '[["falcon", "4.0.2"], ["onnxruntime", "1.22.0"]]'))
 if args[:1] == ["push"]:
     # What a push leaves in ECR (moto's, through AWS_ENDPOINT_URL): a Docker v2s2 manifest. Which
     # flags make a real push store that is proven against a real registry (tests/container).
-    import boto3
+    import boto3, urllib.request
     remote = args[-1]
     repository, _, tag = remote.partition("/")[2].rpartition(":")
-    config = {{"size": 7023, "digest": "sha256:" + "cd" * 32,
+    import hashlib  # each pushed REPO:TAG gets a digest of its own
+    config = {{"size": 7023, "digest": "sha256:" + hashlib.sha256(remote.encode()).hexdigest(),
               "mediaType": "application/vnd.docker.container.image.v1+json"}}
     manifest = json.dumps({{"schemaVersion": 2, "mediaType": "{media_type}", "config": config,
                            "layers": []}})
-    boto3.client("ecr").put_image(repositoryName=repository, imageTag=tag, imageManifest=manifest,
-                                  imageManifestMediaType="{media_type}")
-    print(tag + ": digest: sha256:" + "ab" * 32 + " size: 2412")
+    ecr = boto3.client("ecr")
+    try:
+        image = ecr.put_image(repositoryName=repository, imageTag=tag, imageManifest=manifest,
+                              imageManifestMediaType="{media_type}")["image"]
+    except (ecr.exceptions.ImageAlreadyExistsException,
+            ecr.exceptions.ImageTagAlreadyExistsException):
+        print(f"tag invalid: The image tag '{{tag}}' already exists in the '{{repository}}' "
+              "repository and cannot be overwritten because the repository is immutable.")
+        sys.exit(1)
+    # ECR's scan on push, clean (moto's API for scan results; tests/support/aws.py scan_result)
+    digest = image["imageId"]["imageDigest"]
+    result = {{"registryId": image["registryId"], "repositoryName": repository,
+              "imageId": {{"imageDigest": digest}}, "imageScanStatus": {{"status": "COMPLETE"}},
+              "imageScanFindings": {{"findingSeverityCounts": {{}}}}}}
+    body = json.dumps({{"region": ecr.meta.region_name, "results": [result]}}).encode()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))
+    opener.open(urllib.request.Request(
+        os.environ["AWS_ENDPOINT_URL"] + "/moto-api/static/ecr/scan-finding-results", data=body,
+        headers={{"Content-Type": "application/json"}}, method="POST"), timeout=10).read()
+    ecr.start_image_scan(repositoryName=repository, imageId={{"imageDigest": digest}})
+    print(tag + ": digest: " + digest + " size: 2412")
 """
 
 

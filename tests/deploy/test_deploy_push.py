@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 
+from deploy import sbom
 from tests.support.aws import (
     ACCOUNT,
     ECR_PASSWORD,
@@ -46,6 +47,13 @@ def test_push_builds_tags_logs_in_and_pushes_with_the_password_on_stdin(
         ("docker", ["tag", "yolov7-serve:v7", remote]),
         ("docker", ["login", "--username", "AWS", "--password-stdin", REGISTRY]),
         ("docker", ["push", remote]),
+        (
+            "docker",
+            [
+                "run", "--rm", "--network", "none", "--entrypoint", "/opt/venv/bin/python",
+                "--platform", "linux/amd64", "yolov7-serve:v7", "-c", sbom.LIST_PACKAGES,
+            ],
+        ),
     ]  # fmt: skip
     login = docker.calls()[3]
     assert login["stdin"] == ECR_PASSWORD + "\n"
@@ -75,6 +83,7 @@ def test_podman_is_used_where_the_docker_engine_does_not_answer(
         ("podman", "tag"),
         ("podman", "login"),
         ("podman", "push"),
+        ("podman", "run"),
     ]
 
 
@@ -96,6 +105,13 @@ def test_podman_alone_is_enough_and_builds_and_pushes_docker_v2s2(
         ("podman", ["tag", "yolov7-serve:v1", remote]),
         ("podman", ["login", "--username", "AWS", "--password-stdin", REGISTRY]),
         ("podman", ["push", "--format", "v2s2", remote]),
+        (
+            "podman",
+            [
+                "run", "--rm", "--network", "none", "--entrypoint", "/opt/venv/bin/python",
+                "--platform", "linux/amd64", "yolov7-serve:v1", "-c", sbom.LIST_PACKAGES,
+            ],
+        ),
     ]  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import json
 import logging
 import os
@@ -105,9 +106,10 @@ class Result:
         return lines[0]
 
 
-def manifest(media_type: str = DOCKER_V2S2, layer_bytes: int = 120_000_000) -> str:
-    """An image manifest of that media type (moto reports imageSizeInBytes from config.size)."""
-    digest = "sha256:" + "0" * 64
+def manifest(media_type: str = DOCKER_V2S2, layer_bytes: int = 120_000_000, salt: str = "") -> str:
+    """An image manifest of that media type (moto reports imageSizeInBytes from config.size);
+    `salt` makes its config digest, so that images with different salts differ in digest."""
+    digest = "sha256:" + (hashlib.sha256(salt.encode()).hexdigest() if salt else "0" * 64)
     config_type = (
         "application/vnd.docker.container.image.v1+json"
         if media_type == DOCKER_V2S2
@@ -123,18 +125,79 @@ def manifest(media_type: str = DOCKER_V2S2, layer_bytes: int = 120_000_000) -> s
     )
 
 
-def put_image(emulator: Moto, uri: str, media_type: str = DOCKER_V2S2, size: int = 120_000_000):
-    """Store an image in moto's ECR under uri (repository created when missing)."""
+CLEAN: dict[str, int] = {}
+
+
+def put_image(
+    emulator: Moto,
+    uri: str,
+    media_type: str = DOCKER_V2S2,
+    size: int = 120_000_000,
+    findings: dict[str, int] | None = CLEAN,
+) -> str:
+    """Store an image in moto's ECR under uri (repository created when missing), with a digest of
+    its own; scanned, its scan finding `findings` (counts per severity), unless that is None.
+    Returns its digest."""
     repository, _, tag = uri.partition("/")[2].partition(":")
     ecr = emulator.client("ecr")
     with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
         ecr.create_repository(repositoryName=repository)
-    ecr.put_image(
+    digest: str = ecr.put_image(
         repositoryName=repository,
-        imageManifest=manifest(media_type, size),
+        imageManifest=manifest(media_type, size, salt=uri),
         imageManifestMediaType=media_type,
         imageTag=tag,
+    )["image"]["imageId"]["imageDigest"]
+    if findings is not None:
+        scan_result(emulator, repository, digest, counts=findings)
+        ecr.start_image_scan(repositoryName=repository, imageId={"imageDigest": digest})
+    return digest
+
+
+def scan_result(
+    emulator: Moto,
+    repository: str,
+    digest: str,
+    status: str = "COMPLETE",
+    counts: dict[str, int] | None = None,
+    description: str = "The scan was completed successfully.",
+    enhanced: list[dict] | None = None,
+) -> None:
+    """What DescribeImageScanFindings answers for that image from now on (moto's own API for
+    scan results: without one, moto answers a fixed HIGH finding). The first result set for an
+    image stays its answer: give an image one result."""
+    found: dict = {"findingSeverityCounts": counts or {}}
+    if enhanced is not None:  # enhanced scanning (Amazon Inspector)'s shape
+        found["enhancedFindings"] = enhanced
+    result = {
+        "registryId": ACCOUNT,
+        "repositoryName": repository,
+        "imageId": {"imageDigest": digest},
+        "imageScanStatus": {"status": status, "description": description},
+        "imageScanFindings": found,
+    }
+    request = urllib.request.Request(
+        f"{emulator.url}/moto-api/static/ecr/scan-finding-results",
+        data=json.dumps({"region": REGION, "results": [result]}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
+    DIRECT.open(request, timeout=10).read()
+
+
+def digest_of(emulator: Moto, uri: str) -> str:
+    """The digest moto's ECR holds for REPO:TAG."""
+    repository, _, tag = uri.partition("/")[2].partition(":")
+    details = emulator.client("ecr").describe_images(
+        repositoryName=repository, imageIds=[{"imageTag": tag}]
+    )["imageDetails"]
+    digest: str = details[0]["imageDigest"]
+    return digest
+
+
+def pinned(uri: str, digest: str) -> str:
+    """REPO:TAG as REPO@DIGEST (what the model names)."""
+    return f"{uri.rpartition(':')[0]}@{digest}"
 
 
 def seed_images(emulator: Moto) -> None:
