@@ -44,24 +44,26 @@ class Findings:
     counts: dict[str, int]  # findings per severity
 
 
-def vet(ctx: Context, uri: str, allow_vulnerabilities: bool) -> str:
+def vet(ctx: Context, uri: str, allow_vulnerabilities: bool, read_only: bool = False) -> str:
     """The checked image (image_check.check), its scan findings judged; returns the image's URI
-    pinned by digest (the URI as given where ECR cannot be read)."""
+    pinned by digest (the URI as given where ECR cannot be read). `read_only` (--dry-run): a
+    missing scan is not started, only said."""
     digest = image_check.check(ctx, uri)
     if digest is None:  # cross-account, not readable: image_check said so
         ctx.log(f"warning: the digest of {uri} is unknown: the model names it by tag, unscanned")
         return uri
     target = image_check.pinned(uri, digest)
-    findings = read(ctx, target)
+    findings = read(ctx, target, read_only)
     if findings is not None:
         judge(ctx, target, findings, allow_vulnerabilities)
     return target
 
 
-def read(ctx: Context, uri: str) -> Findings | None:
-    """The findings of the image `uri` names by digest: a missing scan is started and a running
-    one waited for (WAIT_S at most). None where the operator may not read them (another
-    account's repository, as image_check goes on there too)."""
+def read(ctx: Context, uri: str, read_only: bool = False) -> Findings | None:
+    """The findings of the image `uri` names by digest: a missing scan is started (unless
+    `read_only`) and a running one waited for (WAIT_S at most). None where there is nothing to
+    judge: the operator may not read them (another account's repository, as image_check goes on
+    there too), or `read_only` found no scan."""
     image = image_check.parse(uri)
     ecr = ctx.aws.client("ecr")
     params = {
@@ -78,6 +80,9 @@ def read(ctx: Context, uri: str) -> Findings | None:
             return None
         if code != "ScanNotFoundException":
             raise
+        if read_only:
+            ctx.log(f"note: {uri} has not been scanned: a real run starts a scan and judges it")
+            return None
         response = _start(ctx, ecr, params, uri)
     if _status(response) in RUNNING:
         response = _wait(ctx, ecr, params, uri)

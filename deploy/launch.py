@@ -23,10 +23,11 @@ def checked(
     endpoint_name: str | None,
     user_tags: dict[str, str] | None,
     allow_vulnerabilities: bool = False,
+    read_only: bool = False,
 ) -> tuple[Spec, str, names.DeploymentNames, dict[str, str]]:
     """Every check `up` makes before it creates anything (they only read); (the Spec with its key
     resolved and its image pinned by digest, prefix, the names of what it would create, their
-    tags)."""
+    tags). `read_only` (--dry-run): not even an image scan is started."""
     current = ctx.state.get("endpoint")
     if current:
         raise UserError(
@@ -35,7 +36,7 @@ def checked(
         )
     spec.check()
     prefix = names.check_prefix(ctx.name_prefix)
-    pinned = image_scan.vet(ctx, spec.image, allow_vulnerabilities)
+    pinned = image_scan.vet(ctx, spec.image, allow_vulnerabilities, read_only)
     spec = replace(spec, pinned_image=pinned if pinned != spec.image else None)
     preflight.check(ctx, spec)
     spec = preflight.network_and_key(ctx, spec)
@@ -53,7 +54,9 @@ def plan(
     allow_vulnerabilities: bool = False,
 ) -> list[Call]:
     """`up --dry-run`: the checks, then the calls `up` would make; nothing is created."""
-    spec, _, found, tags = checked(ctx, spec, endpoint_name, user_tags, allow_vulnerabilities)
+    spec, _, found, tags = checked(
+        ctx, spec, endpoint_name, user_tags, allow_vulnerabilities, read_only=True
+    )
     return [
         Call("sagemaker", "create_model", requests.model_request(spec, found.model, tags)),
         Call(

@@ -107,7 +107,7 @@ def plan(
 ) -> list[Call]:
     """`update --dry-run`: the same checks, then the calls `update` would make, in order, when
     it succeeds; nothing is created."""
-    spec, current, _ = _checked(ctx, changes, allow_vulnerabilities)
+    spec, current, _ = _checked(ctx, changes, allow_vulnerabilities, read_only=True)
     endpoint = current["name"]
     deployment, calls = rollout.preview(ctx, rollout_plan, spec, endpoint)
     new, tags = _new_names(ctx, current)
@@ -139,10 +139,14 @@ def plan(
 
 
 def _checked(
-    ctx: Context, changes: dict[str, Any], allow_vulnerabilities: bool = False
+    ctx: Context,
+    changes: dict[str, Any],
+    allow_vulnerabilities: bool = False,
+    read_only: bool = False,
 ) -> tuple[Spec, EndpointRecord, dict[str, Any]]:
-    """Every check before anything is created (they only read): (the Spec to deploy, its image
-    pinned by the digest ECR holds now, the state's endpoint record, the live endpoint)."""
+    """Every check before anything is created (they only read; but for an image scan started
+    where none exists, unless `read_only`): (the Spec to deploy, its image pinned by the digest
+    ECR holds now, the state's endpoint record, the live endpoint)."""
     current = ctx.state.get("endpoint")
     if not current:
         raise UserError("nothing is deployed in this state", "run `up` first")
@@ -152,7 +156,7 @@ def _checked(
     if "instance_type" in changes or "instance_count" in changes:
         spec = replace(spec, serverless_memory=None, serverless_concurrency=None)
     spec.check()
-    pinned = image_scan.vet(ctx, spec.image, allow_vulnerabilities)
+    pinned = image_scan.vet(ctx, spec.image, allow_vulnerabilities, read_only)
     spec = replace(spec, pinned_image=pinned if pinned != spec.image else None)
     if spec.pinned_image and current.get("pinned_image") not in (None, spec.pinned_image):
         ctx.log(f"update: image digest -> {spec.pinned_image.rpartition('@')[2]}")

@@ -7,7 +7,7 @@ import json
 
 from botocore.client import BaseClient
 
-from tests.support.aws import IMAGE, NEW_IMAGE, not_in_policy, state
+from tests.support.aws import IMAGE, NEW_IMAGE, by_digest, not_in_policy, state
 
 READS = ("Describe", "List", "Get", "BatchGet", "Head")
 
@@ -37,7 +37,8 @@ def test_up_dry_run_prints_the_calls_creates_nothing_and_matches_up(
         ["sagemaker", "CreateEndpointConfig"],
         ["sagemaker", "CreateEndpoint"],
     ]
-    assert f"PrimaryContainer.Image={IMAGE}" in lines[0]
+    # the image by the digest ECR holds: what was checked is what runs
+    assert f"PrimaryContainer.Image={by_digest(moto, IMAGE)}" in lines[0]
     assert "EnableNetworkIsolation=true" in lines[0]
     assert "ProductionVariants.InstanceType=ml.c5.xlarge" in lines[1]
     assert "EndpointName=yolov7-dry" in lines[2]
@@ -109,7 +110,7 @@ def test_update_dry_run_lists_the_swap_and_the_autoscaling_pause(moto, cli, api_
         "PutScalingPolicy",
     ]
     by_name = {c["operation"]: c["parameters"] for c in calls}
-    assert by_name["CreateModel"]["PrimaryContainer"]["Image"] == NEW_IMAGE
+    assert by_name["CreateModel"]["PrimaryContainer"]["Image"] == by_digest(moto, NEW_IMAGE)
     update = by_name["UpdateEndpoint"]
     assert update["EndpointName"] == recorded["name"]
     assert update["EndpointConfigName"] == by_name["CreateEndpointConfig"]["EndpointConfigName"]

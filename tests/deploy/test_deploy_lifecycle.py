@@ -19,7 +19,9 @@ from tests.support.aws import (
     ROOT,
     SECRET_KEY,
     TAG,
+    digest_of,
     not_in_policy,
+    pinned,
     state,
 )
 
@@ -52,8 +54,12 @@ def test_whole_life_push_to_down_leaves_nothing_behind(
     assert pushed.out.strip().splitlines()[-1] == image
     repo = ecr.describe_repositories(repositoryNames=["yolov7-serve"])["repositories"][0]
     assert TAG in ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"]
-    assert [c["argv"][0] for c in docker.calls()] == ["info", "buildx", "tag", "login", "push"]
+    calls = [c["argv"][0] for c in docker.calls()]
+    assert calls == ["info", "buildx", "tag", "login", "push", "run"]  # run: the SBOM's list
     assert state(tmp_path)["image"]["uri"] == image
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    digest = state(tmp_path)["image"]["digest"]
+    assert digest == digest_of(moto, image)
 
     # package: model.tar.gz with the ONNX at its root, in a private, tagged bucket
     packaged = cli("package", shapes_onnx)
@@ -104,7 +110,9 @@ def test_whole_life_push_to_down_leaves_nothing_behind(
     model = sm.describe_model(ModelName=recorded["model"])
     assert model["ExecutionRoleArn"] == ROLE
     container = model["PrimaryContainer"]
-    assert container["Image"] == image and container["ModelDataUrl"] == model_data
+    # the image by the digest that was pushed and scanned, whatever its tag names later
+    assert container["Image"] == pinned(image, digest) and container["ModelDataUrl"] == model_data
+    assert recorded["image"] == image and recorded["pinned_image"] == pinned(image, digest)
     assert container["Environment"] == {
         "YOLO_CONF": "0.3",
         "YOLO_MAX_DET": "50",

@@ -18,7 +18,7 @@ from tests.deploy.test_deploy_update import (
     expect_running_environment,
     expect_tagged_delete,
 )
-from tests.support.aws import IMAGE, NEW_IMAGE, not_in_policy, state
+from tests.support.aws import IMAGE, NEW_IMAGE, by_digest, not_in_policy, state
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_a_canary_whose_alarm_fires_rolls_back_with_exit_1_naming_the_alarm(
         endpoint_answer(endpoint, "InService", old_config),
         {"EndpointName": endpoint},
     )
-    expect_creates(sm, NEW_IMAGE)
+    expect_creates(sm, by_digest(moto, NEW_IMAGE))
     deployment = {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": {

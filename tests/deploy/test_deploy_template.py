@@ -16,7 +16,7 @@ from deploy import names
 from deploy import template as cfn
 from deploy.requests import Call
 from deploy.spec import Spec
-from tests.support.aws import IMAGE, REGION, ROLE
+from tests.support.aws import IMAGE, REGION, ROLE, by_digest
 
 SUBNETS = ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"]
 GROUPS = ["sg-0a1b2c3d4e5f60003"]
@@ -107,7 +107,8 @@ def test_templates_lint_clean_and_carry_the_settings(moto, cli, api_calls, tmp_p
     # a plain endpoint: isolated, no VPC, no key; role and image are parameters with defaults
     template = json.loads(plain.read_text())
     assert template["Parameters"]["ExecutionRoleArn"]["Default"] == ROLE
-    assert template["Parameters"]["Image"]["Default"] == IMAGE
+    assert template["Parameters"]["Image"]["Default"] == IMAGE  # no state: no digest known
+    assert "is named by tag" in made[0].err
     (model,) = resources(template, "AWS::SageMaker::Model")
     assert model["EnableNetworkIsolation"] is True and "VpcConfig" not in model
     assert model["PrimaryContainer"]["Image"] == {"Ref": "Image"}
@@ -215,9 +216,12 @@ def test_template_holds_what_up_sends(moto, cli, sent, tmp_path):
     made = cli("template", *options, "--role", ROLE, "--out", tmp_path / "t.json")
     assert made.code == 0, made.err
     template = json.loads((tmp_path / "t.json").read_text())
+    # the image by the digest `up` recorded for that tag: no AWS call, and what `up` sent
+    assert template["Parameters"]["Image"]["Default"] == by_digest(moto, IMAGE)
+    assert "pinned to sha256:" in made.err
     resolve = {
         json.dumps({"Ref": "ExecutionRoleArn"}): ROLE,
-        json.dumps({"Ref": "Image"}): IMAGE,
+        json.dumps({"Ref": "Image"}): by_digest(moto, IMAGE),
     }
 
     def resolved(value):
@@ -246,7 +250,7 @@ def test_template_holds_what_up_sends(moto, cli, sent, tmp_path):
     sm = moto.client("sagemaker")
     live_model = sm.describe_model(ModelName=created_model["ModelName"])
     assert live_model["ExecutionRoleArn"] == ROLE
-    assert live_model["PrimaryContainer"]["Image"] == IMAGE
+    assert live_model["PrimaryContainer"]["Image"] == by_digest(moto, IMAGE)
     assert live_model["PrimaryContainer"]["Environment"] == model["PrimaryContainer"]["Environment"]
     live_config = sm.describe_endpoint_config(
         EndpointConfigName=created_config["EndpointConfigName"]

@@ -13,7 +13,17 @@ from datetime import UTC, datetime
 import pytest
 
 from deploy import names
-from tests.support.aws import ACCOUNT, IMAGE, NEW_IMAGE, REGION, ROLE, TAG, not_in_policy, state
+from tests.support.aws import (
+    ACCOUNT,
+    IMAGE,
+    NEW_IMAGE,
+    REGION,
+    ROLE,
+    TAG,
+    by_digest,
+    not_in_policy,
+    state,
+)
 
 NOW = datetime(2030, 1, 1, 0, 0, tzinfo=UTC)
 STAMP = "20300101-000000"
@@ -140,7 +150,7 @@ def deployed(moto, cli, tmp_path, monkeypatch):
 
 
 def test_update_swaps_in_a_new_model_then_deletes_the_old_one(
-    deployed, cli, stubbed, tmp_path, api_calls
+    deployed, cli, stubbed, moto, tmp_path, api_calls
 ):
     endpoint, old_config, old_model = deployed["name"], deployed["config"], deployed["model"]
     sm = stubbed.stub("sagemaker")
@@ -150,7 +160,7 @@ def test_update_swaps_in_a_new_model_then_deletes_the_old_one(
         endpoint_answer(endpoint, "InService", old_config),
         {"EndpointName": endpoint},
     )
-    expect_creates(sm, NEW_IMAGE)
+    expect_creates(sm, by_digest(moto, NEW_IMAGE))
     sm.add_response(
         "update_endpoint",
         {"EndpointArn": arn("endpoint", endpoint)},
@@ -187,7 +197,7 @@ def test_update_swaps_in_a_new_model_then_deletes_the_old_one(
 
 
 def test_a_rolled_back_update_reports_why_and_removes_the_new_model(
-    deployed, cli, stubbed, tmp_path
+    deployed, cli, stubbed, moto, tmp_path
 ):
     endpoint, old_config = deployed["name"], deployed["config"]
     reason = (
@@ -201,7 +211,7 @@ def test_a_rolled_back_update_reports_why_and_removes_the_new_model(
         endpoint_answer(endpoint, "InService", old_config),
         {"EndpointName": endpoint},
     )
-    expect_creates(sm, NEW_IMAGE)
+    expect_creates(sm, by_digest(moto, NEW_IMAGE))
     sm.add_response("update_endpoint", {"EndpointArn": arn("endpoint", endpoint)})
     expect_describe(sm, endpoint, "Updating", old_config)
     expect_describe(sm, endpoint, "RollingBack", old_config)
@@ -222,7 +232,7 @@ def test_a_rolled_back_update_reports_why_and_removes_the_new_model(
 
 
 def test_an_instance_type_change_pauses_autoscaling_and_keeps_its_capacity(
-    deployed, cli, stubbed, tmp_path
+    deployed, cli, stubbed, moto, tmp_path
 ):
     endpoint, old_config, old_model = deployed["name"], deployed["config"], deployed["model"]
     scaled = cli("autoscale", "--min", "2", "--max", "6", "--target", "300")  # real, on moto
@@ -236,7 +246,7 @@ def test_an_instance_type_change_pauses_autoscaling_and_keeps_its_capacity(
     expect_running_environment(sm, old_model)
     # the autoscaler had scaled out to 3: the new config starts with 3, not 1
     expect_describe(sm, endpoint, "InService", old_config, 3)
-    expect_creates(sm, IMAGE, instance_type="ml.c5.2xlarge", count=3)
+    expect_creates(sm, by_digest(moto, IMAGE), instance_type="ml.c5.2xlarge", count=3)
     policy = f"{endpoint}-invocations"
     aas.add_response("delete_scaling_policy", {}, {"PolicyName": policy, **resource})
     aas.add_response("deregister_scalable_target", {}, resource)

@@ -200,6 +200,11 @@ def pinned(uri: str, digest: str) -> str:
     return f"{uri.rpartition(':')[0]}@{digest}"
 
 
+def by_digest(emulator: Moto, uri: str) -> str:
+    """REPO:TAG as the model names it: REPO@ the digest moto's ECR holds for it."""
+    return pinned(uri, digest_of(emulator, uri))
+
+
 def seed_images(emulator: Moto) -> None:
     for uri in (IMAGE, NEW_IMAGE):
         put_image(emulator, uri)
