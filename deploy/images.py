@@ -424,7 +424,7 @@ def push(
         "repository_arn": repo["repositoryArn"],
         "repository_created": bool(created or was_ours),
         "pushed_at": now_iso(),
-        "sbom": str(written) if written else None,
+        "sbom": written.name if written else None,  # beside the state file
     }
     if digest:
         ctx.state["image"]["digest"] = digest

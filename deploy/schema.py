@@ -42,7 +42,7 @@ class ImageRecord(TypedDict, total=False):
     pushed_at: str
     platform: str  # what the preflight checks instance types against
     digest: str  # sha256:... as ECR holds the pushed tag (`template` pins the image with it)
-    sbom: str | None  # the CycloneDX SBOM file of its Python packages; None: none was written
+    sbom: str | None  # its Python packages' CycloneDX SBOM, a file beside the state; None: none
 
 
 class ModelDataRecord(TypedDict, total=False):

@@ -123,11 +123,13 @@ if args[:1] == ["push"]:
     import boto3, urllib.request
     remote = args[-1]
     repository, _, tag = remote.partition("/")[2].rpartition(":")
-    import hashlib  # each pushed REPO:TAG gets a digest of its own
-    config = {{"size": 7023, "digest": "sha256:" + hashlib.sha256(remote.encode()).hexdigest(),
+    import hashlib  # each pushed REPO:TAG gets a digest of its own (moto's: from the layers)
+    config = {{"size": 7023, "digest": "sha256:" + "cd" * 32,
               "mediaType": "application/vnd.docker.container.image.v1+json"}}
+    layer = {{"size": 2412, "digest": "sha256:" + hashlib.sha256(remote.encode()).hexdigest(),
+             "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip"}}
     manifest = json.dumps({{"schemaVersion": 2, "mediaType": "{media_type}", "config": config,
-                           "layers": []}})
+                           "layers": [layer]}})
     ecr = boto3.client("ecr")
     try:
         image = ecr.put_image(repositoryName=repository, imageTag=tag, imageManifest=manifest,

@@ -108,8 +108,10 @@ class Result:
 
 def manifest(media_type: str = DOCKER_V2S2, layer_bytes: int = 120_000_000, salt: str = "") -> str:
     """An image manifest of that media type (moto reports imageSizeInBytes from config.size);
-    `salt` makes its config digest, so that images with different salts differ in digest."""
-    digest = "sha256:" + (hashlib.sha256(salt.encode()).hexdigest() if salt else "0" * 64)
+    with a `salt`, its layer digest (moto's image digest) comes from the salt and the size, so that
+    images with another salt or size differ in digest."""
+    seed = f"{salt}|{layer_bytes}".encode()
+    digest = "sha256:" + (hashlib.sha256(seed).hexdigest() if salt else "0" * 64)
     config_type = (
         "application/vnd.docker.container.image.v1+json"
         if media_type == DOCKER_V2S2
@@ -366,3 +368,35 @@ def moto(moto_url, monkeypatch, tmp_path) -> Moto:
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     return emulator
+
+
+def answer_instead(monkeypatch, operation: str, answer, times: int | None = None) -> list[dict]:
+    """botocore answers `operation` with `answer(params)` (a response dict, or it raises) instead
+    of asking moto, for the first `times` calls (None: every call); for the one response moto
+    cannot give (a scan still running, an access denied). Returns the params of each call."""
+    from botocore.client import BaseClient
+
+    original = BaseClient._make_api_call
+    seen: list[dict] = []
+
+    def call(self, operation_name, api_params):
+        if operation_name != operation:
+            return original(self, operation_name, api_params)
+        seen.append(api_params)
+        if times is None or len(seen) <= times:
+            return answer(api_params)
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+    return seen
+
+
+def denied(operation: str):
+    """An `answer` for answer_instead: AccessDenied, as IAM says it."""
+    from botocore.exceptions import ClientError
+
+    def answer(_params):
+        error = {"Code": "AccessDeniedException", "Message": f"not authorized to {operation}"}
+        raise ClientError({"Error": error}, operation)
+
+    return answer
