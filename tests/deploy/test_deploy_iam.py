@@ -148,6 +148,13 @@ def test_deletes_and_updates_only_what_carries_our_tag():
     assert allowed(OPERATOR, Request("cloudwatch:DeleteAlarms", ALARM, {HAS: OURS}))
     assert allowed(OPERATOR, Request("ecr:PutLifecyclePolicy", REPO, {HAS: OURS}))
     assert not allowed(OPERATOR, Request("ecr:PutLifecyclePolicy", REPO, {}))
+    # the scan gate: findings of the project's repositories are read; a scan is started only in
+    # a repository this tool made (its tag)
+    assert allowed(OPERATOR, Request("ecr:DescribeImageScanFindings", REPO))
+    assert allowed(OPERATOR, Request("ecr:StartImageScan", REPO, {HAS: OURS}))
+    assert not allowed(OPERATOR, Request("ecr:StartImageScan", REPO, {}))
+    elsewhere = REPO.replace(US, OTHER)
+    assert not allowed(OPERATOR, Request("ecr:DescribeImageScanFindings", elsewhere))
 
 
 # --- pinned to the account ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from tests.support.aws import (
     by_digest,
     denied,
     digest_of,
+    not_in_policy,
     pinned,
     put_image,
     scan_result,
@@ -149,6 +150,7 @@ def test_an_image_never_scanned_gets_a_scan_started(moto, cli, api_calls, tmp_pa
     assert made.code == 0, made.err
     assert f"image {ECR}/{PREBUILT}@{digest} has not been scanned: starting an ECR scan" in made.err
     assert api_calls.count("ecr:StartImageScan") == 1
+    assert not_in_policy(api_calls) == []
     assert model_image(moto) == pinned(image, digest)
 
 

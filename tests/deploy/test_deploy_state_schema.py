@@ -132,6 +132,22 @@ def test_a_version_1_async_endpoint_upgrades_to_backlog_scaling(tmp_path):
     assert state["autoscaling"]["mode"] == "backlog"
 
 
+def test_the_supply_chain_keys_are_read_as_written(tmp_path):
+    """`push`'s digest and SBOM, the endpoint's image by digest (a file without them reads too:
+    the model of an endpoint made before them named its image by tag)."""
+    digest = "sha256:" + "ab" * 32
+    data = json.loads(json.dumps(VERSION_1))
+    as_version_3(
+        pinned_image=f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/yolov7-serve@{digest}"
+    )(data)
+    data["image"].update(digest=digest, sbom="state.sbom.cdx.json")
+    state = StateFile(write(tmp_path / "state.json", data)).read()
+    assert state["endpoint"]["pinned_image"].endswith(digest)
+    assert (state["image"]["digest"], state["image"]["sbom"]) == (digest, "state.sbom.cdx.json")
+    data["image"]["sbom"] = None  # the package listing failed: no SBOM
+    assert StateFile(write(tmp_path / "state.json", data)).read()["image"]["sbom"] is None
+
+
 def test_a_missing_state_reads_as_empty_version_3_and_is_not_written(tmp_path):
     state = StateFile(tmp_path / "none.json").read()
     assert (state["version"], state["resources"], state["transform_jobs"]) == (3, [], [])
@@ -159,6 +175,9 @@ def test_a_missing_state_reads_as_empty_version_3_and_is_not_written(tmp_path):
         (lambda d: d.update(resources=[{"type": "model", "arn": None}]), "has no name"),
         (lambda d: d.update(transform_jobs={}), "transform_jobs is {}, expected a list"),
         (lambda d: d.update(endpoint=[]), "endpoint is [], expected an object"),
+        (as_version_3(pinned_image=7), "endpoint.pinned_image is 7, expected str or null"),
+        (lambda d: d["image"].update(digest=None), "image.digest is None, expected str"),
+        (lambda d: d["image"].update(sbom=["x"]), "image.sbom is ['x'], expected str or null"),
     ],
 )
 def test_a_state_with_an_unknown_key_or_a_wrong_type_is_refused_naming_it(tmp_path, edit, says):
