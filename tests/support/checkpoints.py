@@ -641,3 +641,68 @@ def saved_from_cuda() -> Iterator[None]:
     """torch.save records every storage's location as 'cuda:0', as a GPU training run writes it."""
     with mock.patch("torch.serialization.location_tag", return_value="cuda:0"):
         yield
+
+
+def _w6_pose_full_spec(w: int) -> Spec:
+    """yolov7-w6-pose at the published widths (w=64): the w6 backbone (ReOrg stem, strided-conv
+    downsampling, ELAN blocks, P6 output), SPPCSPC, the ELAN-W neck, and IKeypoint on four
+    levels with the depthwise keypoint branches."""
+
+    def stage(c: int, label: str) -> Spec:  # backbone ELAN on c channels -> 2c, labelled
+        return [*_v7_elan(c, 2 * c, False)[:-1], (label, -1, "Conv", [2 * c, 1, 1])]
+
+    def up(c: int, lateral: str) -> Spec:
+        return [
+            (None, -1, "Conv", [c, 1, 1]),
+            (None, -1, "Upsample", [None, 2, "nearest"]),
+            (None, lateral, "Conv", [c, 1, 1]),
+            (None, [-1, -2], "Concat", [1]),
+        ]
+
+    def neck(c: int, label: str) -> Spec:  # ELAN-W on c channels -> c, labelled
+        return [*_v7_elan(c, c, True)[:-1], (label, -1, "Conv", [c, 1, 1])]
+
+    return [
+        (None, -1, "ReOrg", []),
+        (None, -1, "Conv", [w, 3, 1]),
+        (None, -1, "Conv", [2 * w, 3, 2]),
+        *stage(w, "b10"),
+        (None, -1, "Conv", [4 * w, 3, 2]),
+        *stage(2 * w, "b19"),
+        (None, -1, "Conv", [8 * w, 3, 2]),
+        *stage(4 * w, "b28"),
+        (None, -1, "Conv", [12 * w, 3, 2]),
+        *stage(6 * w, "b37"),
+        (None, -1, "Conv", [16 * w, 3, 2]),
+        *stage(8 * w, "b46"),
+        ("h47", -1, "SPPCSPC", [8 * w]),
+        *up(6 * w, "b37"),
+        *neck(6 * w, "h59"),
+        *up(4 * w, "b28"),
+        *neck(4 * w, "h71"),
+        *up(2 * w, "b19"),
+        *neck(2 * w, "h83"),
+        (None, -1, "Conv", [4 * w, 3, 2]),
+        (None, [-1, "h71"], "Concat", [1]),
+        *neck(4 * w, "h93"),
+        (None, -1, "Conv", [6 * w, 3, 2]),
+        (None, [-1, "h59"], "Concat", [1]),
+        *neck(6 * w, "h103"),
+        (None, -1, "Conv", [8 * w, 3, 2]),
+        (None, [-1, "h47"], "Concat", [1]),
+        *neck(8 * w, "h113"),
+        ("d3", "h83", "Conv", [4 * w, 3, 1]),
+        ("d4", "h93", "Conv", [8 * w, 3, 1]),
+        ("d5", "h103", "Conv", [12 * w, 3, 1]),
+        ("d6", "h113", "Conv", [16 * w, 3, 1]),
+        (None, ["d3", "d4", "d5", "d6"], "IKeypoint", [ANCHORS_P6, 17, True]),
+    ]
+
+
+POSE_FULL_SIZE: dict[str, Any] = {"yolov7-w6-pose": lambda w: (_w6_pose_full_spec(w), "silu")}
+
+
+def build_full_size_pose(width: int = 64) -> Model:
+    """yolov7-w6-pose at its published widths, random weights (speed does not depend on them),
+    objectness biased as build_pose_model does so that NMS has some tens of people to sort."""
+    return build_pose_model(width=width, specs=POSE_FULL_SIZE)
