@@ -153,3 +153,17 @@ def test_model_info_reads_the_pose_metadata_and_refuses_what_does_not_fit():
     ]:
         with pytest.raises(ModelError, match=re.escape(message)):
             _info(bad, columns)
+
+
+def test_pose_answers_conform_to_the_openapi_schema(servers):
+    import jsonschema
+    import yaml
+
+    from tests.support.server import REPO
+
+    spec = yaml.safe_load((REPO / "serve" / "openapi.yaml").read_text())
+    ping = spec["paths"]["/ping"]["get"]["responses"]["200"]["content"]["application/json"]
+    jsonschema.validate(servers["raw"].request("GET", "/ping").json(), ping["schema"])
+    answer = servers["end2end"].invoke(PHOTOS["zidane"], "image/jpeg").json()
+    assert answer["detections"] and answer["detections"][0]["keypoints"]
+    jsonschema.validate(answer, spec["components"]["schemas"]["Detections"])

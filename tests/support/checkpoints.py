@@ -706,3 +706,20 @@ def build_full_size_pose(width: int = 64) -> Model:
     """yolov7-w6-pose at its published widths, random weights (speed does not depend on them),
     objectness biased as build_pose_model does so that NMS has some tens of people to sort."""
     return build_pose_model(width=width, specs=POSE_FULL_SIZE)
+
+
+def calm_keypoints(net: Model, spread: float = 0.15, seed: int = 0) -> Model:
+    """Make a random pose model's keypoints land near their own detection (raw x, y values about
+    0.5 +- spread: within a cell or two of the anchor cell) instead of far outside the image, so
+    that a picture shows the drawing. The poses stay random: this finds no people."""
+    head = net.head
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for level in range(head.nl):
+            for anchor in range(head.na):
+                for k in range(head.nkpt):
+                    for column in (head.no_det + 3 * k, head.no_det + 3 * k + 1):
+                        conv, channel = pose_channel(head, level, anchor * head.no + column)
+                        conv.weight[channel] *= 0.0
+                        conv.bias[channel] = 0.5 + spread * torch.randn((), generator=gen)
+    return net
