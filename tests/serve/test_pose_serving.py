@@ -167,3 +167,23 @@ def test_pose_answers_conform_to_the_openapi_schema(servers):
     answer = servers["end2end"].invoke(PHOTOS["zidane"], "image/jpeg").json()
     assert answer["detections"] and answer["detections"][0]["keypoints"]
     jsonschema.validate(answer, spec["components"]["schemas"]["Detections"])
+
+
+@pytest.mark.slow
+def test_a_reduced_decode_scales_keypoints_to_the_original_like_boxes(pose_exported):
+    """A big JPEG decoded at half size (serve/decode.py): keypoints, like boxes, are reported in
+    the original's pixels (twice the reduced image's) and clipped to it."""
+    from serve.detector import Detector
+    from serve.options import Options
+
+    detector = Detector(pose_exported["raw"])
+    detector.load()
+    image = bgr(PHOTOS["zidane"])
+    height, width = image.shape[:2]
+    exact = detector.detect(image, Options())
+    reduced = detector.detect(image, Options(), reduction=2, original_size=(2 * width, 2 * height))
+    assert len(exact) >= MIN_PEOPLE and exact.keypoints is not None
+    assert reduced.keypoints is not None
+    np.testing.assert_allclose(reduced.boxes, 2 * exact.boxes)
+    np.testing.assert_allclose(reduced.keypoints[..., :2], 2 * exact.keypoints[..., :2])
+    np.testing.assert_array_equal(reduced.keypoints[..., 2], exact.keypoints[..., 2])
