@@ -6,6 +6,9 @@ detection is matched when the candidate has one of the same class overlapping it
 pairs are taken greedily, highest IoU first, each detection used once. Agreement is matched /
 reference detections; candidate detections left unmatched are counted as extra. Box shift is, per
 matched pair, the largest of the four corner-coordinate differences in original-image pixels.
+For a pose model a pair also needs its keypoints to agree: the mean distance between the two
+models' keypoints, over the reference's size (the square root of its box area), at most
+MAX_KEYPOINT_SHIFT; a pair over it is not matched (counted in `keypoint_mismatches`).
 Speed is session.run's p50 for both models measured in one run, interleaved image by image (the
 order alternating), with the server's session options, so machine noise hits both alike.
 """
@@ -20,11 +23,15 @@ import numpy as np
 import onnxruntime as ort
 
 from serve.config import available_cpus
+from serve.keypoints import scale_keypoints
 from serve.letterbox import letterbox, scale_boxes, to_tensor
 from serve.nms import non_max_suppression
 from serve.options import Options
 
 MATCH_IOU = 0.8
+# COCO's keypoint similarity tolerates about 0.05-0.1 of the person's size for a good keypoint
+# (its per-keypoint sigmas, doubled, run 0.05-0.21): 0.05 keeps INT8 well inside "the same pose".
+MAX_KEYPOINT_SHIFT = 0.05
 MIN_TIMED_RUNS = 30  # per model; about 0.2 s for yolov7-tiny at 320, 3 s at 640
 
 
@@ -39,6 +46,9 @@ class Agreement:
     reference_p50_ms: float
     candidate_p50_ms: float
     images: int
+    mean_keypoint_shift_px: float = 0.0  # pose models: per matched pair, the mean keypoint shift
+    max_keypoint_shift_px: float = 0.0
+    keypoint_mismatches: int = 0  # pairs matched by box whose keypoints moved too far
 
     @property
     def ratio(self) -> float:
@@ -52,7 +62,15 @@ class Agreement:
         return (
             f"agreement {self.ratio:.3f} ({self.matched}/{self.reference} FP32 detections, "
             f"{self.extra} extra) on {self.images} held-out images; box shift mean "
-            f"{self.mean_shift_px:.2f} px, max {self.max_shift_px:.2f} px; p50 "
+            f"{self.mean_shift_px:.2f} px, max {self.max_shift_px:.2f} px; "
+            + (
+                f"keypoint shift mean {self.mean_keypoint_shift_px:.2f} px, max "
+                f"{self.max_keypoint_shift_px:.2f} px ({self.keypoint_mismatches} pairs over "
+                f"{MAX_KEYPOINT_SHIFT} of the person's size); "
+                if self.keypoint_mismatches or self.max_keypoint_shift_px
+                else ""
+            )
+            + "p50 "
             f"{self.candidate_p50_ms:.2f} vs {self.reference_p50_ms:.2f} ms "
             f"({self.speedup:.2f}x)"
         )
@@ -78,15 +96,27 @@ def _run(session: ort.InferenceSession, tensor: np.ndarray) -> tuple[np.ndarray,
     return output, (time.perf_counter() - start) * 1000
 
 
-def _detections(output: np.ndarray, img_size: int, height: int, width: int) -> np.ndarray:
-    """Raw output of one image -> (K, 6) x1, y1, x2, y2, score, class in original pixels."""
+def _detections(
+    output: np.ndarray, img_size: int, height: int, width: int, nkpt: int = 0
+) -> np.ndarray:
+    """Raw output of one image -> (K, 6 + 3 * nkpt) x1, y1, x2, y2, score, class (then the
+    keypoints) in original pixels."""
     options = Options()
     rows = non_max_suppression(
-        output[0], conf=options.conf, iou=options.iou, max_det=options.max_det
+        output[0], conf=options.conf, iou=options.iou, max_det=options.max_det, nkpt=nkpt
     )
     rows = rows.astype(np.float64)
     rows[:, :4] = scale_boxes(rows[:, :4], img_size, height, width)
+    if nkpt:
+        keypoints = scale_keypoints(rows[:, 6:].reshape(-1, nkpt, 3), img_size, height, width)
+        rows[:, 6:] = keypoints.reshape(len(rows), -1)
     return rows
+
+
+def keypoint_shift(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Mean distance in pixels between two rows' keypoints (x, y after the first 6 columns)."""
+    ref, cand = reference[6:].reshape(-1, 3), candidate[6:].reshape(-1, 3)
+    return float(np.hypot(*(ref[:, :2] - cand[:, :2]).T).mean())
 
 
 def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -123,9 +153,14 @@ def match_detections(reference: np.ndarray, candidate: np.ndarray) -> list[tuple
 
 
 def measure(
-    reference_model: bytes, candidate_model: bytes, images: list[np.ndarray], img_size: int
+    reference_model: bytes,
+    candidate_model: bytes,
+    images: list[np.ndarray],
+    img_size: int,
+    nkpt: int = 0,
 ) -> Agreement:
-    """Compare the candidate with the reference on BGR images (the held-out ones)."""
+    """Compare the candidate with the reference on BGR images (the held-out ones); a pose model
+    (nkpt keypoints) is judged on its keypoints too."""
     reference, candidate = server_session(reference_model), server_session(candidate_model)
     batch = reference.get_inputs()[0].shape[0]
     batch = batch if isinstance(batch, int) and batch > 0 else 1
@@ -146,13 +181,24 @@ def measure(
                     outputs[which].append(output)
 
     shifts: list[float] = []
+    keypoint_shifts: list[float] = []
     score_diffs: list[float] = [0.0]
-    total = matched = extra = 0
+    total = matched = extra = mismatches = 0
     for image, ref_out, cand_out in zip(images, outputs[0], outputs[1], strict=True):
         height, width = image.shape[:2]
-        ref = _detections(ref_out, img_size, height, width)
-        cand = _detections(cand_out, img_size, height, width)
+        ref = _detections(ref_out, img_size, height, width, nkpt)
+        cand = _detections(cand_out, img_size, height, width, nkpt)
         pairs = match_detections(ref, cand)
+        if nkpt:
+            kept = []
+            for i, j in pairs:
+                shift = keypoint_shift(ref[i], cand[j])
+                keypoint_shifts.append(shift)
+                size = float(np.sqrt(max((ref[i, 2] - ref[i, 0]) * (ref[i, 3] - ref[i, 1]), 1.0)))
+                if shift <= MAX_KEYPOINT_SHIFT * size:
+                    kept.append((i, j))
+            mismatches += len(pairs) - len(kept)
+            pairs = kept
         total += len(ref)
         matched += len(pairs)
         extra += len(cand) - len(pairs)
@@ -160,6 +206,9 @@ def measure(
             shifts.append(float(np.abs(ref[i, :4] - cand[j, :4]).max()))
             score_diffs.append(abs(float(ref[i, 4] - cand[j, 4])))
     return Agreement(
+        mean_keypoint_shift_px=float(np.mean(keypoint_shifts)) if keypoint_shifts else 0.0,
+        max_keypoint_shift_px=max(keypoint_shifts, default=0.0),
+        keypoint_mismatches=mismatches,
         reference=total,
         matched=matched,
         extra=extra,

@@ -164,6 +164,7 @@ def run(options: Options, log=print) -> str:
     from export.calibration import split_images
     from export.describe import architecture_family, round_img_size
     from export.fuse import fuse_model
+    from export.keypoint import COCO_KEYPOINTS, IKeypoint
     from export.onnx_graph import (
         END2END_OUTPUT,
         RAW_OUTPUT,
@@ -189,6 +190,7 @@ def run(options: Options, log=print) -> str:
             f"{max(strides)}: using {img_size}"
         )
     family = architecture_family(net)
+    nkpt = int(head.nkpt) if isinstance(head, IKeypoint) else 0
     image = load_image(options.verify_image)  # fail on a bad image before the slow steps
     split = split_images(options.calibration) if options.precision == "int8" else None
 
@@ -198,7 +200,12 @@ def run(options: Options, log=print) -> str:
     model = export_raw(fused, img_size, options.dynamic_batch, batch)
     check_graph(model)
     check = compare_with_torch(
-        model.SerializeToString(), reference, image, img_size, 2 if options.dynamic_batch else batch
+        model.SerializeToString(),
+        reference,
+        image,
+        img_size,
+        2 if options.dynamic_batch else batch,
+        nkpt,
     )
     if not check.ok:
         raise ExportError(
@@ -223,12 +230,21 @@ def run(options: Options, log=print) -> str:
         "exporter_version": __version__,
         "precision": options.precision,
     }
+    if nkpt:  # a pose model: each row carries nkpt (x, y, score) after the classes
+        keypoint_names = list(COCO_KEYPOINTS) if nkpt == len(COCO_KEYPOINTS) else None
+        metadata.update(
+            task="pose",
+            nkpt=nkpt,
+            keypoint_names=keypoint_names or [f"keypoint{i}" for i in range(nkpt)],
+        )
     int8_lines: list[str] = []
     if split is not None:
-        model, int8_metadata, int8_lines = _quantize(model, split, img_size, batch, options, log)
+        model, int8_metadata, int8_lines = _quantize(
+            model, split, img_size, batch, options, log, nkpt
+        )
         metadata.update(int8_metadata)
     if options.end2end:
-        model = append_nms(model, nc, options.conf, options.iou, options.max_det)
+        model = append_nms(model, nc, options.conf, options.iou, options.max_det, nkpt)
         metadata.update(
             end2end_conf=str(options.conf),
             end2end_iou=str(options.iou),
@@ -244,14 +260,18 @@ def run(options: Options, log=print) -> str:
     size = save_atomically(model, options.output)
 
     n = "N" if options.dynamic_batch else str(batch)
+    kpt_columns, kpt_text = 3 * nkpt, f", {nkpt} x (kx, ky, kscore)" if nkpt else ""
     if options.end2end:
         output_line = (
-            f"{END2END_OUTPUT} float32 (K, 7) [batch, x1, y1, x2, y2, class, score], "
-            f"conf {options.conf} iou {options.iou} max_det {options.max_det}"
+            f"{END2END_OUTPUT} float32 (K, {7 + kpt_columns}) [batch, x1, y1, x2, y2, class, "
+            f"score{kpt_text}], conf {options.conf} iou {options.iou} max_det {options.max_det}"
         )
     else:
         anchors = 3 * sum((img_size // s) ** 2 for s in strides)
-        output_line = f"{RAW_OUTPUT} float32 ({n}, {anchors}, {5 + nc}) xywh, obj, classes"
+        output_line = (
+            f"{RAW_OUTPUT} float32 ({n}, {anchors}, {5 + nc + kpt_columns}) xywh, obj, "
+            f"classes{kpt_text}"
+        )
     shown = ", ".join(names[:8]) + (f", ... ({nc} in all)" if nc > 8 else "")
     dtype = str(checkpoint.dtype).removeprefix("torch.")
     return "\n".join(
@@ -259,6 +279,7 @@ def run(options: Options, log=print) -> str:
             f"exported {options.weights} -> {options.output}",
             f"  architecture   {family}; {checkpoint.source_key} weights saved as {dtype}",
             f"  classes        {nc}: {shown}",
+            *([f"  task           pose, {nkpt} keypoints"] if nkpt else []),
             f"  strides        {strides}",
             f"  input          images float32 ({n}, 3, {img_size}, {img_size}) RGB 0..1",
             f"  output         {output_line}",
@@ -279,17 +300,18 @@ def _quantize(
     batch: int,
     options: Options,
     log: Callable[[str], None],
+    nkpt: int = 0,
 ) -> tuple[onnx.ModelProto, dict[str, object], list[str]]:
     """FP32 graph -> (INT8 graph, its metadata, its summary lines); ExportError when the INT8
     model's agreement with FP32 on the held-out images is under the bar (and not accepted)."""
-    from export.agreement import MATCH_IOU, measure
+    from export.agreement import MATCH_IOU, MAX_KEYPOINT_SHIFT, measure
     from export.calibration import load_tensors, read_image
     from export.quantize import QuantSettings, quantize
 
     settings = QuantSettings()
     int8, float_nodes = quantize(model, load_tensors(split.calibration, img_size, batch), settings)
     held_out = [read_image(path) for path in split.holdout]
-    result = measure(model.SerializeToString(), int8.SerializeToString(), held_out, img_size)
+    result = measure(model.SerializeToString(), int8.SerializeToString(), held_out, img_size, nkpt)
     if result.reference == 0:
         raise ExportError(
             f"the FP32 model finds nothing on the {len(held_out)} held-out images of "
@@ -327,6 +349,16 @@ def _quantize(
             "mean_box_shift_px": round(result.mean_shift_px, 4),
             "max_box_shift_px": round(result.max_shift_px, 4),
             "max_score_diff": round(result.max_score_diff, 5),
+            **(
+                {
+                    "mean_keypoint_shift_px": round(result.mean_keypoint_shift_px, 4),
+                    "max_keypoint_shift_px": round(result.max_keypoint_shift_px, 4),
+                    "keypoint_mismatches": result.keypoint_mismatches,
+                    "max_keypoint_shift": MAX_KEYPOINT_SHIFT,
+                }
+                if nkpt
+                else {}
+            ),
             "fp32_p50_ms": round(result.reference_p50_ms, 3),
             "int8_p50_ms": round(result.candidate_p50_ms, 3),
             "speedup": round(result.speedup, 3),

@@ -7,6 +7,7 @@ import math
 from torch import nn
 
 from export import layers
+from export.keypoint import IKeypoint
 from export.model import IAuxDetect, Model
 
 
@@ -34,4 +35,6 @@ def architecture_family(net: Model) -> str:
         name = "yolov7"
     else:
         name = "yolov7x" if layers.SPPCSPC in kinds else "yolov7-custom"
+    if isinstance(head, IKeypoint):
+        name += "-pose"
     return f"{name} ({form} form, {type(head).__name__} head)"

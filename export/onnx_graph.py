@@ -78,12 +78,14 @@ def _const(name: str, value: np.ndarray) -> onnx.TensorProto:
 
 
 def append_nms(
-    model: onnx.ModelProto, nc: int, conf: float, iou: float, max_det: int
+    model: onnx.ModelProto, nc: int, conf: float, iou: float, max_det: int, nkpt: int = 0
 ) -> onnx.ModelProto:
-    """Replace the raw output with `detections` (K, 7): batch, x1, y1, x2, y2, class, score.
+    """Replace the raw output with `detections` (K, 7): batch, x1, y1, x2, y2, class, score; a
+    pose model's rows go on with each kept box's 3 * nkpt keypoint values (K, 7 + 3 * nkpt).
 
-    Follows the official pipeline: score = obj * cls (obj alone for one class), best class only,
-    score > conf, boxes xywh -> xyxy, per-class NMS via a class offset, at most max_det per image.
+    Follows the official pipeline: score = obj * cls (obj alone for one class, but not for pose,
+    whose NMS multiplies), best class only, score > conf, boxes xywh -> xyxy, per-class NMS via a
+    class offset, at most max_det per image.
     """
     graph = model.graph
     raw = graph.output[0].name
@@ -106,7 +108,7 @@ def append_nms(
             _const("nms_cols_batch_box", np.array([0, 2], np.int64)),
         ]
     )
-    score_source = "nms_obj" if nc == 1 else "nms_cls_scores"
+    score_source = "nms_obj" if nc == 1 and not nkpt else "nms_cls_scores"
     nodes = [
         helper.make_node("Slice", [raw, "nms_i0", "nms_i4", "nms_axis2"], ["nms_xywh"]),
         helper.make_node("Slice", [raw, "nms_i4", "nms_i5", "nms_axis2"], ["nms_obj"]),
@@ -132,17 +134,22 @@ def append_nms(
         helper.make_node("GatherND", ["nms_boxes", "nms_batch_box"], ["nms_kept_boxes"]),
         helper.make_node("GatherND", ["nms_class", "nms_batch_box"], ["nms_kept_class"]),
         helper.make_node("GatherND", ["nms_score", "nms_batch_box"], ["nms_kept_score"]),
-        helper.make_node(
-            "Concat",
-            ["nms_batch", "nms_kept_boxes", "nms_kept_class", "nms_kept_score"],
-            [END2END_OUTPUT],
-            axis=1,
-        ),
     ]
+    kept = ["nms_batch", "nms_kept_boxes", "nms_kept_class", "nms_kept_score"]
+    if nkpt:  # the keypoints travel with their box
+        graph.initializer.append(_const("nms_kend", np.array([5 + nc + 3 * nkpt], np.int64)))
+        nodes += [
+            helper.make_node("Slice", [raw, "nms_iend", "nms_kend", "nms_axis2"], ["nms_kpts"]),
+            helper.make_node("GatherND", ["nms_kpts", "nms_batch_box"], ["nms_kept_kpts"]),
+        ]
+        kept.append("nms_kept_kpts")
+    nodes.append(helper.make_node("Concat", kept, [END2END_OUTPUT], axis=1))
     graph.node.extend(nodes)
     del graph.output[:]
     graph.output.append(
-        helper.make_tensor_value_info(END2END_OUTPUT, TensorProto.FLOAT, ["num_detections", 7])
+        helper.make_tensor_value_info(
+            END2END_OUTPUT, TensorProto.FLOAT, ["num_detections", 7 + 3 * nkpt]
+        )
     )
     return model
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export import layers, model
+from export import keypoint, layers, model
 from export.errors import ExportError
 
 
@@ -52,6 +52,7 @@ _MODEL_CLASSES = {
     "models.yolo.Detect": model.Detect,
     "models.yolo.IDetect": model.IDetect,
     "models.yolo.IAuxDetect": model.IAuxDetect,
+    "models.yolo.IKeypoint": keypoint.IKeypoint,
     "models.common.Conv": layers.Conv,
     "models.common.Concat": layers.Concat,
     "models.common.MP": layers.MP,
@@ -195,6 +196,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                 weights_only=False,
             )
     except RefusedGlobal as refused:
+        if refused.dotted.startswith("models.yolo."):  # a head (or model) of another task
+            heads = [n for n in _MODEL_CLASSES if ".yolo." in n and not n.endswith(".Model")]
+            known = ", ".join(n.rsplit(".", 1)[1] for n in heads)
+            raise ExportError(
+                f"refused to load {path.name}: its head '{refused.dotted}' is not supported "
+                f"(known: {known}; nothing in the file was run)"
+            ) from None
         raise ExportError(
             f"refused to load {path.name}: it references '{refused.dotted}', which is not an "
             "allowed YOLOv7 or torch class (nothing in the file was run)"

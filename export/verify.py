@@ -43,9 +43,15 @@ class Verification:
 
 
 def compare_with_torch(
-    onnx_bytes: bytes, net: torch.nn.Module, image: np.ndarray, img_size: int, batch: int
+    onnx_bytes: bytes,
+    net: torch.nn.Module,
+    image: np.ndarray,
+    img_size: int,
+    batch: int,
+    nkpt: int = 0,
 ) -> Verification:
-    """Run both on the same letterboxed image (repeated to the batch size) and compare."""
+    """Run both on the same letterboxed image (repeated to the batch size) and compare; a pose
+    model's last 3 * nkpt columns are keypoint x, y (pixels, judged as boxes) and score."""
     x = np.repeat(to_tensor(letterbox(image, img_size)), batch, axis=0)
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
@@ -54,7 +60,12 @@ def compare_with_torch(
     if got.shape != want.shape:
         raise ExportError(f"ONNX output shape {got.shape} differs from PyTorch's {want.shape}")
     diff = np.abs(got.astype(np.float64) - want)
-    box, score = float(diff[..., :4].max()), float(diff[..., 4:].max())
+    pixels = np.zeros(diff.shape[-1], dtype=bool)
+    pixels[:4] = True
+    if nkpt:
+        first = diff.shape[-1] - 3 * nkpt
+        pixels[first::3] = pixels[first + 1 :: 3] = True
+    box, score = float(diff[..., pixels].max()), float(diff[..., ~pixels].max())
     return Verification(
         max_abs_diff=float(diff.max()),
         max_box_diff=box,

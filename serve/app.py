@@ -149,6 +149,9 @@ class Ping:
             "precision": detector.precision,
             "float_precision": detector.float_precision,
         }
+        info = detector.model_info
+        if info.task != "detect":  # a pose model: say so, and what its keypoints are
+            resp.media.update(task=info.task, keypoints=list(info.keypoint_names))
         if detector.compiling:  # an INT8 export on OpenVINO, its float view serving for now
             resp.media["compiling"] = detector.compiling
 
@@ -223,7 +226,14 @@ class Invocations:
                 decoded.pixels if decoded.factor == 1 else decode_image(data, self._max_pixels)
             )
             resp.data = encode(
-                draw(picture, result.boxes, result.scores, result.class_ids, info.label),
+                draw(
+                    picture,
+                    result.boxes,
+                    result.scores,
+                    result.class_ids,
+                    info.label,
+                    result.keypoints,
+                ),
                 answer_type,
             )
             resp.content_type = answer_type
@@ -261,6 +271,9 @@ def _answer(
         }
         for box, score, class_id in zip(result.boxes, result.scores, result.class_ids, strict=True)
     ]
+    if result.keypoints is not None:  # pose: [x, y, score] per keypoint, in the model's order
+        for detection, person in zip(detections, result.keypoints.tolist(), strict=True):
+            detection["keypoints"] = [[round(x, 2), round(y, 2), round(s, 4)] for x, y, s in person]
     timings = {"decode": decode_ms, **result.timings_ms}
     return {
         "detections": detections,

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from serve.errors import ModelError, one_line
+from serve.keypoints import scale_keypoints, undo_keypoint_reduction
 from serve.letterbox import letterbox, scale_boxes, to_tensor, undo_reduction
 from serve.model_info import ModelInfo, read_model_info
 from serve.nms import non_max_suppression
@@ -33,6 +34,7 @@ class Detections:
     scores: np.ndarray
     class_ids: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
+    keypoints: np.ndarray | None = None  # pose models: (K, nkpt, 3) x, y, score in original pixels
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -133,6 +135,14 @@ class Detector:
             assert original_size is not None, "a reduced image needs the original's size"
             boxes = undo_reduction(boxes, reduction, original_size[1], original_size[0])
         result = Detections(boxes, rows[:, 4].astype(np.float64), rows[:, 5].astype(np.int64))
+        if info.nkpt:
+            keypoints = scale_keypoints(rows[:, 6:].reshape(-1, info.nkpt, 3), size, height, width)
+            if reduction > 1:
+                assert original_size is not None
+                keypoints = undo_keypoint_reduction(
+                    keypoints, reduction, original_size[1], original_size[0]
+                )
+            result.keypoints = keypoints
         done = time.perf_counter()
         result.timings_ms = {
             "preprocess": (prepared - start) * 1000,
@@ -142,10 +152,11 @@ class Detector:
         return result
 
     def _raw_rows(self, output: np.ndarray, options: Options) -> np.ndarray:
-        nc = self.model_info.nc
+        nc, nkpt = self.model_info.nc, self.model_info.nkpt
         assert nc is not None, "read_model_info gives every raw-layout model its nc"
-        if output.ndim != 3 or output.shape[0] < 1 or output.shape[2] != 5 + nc:
-            raise RuntimeError(f"raw output has shape {output.shape}; expected (1, A, {5 + nc})")
+        columns = 5 + nc + 3 * nkpt
+        if output.ndim != 3 or output.shape[0] < 1 or output.shape[2] != columns:
+            raise RuntimeError(f"raw output has shape {output.shape}; expected (1, A, {columns})")
         return non_max_suppression(
             output[0],
             conf=options.conf,
@@ -153,17 +164,21 @@ class Detector:
             classes=options.classes,
             agnostic=options.agnostic,
             max_det=options.max_det,
+            nkpt=nkpt,
         )
 
     def _end2end_rows(self, output: np.ndarray, options: Options) -> np.ndarray:
         """NMS already ran in the graph; apply the request's stricter conf/classes/max_det only."""
-        if output.ndim != 2 or output.shape[1] != 7:
-            raise RuntimeError(f"end2end output has shape {output.shape}; expected (K, 7)")
+        columns = 7 + 3 * self.model_info.nkpt  # pose: the keypoints follow the score
+        if output.ndim != 2 or output.shape[1] != columns:
+            raise RuntimeError(f"end2end output has shape {output.shape}; expected (K, {columns})")
         output = output.astype(np.float32, copy=False)
         labels = output[:, 5].round()
         keep = (output[:, 0] == 0) & (output[:, 6] > options.conf)
         if options.classes is not None:
             keep &= np.isin(labels, np.asarray(options.classes, dtype=np.float32))
-        rows = np.concatenate([output[:, 1:5], output[:, 6:7], labels[:, None]], axis=1)[keep]
+        rows = np.concatenate(
+            [output[:, 1:5], output[:, 6:7], labels[:, None], output[:, 7:]], axis=1
+        )[keep]
         order = np.argsort(-rows[:, 4], kind="stable")[: options.max_det]
         return rows[order]

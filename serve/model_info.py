@@ -40,6 +40,9 @@ class ModelInfo:
     end2end_iou: float
     end2end_max_det: int
     metadata: Mapping[str, str]
+    task: str = "detect"  # or "pose": each detection also carries nkpt keypoints (x, y, score)
+    nkpt: int = 0
+    keypoint_names: tuple[str, ...] = ()
 
     def label(self, class_id: int) -> str:
         return self.names[class_id] if 0 <= class_id < len(self.names) else f"class{class_id}"
@@ -84,6 +87,29 @@ def _meta_names(meta: Mapping[str, str]) -> tuple[str, ...] | None:
     return tuple(names)
 
 
+def _meta_pose(meta: Mapping[str, str]) -> tuple[str, int, tuple[str, ...]]:
+    """(task, nkpt, keypoint names): ("detect", 0, ()) unless the metadata says pose."""
+    task = meta.get("task", "detect")
+    if task == "detect":
+        return task, 0, ()
+    if task != "pose":
+        raise ModelError(f"model metadata task={task!r}; expected 'detect' or 'pose'")
+    nkpt = _meta_int(meta, "nkpt")
+    if nkpt is None or nkpt < 1:
+        raise ModelError("a pose model's metadata needs 'nkpt', its number of keypoints (>= 1)")
+    try:
+        names = json.loads(meta.get("keypoint_names", "null"))
+    except ValueError:
+        names = None
+    if names is None:
+        names = [f"keypoint{i}" for i in range(nkpt)]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ModelError("model metadata 'keypoint_names' is not a JSON list of strings")
+    if len(names) != nkpt:
+        raise ModelError(f"model metadata has {len(names)} keypoint_names but nkpt={nkpt}")
+    return task, nkpt, tuple(names)
+
+
 def read_model_info(
     metadata: Mapping[str, str], inputs: Sequence[Port], outputs: Sequence[Port], stem: str
 ) -> ModelInfo:
@@ -111,6 +137,8 @@ def read_model_info(
     if (height and height != img_size) or img_size < 32:
         raise ModelError(f"model metadata img_size={img_size} does not fit the input shape")
 
+    task, nkpt, keypoint_names = _meta_pose(metadata)
+    extra = 3 * nkpt  # keypoint columns after the detection's own
     by_name = {port.name: port for port in outputs}
     layout = metadata.get("layout")
     if layout is None:
@@ -139,17 +167,19 @@ def read_model_info(
             )
         columns = _static(output.shape[2])
         if nc is None:
-            nc = len(names) if names else (columns - 5 if columns else None)
+            nc = len(names) if names else (columns - 5 - extra if columns else None)
         if nc is None or nc < 1:
             raise ModelError(
                 "cannot tell the number of classes (no 'nc' metadata, no static output shape)"
             )
-        if columns and columns != 5 + nc:
-            raise ModelError(f"raw output has {columns} columns; expected 5 + nc = {5 + nc}")
+        if columns and columns != 5 + nc + extra:
+            expected = f"5 + nc{' + 3 * nkpt' if extra else ''} = {5 + nc + extra}"
+            raise ModelError(f"raw output has {columns} columns; expected {expected}")
     else:
-        if len(output.shape) != 2 or _static(output.shape[1]) not in (None, 7):
+        if len(output.shape) != 2 or _static(output.shape[1]) not in (None, 7 + extra):
             raise ModelError(
-                f"end2end output '{output.name}' has shape {list(output.shape)}; expected (K, 7)"
+                f"end2end output '{output.name}' has shape {list(output.shape)}; "
+                f"expected (K, {7 + extra})"
             )
         if nc is None and names:
             nc = len(names)
@@ -171,4 +201,7 @@ def read_model_info(
         end2end_iou=_meta_float(metadata, "end2end_iou", DEFAULT_END2END[1]),
         end2end_max_det=_meta_int(metadata, "end2end_max_det") or DEFAULT_END2END[2],
         metadata=dict(metadata),
+        task=task,
+        nkpt=nkpt,
+        keypoint_names=keypoint_names,
     )

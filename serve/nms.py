@@ -49,33 +49,38 @@ def non_max_suppression(
     classes: Sequence[int] | None = None,
     agnostic: bool = False,
     max_det: int = 300,
+    nkpt: int = 0,
 ) -> np.ndarray:
-    """Raw (A, 5 + nc) rows of one image -> (K, 6) rows [x1, y1, x2, y2, score, class].
+    """Raw (A, 5 + nc [+ 3 * nkpt]) rows of one image -> (K, 6 [+ 3 * nkpt]) rows
+    [x1, y1, x2, y2, score, class, then each keypoint's x, y, score carried along].
 
-    Official semantics: keep obj > conf; score = obj * cls (obj alone when nc == 1); best class
-    only; keep score > conf; optional class filter; at most 30000 by score; per-class NMS by
-    offsetting boxes with class * 4096 (no offset when agnostic); at most max_det kept.
+    Official semantics: keep obj > conf; score = obj * cls (obj alone when nc == 1, except for
+    pose models, whose official NMS multiplies); best class only; keep score > conf; optional
+    class filter; at most 30000 by score; per-class NMS by offsetting boxes with class * 4096 (no
+    offset when agnostic); at most max_det kept.
     """
     prediction = np.asarray(prediction, dtype=np.float32)
-    nc = prediction.shape[1] - 5
+    nc = prediction.shape[1] - 5 - 3 * nkpt
     rows = prediction[prediction[:, 4] > conf]
     if not rows.shape[0]:
-        return np.zeros((0, 6), dtype=np.float32)
+        return np.zeros((0, 6 + 3 * nkpt), dtype=np.float32)
     objectness = rows[:, 4:5]
-    class_scores = objectness if nc == 1 else rows[:, 5:] * objectness
+    class_scores = objectness if nc == 1 and not nkpt else rows[:, 5 : 5 + nc] * objectness
     best = class_scores.argmax(axis=1)
     scores = class_scores[np.arange(len(best)), best]
     kept = scores > conf
     if classes is not None:
         kept &= np.isin(best, np.asarray(list(classes), dtype=np.int64))
     boxes = xywh_to_xyxy(rows[kept, :4])
-    scores, best = scores[kept], best[kept]
+    scores, best, carried = scores[kept], best[kept], rows[kept, 5 + nc :]
     if not scores.shape[0]:
-        return np.zeros((0, 6), dtype=np.float32)
+        return np.zeros((0, 6 + 3 * nkpt), dtype=np.float32)
     if scores.shape[0] > MAX_NMS:
         top = np.argsort(-scores, kind="stable")[:MAX_NMS]
-        boxes, scores, best = boxes[top], scores[top], best[top]
+        boxes, scores, best, carried = boxes[top], scores[top], best[top], carried[top]
     labels = best.astype(np.float32)
     offsets = (labels * (0 if agnostic else MAX_WH))[:, None]
     keep = greedy_nms(boxes + offsets, scores, iou, max_det)
-    return np.concatenate([boxes[keep], scores[keep, None], labels[keep, None]], axis=1)
+    return np.concatenate(
+        [boxes[keep], scores[keep, None], labels[keep, None], carried[keep]], axis=1
+    )

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from serve.keypoints import draw_skeleton
+
 # A fixed palette (BGR) so that a class keeps its colour from one answer to the next.
 _PALETTE = (
     (56, 56, 255),
@@ -38,8 +40,10 @@ def draw(
     scores: np.ndarray,
     class_ids: np.ndarray,
     label: Callable[[int], str],
+    keypoints: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A copy of the BGR image with each box and its "label score" drawn."""
+    """A copy of the BGR image with each box and its "label score" drawn; for a pose model, each
+    person's skeleton too (keypoints scored under 0.5 hidden, as the official drawing does)."""
     out = image.copy()
     height, width = out.shape[:2]
     thickness = max(1, round(0.002 * (height + width) / 2) + 1)
@@ -66,6 +70,8 @@ def draw(
             font_thickness,
             cv2.LINE_AA,
         )
+    if keypoints is not None:
+        draw_skeleton(out, keypoints, thickness)
     return out
 
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #   work), plus the modules that say `pytestmark = pytest.mark.slow` (soaks, fuzzing, big servers).
 CONTAINER_FOLDERS = {"container"}
 EMULATOR_FIXTURES = {"moto_url"}
-SLOW_FIXTURES = {"exported", "shapes_onnx", "int8_export"}
+SLOW_FIXTURES = {"exported", "shapes_onnx", "int8_export", "pose_exported"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
@@ -77,3 +77,31 @@ def int8_export(tmp_path_factory, shapes_checkpoint) -> dict:
         )
         assert done[precision].returncode == 0, done[precision].stderr[-2000:]
     return {**outputs, "stdout": done["int8"].stdout, "folder": folder}
+
+
+@pytest.fixture(scope="session")
+def pose_checkpoint(tmp_path_factory) -> Path:
+    """A narrow yolov7-w6-pose-layout checkpoint (random weights, objectness biased to find some
+    tens of people on a photo), saved as training writes it (float16, ema and optimizer keys)."""
+    from tests.support.checkpoints import build_pose_model, checkpoint_dict, save_checkpoint
+
+    path = tmp_path_factory.mktemp("pose-checkpoint") / "yolov7-w6-pose-narrow.pt"
+    return save_checkpoint(checkpoint_dict(build_pose_model(width=8), "training"), path)
+
+
+@pytest.fixture(scope="session")
+def pose_exported(tmp_path_factory, pose_checkpoint) -> dict[str, Path]:
+    """The pose checkpoint by the real command line, once a session: raw and end2end at 640, raw
+    at 960 (the released model's size)."""
+    folder = tmp_path_factory.mktemp("pose-onnx")
+    variants = {"raw": (640, []), "end2end": (640, ["--end2end"]), "raw960": (960, [])}
+    paths = {}
+    for name, (size, extra) in variants.items():
+        paths[name] = folder / f"pose-{name}.onnx"
+        command = [
+            sys.executable, "-m", "export", "--weights", str(pose_checkpoint),
+            "--img-size", str(size), "--output", str(paths[name]), *extra,
+        ]  # fmt: skip
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    return paths

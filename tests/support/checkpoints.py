@@ -16,12 +16,14 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
 from torch import nn
 
 from export import layers
+from export.keypoint import IKeypoint
 from export.model import Detect, IAuxDetect, IDetect, Model
 
 Ref = int | str
@@ -196,6 +198,13 @@ def _p6_spec(w: int, down: str, shortcut: bool, depth: int) -> Spec:
     ]
 
 
+def _p6_pose_spec(w: int, dw_conv_kpt: bool) -> Spec:
+    """yolov7-w6-pose's layout: the w6 body and neck, an IKeypoint head on the four outputs (no
+    auxiliary inputs)."""
+    body = _p6_spec(w, "Conv", False, 1)[:-5]
+    return [*body, (None, ["d3", "d4", "d5", "d6"], "IKeypoint", [ANCHORS_P6, 17, dw_conv_kpt])]
+
+
 FAMILIES: dict[str, Any] = {
     "yolov7-tiny": lambda w: (_tiny_spec(w), "leaky"),
     "yolov7-tiny-silu": lambda w: (_tiny_spec(w), "silu"),
@@ -204,6 +213,12 @@ FAMILIES: dict[str, Any] = {
     "yolov7-e6": lambda w: (_p6_spec(w, "DownC", False, 1), "silu"),
     "yolov7-d6": lambda w: (_p6_spec(w, "DownC", False, 2), "silu"),
     "yolov7-e6e": lambda w: (_p6_spec(w, "DownC", True, 1), "silu"),
+}
+
+# Pose layouts are kept apart from FAMILIES, whose every entry the detection tests parametrize over.
+POSE_FAMILIES: dict[str, Any] = {
+    "yolov7-w6-pose": lambda w: (_p6_pose_spec(w, True), "silu"),
+    "yolov7-w6-pose-nodw": lambda w: (_p6_pose_spec(w, False), "silu"),
 }
 
 
@@ -258,6 +273,8 @@ def build_model(
     net.nc = nc
     net.names = names or [f"class{i}" for i in range(nc)]
     net.yaml = {"nc": nc, "depth_multiple": 1.0, "width_multiple": 1.0, "family": family}
+    if isinstance(net.head, IKeypoint):
+        net.yaml.update(nkpt=net.head.nkpt, dw_conv_kpt=net.head.dw_conv_kpt)
     net.hyp = {"box": 0.05, "cls": 0.3, "obj": 0.7}
     net.gr = 1.0
     net.traced = False
@@ -289,8 +306,8 @@ def _make_layer(
         return layers.Concat(args[0]), sum(ins), stride
     if kind == "Shortcut":
         return layers.Shortcut(args[0]), c1, stride
-    head = {"Detect": Detect, "IDetect": IDetect, "IAuxDetect": IAuxDetect}[kind]
-    return head(nc, args[0], ins), 0, stride
+    head = {"Detect": Detect, "IDetect": IDetect, "IAuxDetect": IAuxDetect, "IKeypoint": IKeypoint}
+    return head[kind](nc, args[0], ins, *args[1:]), 0, stride
 
 
 @torch.no_grad()
@@ -342,7 +359,7 @@ def to_deploy_form(training: Model) -> Model:
 
 
 _OFFICIAL_MODULES = {
-    "models.yolo": (Model, Detect, IDetect, IAuxDetect),
+    "models.yolo": (Model, Detect, IDetect, IAuxDetect, IKeypoint),
     "models.common": (
         layers.Conv,
         layers.Concat,
@@ -575,4 +592,134 @@ def build_full_size(family: str, nc: int = 80, width: int = 32) -> Model:
             bias = conv.bias.view(head.na, -1)
             bias[:, 4] += np.log(8 / (640 / float(stride)) ** 2)
             bias[:, 5:] += np.log(0.6 / (nc - 0.99))
+    return net
+
+
+# --- pose (yolov7-w6-pose: the IKeypoint head) ---------------------------------------------------
+
+
+def build_pose_model(
+    family: str = "yolov7-w6-pose",
+    width: int = 8,
+    objects_per_image: float | None = 60.0,
+    specs: dict[str, Any] = POSE_FAMILIES,
+) -> Model:
+    """A yolov7-w6-pose-layout model (nc 1, 'person', 17 keypoints) with random weights.
+
+    Random weights score nearly every anchor around 0.5; `objects_per_image` sets the objectness
+    bias (the usual YOLO prior) so that a photo yields some tens of confident candidates, enough
+    for exactness tests to compare real detections and for NMS to cost what it costs."""
+    net = build_model(family, nc=1, width=width, names=["person"], specs=specs)
+    if objects_per_image is not None:
+        head = net.head
+        with torch.no_grad():
+            for i, stride in enumerate(head.stride):
+                prior = float(np.log(objects_per_image / (640 / float(stride)) ** 2))
+                for anchor in range(head.na):
+                    conv, channel = pose_channel(head, i, anchor * head.no + 4)
+                    conv.bias[channel] += prior
+                    # One class: its probability ~0.95, so that obj * cls passes like obj alone.
+                    conv, channel = pose_channel(head, i, anchor * head.no + 5)
+                    conv.bias[channel] += float(np.log(0.95 / 0.05))
+    return net
+
+
+def pose_channel(head: IKeypoint, level: int, index: int) -> tuple[nn.Conv2d, int]:
+    """The conv and output channel behind channel `index` of level `level`'s concatenation
+    [box branch (na * no_det), keypoint branch (na * no_kpt)], which the head's view cuts into
+    groups of `no`: anchor a's objectness is index a * no + 4, from either branch."""
+    boxes = head.na * head.no_det
+    if index < boxes:
+        return head.m[level], index
+    branch = head.m_kpt[level]
+    last = branch[-1] if isinstance(branch, nn.Sequential) else branch
+    return last, index - boxes
+
+
+@contextlib.contextmanager
+def saved_from_cuda() -> Iterator[None]:
+    """torch.save records every storage's location as 'cuda:0', as a GPU training run writes it."""
+    with mock.patch("torch.serialization.location_tag", return_value="cuda:0"):
+        yield
+
+
+def _w6_pose_full_spec(w: int) -> Spec:
+    """yolov7-w6-pose at the published widths (w=64): the w6 backbone (ReOrg stem, strided-conv
+    downsampling, ELAN blocks, P6 output), SPPCSPC, the ELAN-W neck, and IKeypoint on four
+    levels with the depthwise keypoint branches."""
+
+    def stage(c: int, label: str) -> Spec:  # backbone ELAN on c channels -> 2c, labelled
+        return [*_v7_elan(c, 2 * c, False)[:-1], (label, -1, "Conv", [2 * c, 1, 1])]
+
+    def up(c: int, lateral: str) -> Spec:
+        return [
+            (None, -1, "Conv", [c, 1, 1]),
+            (None, -1, "Upsample", [None, 2, "nearest"]),
+            (None, lateral, "Conv", [c, 1, 1]),
+            (None, [-1, -2], "Concat", [1]),
+        ]
+
+    def neck(c: int, label: str) -> Spec:  # ELAN-W on c channels -> c, labelled
+        return [*_v7_elan(c, c, True)[:-1], (label, -1, "Conv", [c, 1, 1])]
+
+    return [
+        (None, -1, "ReOrg", []),
+        (None, -1, "Conv", [w, 3, 1]),
+        (None, -1, "Conv", [2 * w, 3, 2]),
+        *stage(w, "b10"),
+        (None, -1, "Conv", [4 * w, 3, 2]),
+        *stage(2 * w, "b19"),
+        (None, -1, "Conv", [8 * w, 3, 2]),
+        *stage(4 * w, "b28"),
+        (None, -1, "Conv", [12 * w, 3, 2]),
+        *stage(6 * w, "b37"),
+        (None, -1, "Conv", [16 * w, 3, 2]),
+        *stage(8 * w, "b46"),
+        ("h47", -1, "SPPCSPC", [8 * w]),
+        *up(6 * w, "b37"),
+        *neck(6 * w, "h59"),
+        *up(4 * w, "b28"),
+        *neck(4 * w, "h71"),
+        *up(2 * w, "b19"),
+        *neck(2 * w, "h83"),
+        (None, -1, "Conv", [4 * w, 3, 2]),
+        (None, [-1, "h71"], "Concat", [1]),
+        *neck(4 * w, "h93"),
+        (None, -1, "Conv", [6 * w, 3, 2]),
+        (None, [-1, "h59"], "Concat", [1]),
+        *neck(6 * w, "h103"),
+        (None, -1, "Conv", [8 * w, 3, 2]),
+        (None, [-1, "h47"], "Concat", [1]),
+        *neck(8 * w, "h113"),
+        ("d3", "h83", "Conv", [4 * w, 3, 1]),
+        ("d4", "h93", "Conv", [8 * w, 3, 1]),
+        ("d5", "h103", "Conv", [12 * w, 3, 1]),
+        ("d6", "h113", "Conv", [16 * w, 3, 1]),
+        (None, ["d3", "d4", "d5", "d6"], "IKeypoint", [ANCHORS_P6, 17, True]),
+    ]
+
+
+POSE_FULL_SIZE: dict[str, Any] = {"yolov7-w6-pose": lambda w: (_w6_pose_full_spec(w), "silu")}
+
+
+def build_full_size_pose(width: int = 64) -> Model:
+    """yolov7-w6-pose at its published widths, random weights (speed does not depend on them),
+    objectness biased as build_pose_model does so that NMS has some tens of people to sort."""
+    return build_pose_model(width=width, specs=POSE_FULL_SIZE)
+
+
+def calm_keypoints(net: Model, spread: float = 0.15, seed: int = 0) -> Model:
+    """Make a random pose model's keypoints land near their own detection (raw x, y values about
+    0.5 +- spread: within a cell or two of the anchor cell) instead of far outside the image, so
+    that a picture shows the drawing. The poses stay random: this finds no people."""
+    head = net.head
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for level in range(head.nl):
+            for anchor in range(head.na):
+                for k in range(head.nkpt):
+                    for column in (head.no_det + 3 * k, head.no_det + 3 * k + 1):
+                        conv, channel = pose_channel(head, level, anchor * head.no + column)
+                        conv.weight[channel] *= 0.0
+                        conv.bias[channel] = 0.5 + spread * torch.randn((), generator=gen)
     return net

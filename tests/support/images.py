@@ -4,6 +4,7 @@ on), and encoders."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -62,3 +63,20 @@ def exif(entries: list[tuple[int, int, int, int]], order: str = "<") -> bytes:
     for tag, kind, count, value in entries:
         tiff += struct.pack(order + "HHIHH", tag, kind, count, value, 0)
     return b"Exif\x00\x00" + tiff + struct.pack(order + "I", 0)
+
+
+def write_photo_crops(folder: Path, per_photo: int = 10) -> Path:
+    """Crops (every other one mirrored) of the bundled photos, written as JPEGs into `folder`:
+    real-photo calibration images for models of people (the pose INT8 tests)."""
+    from tests.support.server import SAMPLES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("bus", "zidane"):
+        image = cv2.imread(str(SAMPLES / f"{name}.jpg"), cv2.IMREAD_COLOR)
+        height, width = image.shape[:2]
+        for k in range(per_photo):
+            x0, y0 = (k * 37) % (width // 3), (k * 53) % (height // 3)
+            crop = image[y0 : y0 + 2 * height // 3, x0 : x0 + 2 * width // 3]
+            crop = crop[:, ::-1] if k % 2 else crop
+            cv2.imwrite(str(folder / f"{name}-{k:02d}.jpg"), crop)
+    return folder
