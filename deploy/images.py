@@ -1,5 +1,10 @@
 """`push`: build the serving image, make sure its ECR repository exists, log in, tag and push.
 
+`--platform linux/amd64,linux/arm64` pushes both architectures as two single-platform v2s2 images,
+TAG-amd64 and TAG-arm64 (SageMaker's CreateModel documents v2s2 single manifests; a manifest list is
+not known to be accepted, so none is made), and records each by architecture in the state, where
+`up` and `update` pick the one that matches the instance family (`for_instance`).
+
 The registry password (from ecr:GetAuthorizationToken) goes to `login --password-stdin` on the
 child's stdin: never on a command line, never printed, and scrubbed from any output we relay.
 """
@@ -24,6 +29,7 @@ from deploy import config, encryption, names
 from deploy.aws.not_found import is_not_found
 from deploy.context import Context
 from deploy.errors import CommandFailed, UserError
+from deploy.schema import ImageRecord
 from deploy.state import now_iso
 
 CLIS = ("docker", "podman")
@@ -64,6 +70,33 @@ class PushPlan:
     local_image: str
     image_uri: str
     commands: list[Command] = field(default_factory=list)
+
+
+def split_platforms(platform: str | None) -> list[str]:
+    """`--platform` as a list: one or several (comma-separated), each linux/ARCH, no repeats."""
+    if not platform:
+        return []
+    found = [part.strip() for part in platform.split(",") if part.strip()]
+    for one in found:
+        if not re.match(r"^linux/(amd64|arm64)$", one):
+            raise UserError(f"--platform {one!r} is not linux/amd64 or linux/arm64")
+    if len(set(found)) != len(found):
+        raise UserError(f"--platform {platform!r} names a platform twice")
+    return found
+
+
+def architecture(platform: str) -> str:
+    return platform.rsplit("/", 1)[-1]
+
+
+def for_instance(recorded: ImageRecord, instance_type: str | None) -> str | None:
+    """The image `push` recorded for this instance's architecture (serverless: amd64), else the
+    last one pushed: the preflight then refuses a mismatch with one line."""
+    from deploy.preflight import X86, architecture_of  # preflight needs no image module
+
+    wanted = architecture_of(instance_type) if instance_type else X86
+    by_arch = recorded.get("architectures") or {}
+    return (by_arch.get(wanted) if wanted else None) or recorded.get("uri")
 
 
 def pick_cli(explicit: str | None = None, run: Callable[..., Any] = subprocess.run) -> str:
@@ -228,6 +261,7 @@ class PushResult:
     repository_created: bool
     plan: PushPlan
     dry_run: bool
+    image_uris: list[str] = field(default_factory=list)  # one per platform pushed
 
 
 def push(
@@ -252,8 +286,9 @@ def push(
     if not build and not tag:
         raise UserError("--no-build pushes an existing local image", "name its tag with --tag")
     tag = tag or names.stamp()
-    if not re.match(r"^[\w][\w.-]{0,127}$", tag):
+    if not re.match(r"^[\w][\w.-]{0,121}$", tag):
         raise UserError(f"--tag {tag!r} is not a valid image tag")
+    platforms = split_platforms(platform)
     for pair in build_args or []:
         if "=" not in pair:
             raise UserError(f"--build-arg {pair!r} is not KEY=VALUE")
@@ -290,26 +325,45 @@ def push(
     authorization = ecr.get_authorization_token()["authorizationData"][0]
     registry, user, password = decode_token(authorization)
     repository_uri = repo["repositoryUri"] if repo else f"{registry}/{repository}"
-    push_plan = plan(
-        cli,
-        repository,
-        repository_uri,
-        registry,
-        user,
-        tag,
-        context,
-        dockerfile,
-        build_args or [],
-        platform,
-        build,
-    )
+    # One platform: TAG as given. Several: TAG-ARCH each, one single-platform image per tag.
+    targets: list[tuple[str | None, str]] = [
+        (one, f"{tag}-{architecture(one)}") for one in platforms
+    ]
+    if len(targets) <= 1:
+        targets = [(platforms[0] if platforms else None, tag)]
+    plans = [
+        plan(
+            cli,
+            repository,
+            repository_uri,
+            registry,
+            user,
+            target_tag,
+            context,
+            dockerfile,
+            build_args or [],
+            target_platform,
+            build,
+        )
+        for target_platform, target_tag in targets
+    ]
+    push_plan = plans[0]
+    for later in plans[1:]:  # one login is enough for every push
+        push_plan.commands += [c for c in later.commands if not c.stdin_secret]
+    uris = [p.image_uri for p in plans]
     if dry_run:
-        return PushResult(push_plan.image_uri, repository, False, push_plan, True)
+        return PushResult(push_plan.image_uri, repository, False, push_plan, True, uris)
 
     assert repo is not None  # found or created above; only --dry-run goes on without one
     run_plan(push_plan, password, log=ctx.log)
     previous = ctx.state.get("image") or {}
-    was_ours = previous.get("repository") == repository and previous.get("repository_created")
+    same_repository = previous.get("repository") == repository
+    was_ours = same_repository and previous.get("repository_created")
+    # Each architecture's latest image in this repository: `up`/`update` pick by instance family.
+    by_arch = dict(previous.get("architectures") or {}) if same_repository else {}
+    for (target_platform, _), uri in zip(targets, uris, strict=True):
+        if build and target_platform:
+            by_arch[architecture(target_platform)] = uri
     ctx.state["image"] = {
         "uri": push_plan.image_uri,
         "repository": repository,
@@ -317,10 +371,13 @@ def push(
         "repository_created": bool(created or was_ours),
         "pushed_at": now_iso(),
     }
-    if build and platform:
-        ctx.state["image"]["platform"] = platform  # what the preflight checks instances against
+    if build and targets[0][0]:
+        # what the preflight checks instances against
+        ctx.state["image"]["platform"] = targets[0][0]
+    if by_arch:
+        ctx.state["image"]["architectures"] = by_arch
     repository_key = (repo.get("encryptionConfiguration") or {}).get("kmsKey")
     if repository_key:
         ctx.state["image"]["kms_key"] = repository_key  # as ECR holds it, not as asked
     ctx.save()
-    return PushResult(push_plan.image_uri, repository, created, push_plan, False)
+    return PushResult(push_plan.image_uri, repository, created, push_plan, False, uris)

@@ -41,6 +41,9 @@ class ImageRecord(TypedDict, total=False):
     kms_key: str  # `push --kms-key`: the new repository's encryption key ARN
     pushed_at: str
     platform: str  # what the preflight checks instance types against
+    # each architecture's latest image in this repository (amd64, arm64): `up`/`update` pick by
+    # the instance family, the preflight reads the architecture of a URI found here
+    architectures: dict[str, str]
 
 
 class ModelDataRecord(TypedDict, total=False):

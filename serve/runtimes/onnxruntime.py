@@ -31,7 +31,6 @@ from serve.model_info import Port
 from serve.runtimes import BF16, FP32, INT8, Threads
 from serve.runtimes.layout import WideNarrow, narrow_threads
 
-
 ARM64_MACHINES = ("aarch64", "arm64")  # platform.machine() on Linux / macOS
 
 

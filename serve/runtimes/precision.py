@@ -1,8 +1,9 @@
 """Which precision a runtime computes in: SERVE_PRECISION=auto|fp32|bf16 against the CPU.
 
-bf16 halves the memory traffic and, where the CPU has bf16 instructions (AVX512_BF16 or AMX on x86,
-the `bf16` feature on arm64: Graviton3 and later, not Graviton2), doubles the multiply rate; without them it would be emulated and slower, so `auto` takes bf16 only
-where both the CPU and the runtime have it. Accuracy: docs/serving.md, "Runtimes and precision".
+bf16 halves the memory traffic and, where the CPU has bf16 instructions (AVX512_BF16 or AMX on
+x86, the `bf16` feature on arm64: Graviton3 and later, not Graviton2), doubles the multiply rate;
+without them it would be emulated and slower, so `auto` takes bf16 only where both the CPU and
+the runtime have it. Accuracy: docs/serving.md, "Runtimes and precision".
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ def choose(runtime: str, asked: str, flags: frozenset[str]) -> Choice:
     if asked == BF16:
         if hardware is None:
             if not spec.bf16:
-                arm = " (on arm64 it needs a CPU with bf16: Graviton3 or later)"
+                on_arm = " (on arm64 it needs a CPU with bf16: Graviton3 or later)"
                 raise ConfigError(
-                    f"SERVE_PRECISION=bf16: {spec.fp32_why}{arm if spec.arm_bf16 else ''}; "
+                    f"SERVE_PRECISION=bf16: {spec.fp32_why}{on_arm if spec.arm_bf16 else ''}; "
                     "use fp32 or auto"
                 )
             raise ConfigError(

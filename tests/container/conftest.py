@@ -128,3 +128,7 @@ def port_8080() -> int:
     if not port_is_free(SAGEMAKER_PORT):
         pytest.fail(f"port {SAGEMAKER_PORT} is in use: the container test serves on it")
     return SAGEMAKER_PORT
+
+
+# The registry of test_registry.py, for the arm64 module's push too (a fixture is seen by name).
+from tests.container.test_registry import registry, trusting_registry  # noqa: E402, F401

@@ -20,12 +20,7 @@ import pytest
 
 from container.engine import REPO, Engine, running
 from tests.container.conftest import make_image
-from tests.container.test_registry import (  # noqa: F401 (fixtures used by name)
-    Registry,
-    push_and_read_back,
-    registry,
-    trusting_registry,
-)
+from tests.container.test_registry import Registry, push_and_read_back
 from tests.support.containers import SAMPLES, detect, unavailable
 from tests.support.cpuinfo import write_graviton_cpuinfo
 
@@ -120,4 +115,3 @@ def test_arm64_push_stores_an_arm64_docker_v2s2_manifest(
 ):
     _, config = push_and_read_back(engine, arm64_image, trusting_registry)
     assert (config["os"], config["architecture"]) == ("linux", "arm64")
-

@@ -30,10 +30,11 @@ GRAVITON3_FEATURES = (
 def graviton_cpuinfo(generation: int, vcpus: int = 2) -> str:
     """The whole file for Graviton2 or Graviton3 with `vcpus` processors."""
     fields = {
-        2: {"bogomips": "243.75", "features": GRAVITON2_FEATURES, "variant": "0x3", "part": "0xd0c"},
-        3: {"bogomips": "2100.00", "features": GRAVITON3_FEATURES, "variant": "0x1", "part": "0xd40"},
+        2: {"bogomips": "243.75", "features": GRAVITON2_FEATURES, "variant": "0x3"},
+        3: {"bogomips": "2100.00", "features": GRAVITON3_FEATURES, "variant": "0x1"},
     }[generation]
-    return "\n".join(_BLOCK.format(n=n, **fields) for n in range(vcpus))
+    part = {2: "0xd0c", 3: "0xd40"}[generation]
+    return "\n".join(_BLOCK.format(n=n, part=part, **fields) for n in range(vcpus))
 
 
 def write_graviton_cpuinfo(directory: Path, generation: int) -> Path:
