@@ -50,9 +50,18 @@ def arm64_image(engine: Engine, models: dict[str, Path]) -> Iterator[str]:
         engine.remove_image(tag)
 
 
+# The Graviton's core for qemu-user (QEMU_CPU, read by the interpreter in the container): qemu 10
+# answers /proc/cpuinfo itself from the CPU it emulates (its default, max, has bf16), so that is
+# what makes the server see a Graviton2 (no bf16) or a Graviton3 (bf16).
+QEMU_CPUS = {2: "neoverse-n1", 3: "neoverse-v1"}
+
+
 def emulated(tmp_path: Path, generation: int) -> tuple[dict[str, str], tuple[str, ...]]:
+    """A Graviton of this generation under qemu; the cpuinfo bind-mount is for qemu builds that
+    pass the host's x86 /proc/cpuinfo through (containers-here.md saw onnxruntime crash on it)."""
     cpuinfo = write_graviton_cpuinfo(tmp_path, generation)
-    return {"OPENBLAS_NUM_THREADS": "1"}, ("--volume", f"{cpuinfo}:/proc/cpuinfo:ro")
+    env = {"OPENBLAS_NUM_THREADS": "1", "QEMU_CPU": QEMU_CPUS[generation]}
+    return env, ("--volume", f"{cpuinfo}:/proc/cpuinfo:ro")
 
 
 def detect_ping(url: str) -> dict:
