@@ -56,6 +56,8 @@ SIMD_FLAGS = {
     "amx_bf16",
     "asimddp",  # Arm dot product (Graviton)
     "bf16",  # Arm bf16 (Graviton 3 and later)
+    "i8mm",  # Arm int8 matrix multiply (Graviton 3 and later)
+    "sve",  # Arm scalable vectors (Graviton 3 and later)
 }
 # the 12 MP photo goes through the default and the configurations a user would switch to for it
 BIG_PHOTO_CONFIGS = (EXACT, "ort_int8", "ov_fp32", "ov_bf16", "ov_int8")
