@@ -2,7 +2,9 @@
 #   make demo   export the bundled model, serve it on 127.0.0.1, detect on sample images
 #   make test   the whole test suite (what CI runs)
 #   make test-fast  the tests without containers, AWS emulator or slow exports (about 2 minutes)
-#   make image  the serving image (exports weights/model.onnx first when it is missing or stale)
+#   make image  the serving image (exports weights/model.onnx first when it is missing or stale);
+#               PLATFORM=linux/arm64 for Graviton
+#   make test-arm64  the arm64 image built, run under qemu and pushed (many minutes; docs/container.md)
 #   make bench  the side-by-side benchmark (minutes; see docs/bench.md)
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,9 +21,9 @@ export PATH := $(BIN):/usr/sbin:/usr/bin:/sbin:/bin
 # For `make image` (and `make demo`): another checkpoint, export size, base image, tag, runtime.
 IMAGE_ARGS := $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(IMG_SIZE),--img-size $(IMG_SIZE)) \
 	$(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(TAG),--tag $(TAG)) \
-	$(if $(RUNTIME),--runtime $(RUNTIME))
+	$(if $(RUNTIME),--runtime $(RUNTIME)) $(if $(PLATFORM),--platform $(PLATFORM))
 
-.PHONY: env test test-fast lint demo bench image clean
+.PHONY: env test test-fast test-arm64 lint demo bench image clean
 
 env: $(VENV)/.installed
 
@@ -49,6 +51,12 @@ test-fast: env
 	@start=$$(date +%s); \
 	$(BIN)/python -m pytest -m "not container and not emulator and not slow"; status=$$?; \
 	echo "make test-fast: $$(( $$(date +%s) - start )) s"; exit $$status
+
+# Left out of `make test` (tests/conftest.py): it needs qemu-user-static and takes many minutes.
+test-arm64: env
+	@start=$$(date +%s); \
+	$(BIN)/python -m pytest -m arm64 tests/container/test_image_arm64.py; status=$$?; \
+	echo "make test-arm64: $$(( $$(date +%s) - start )) s"; exit $$status
 
 bench: env
 	$(BIN)/python -m bench

@@ -56,6 +56,8 @@ SIMD_FLAGS = {
     "amx_bf16",
     "asimddp",  # Arm dot product (Graviton)
     "bf16",  # Arm bf16 (Graviton 3 and later)
+    "i8mm",  # Arm int8 matrix multiply (Graviton 3 and later)
+    "sve",  # Arm scalable vectors (Graviton 3 and later)
 }
 # the 12 MP photo goes through the default and the configurations a user would switch to for it
 BIG_PHOTO_CONFIGS = (EXACT, "ort_int8", "ov_fp32", "ov_bf16", "ov_int8")
@@ -148,16 +150,43 @@ def say(text: str) -> None:
     print(f"[bench {time.monotonic() - _T0:5.0f} s] {text}", file=sys.stderr, flush=True)
 
 
+# arm64's /proc/cpuinfo has no "model name": the CPU is its implementer and part numbers.
+ARM_PARTS = {
+    ("0x41", "0xd0c"): "Neoverse N1 (AWS Graviton2)",
+    ("0x41", "0xd40"): "Neoverse V1 (AWS Graviton3)",
+    ("0x41", "0xd4f"): "Neoverse V2 (AWS Graviton4)",
+    ("0x41", "0xd49"): "Neoverse N2",
+}
+
+
+def cpu_name(cpuinfo: str) -> str:
+    """x86's `model name`; on arm64 the part (`CPU implementer`/`CPU part`) by name, else raw."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    if fields.get("model name"):
+        return fields["model name"]
+    implementer, part = fields.get("CPU implementer"), fields.get("CPU part")
+    if implementer and part:
+        known = ARM_PARTS.get((implementer.lower(), part.lower()))
+        return known or f"arm64 CPU implementer {implementer} part {part}"
+    return "unknown"
+
+
 def machine() -> dict:
     cpu, flags = "unknown", set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == "unknown":
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
+        text = ""
+    cpu = cpu_name(text)
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86, arm64
+            flags = set(value.split())
+            break
     return {
         "cpu_model": cpu,
         "cpu_flags": sorted(flags & SIMD_FLAGS),  # what INT8 and float kernels can use

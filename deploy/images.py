@@ -1,5 +1,10 @@
 """`push`: build the serving image, make sure its ECR repository exists, log in, tag and push.
 
+`--platform linux/amd64,linux/arm64` pushes both architectures as two single-platform v2s2 images,
+TAG-amd64 and TAG-arm64 (SageMaker's CreateModel documents v2s2 single manifests; a manifest list is
+not known to be accepted, so none is made), and records each by architecture in the state, where
+`up` and `update` pick the one that matches the instance family (`for_instance`).
+
 The registry password (from ecr:GetAuthorizationToken) goes to `login --password-stdin` on the
 child's stdin: never on a command line, never printed, and scrubbed from any output we relay.
 """
@@ -25,6 +30,7 @@ from deploy import config, encryption, errors, names, sbom
 from deploy.aws.not_found import is_not_found
 from deploy.context import Context
 from deploy.errors import CommandFailed, UserError
+from deploy.schema import ImageRecord
 from deploy.state import now_iso
 
 CLIS = ("docker", "podman")
@@ -72,6 +78,33 @@ class PushPlan:
     local_image: str
     image_uri: str
     commands: list[Command] = field(default_factory=list)
+
+
+def split_platforms(platform: str | None) -> list[str]:
+    """`--platform` as a list: one or several (comma-separated), each linux/ARCH, no repeats."""
+    if not platform:
+        return []
+    found = [part.strip() for part in platform.split(",") if part.strip()]
+    for one in found:
+        if not re.match(r"^linux/(amd64|arm64)$", one):
+            raise UserError(f"--platform {one!r} is not linux/amd64 or linux/arm64")
+    if len(set(found)) != len(found):
+        raise UserError(f"--platform {platform!r} names a platform twice")
+    return found
+
+
+def architecture(platform: str) -> str:
+    return platform.rsplit("/", 1)[-1]
+
+
+def for_instance(recorded: ImageRecord, instance_type: str | None) -> str | None:
+    """The image `push` recorded for this instance's architecture (serverless: amd64), else the
+    last one pushed: the preflight then refuses a mismatch with one line."""
+    from deploy.preflight import X86, architecture_of  # preflight needs no image module
+
+    wanted = architecture_of(instance_type) if instance_type else X86
+    by_arch = recorded.get("architectures") or {}
+    return (by_arch.get(wanted) if wanted else None) or recorded.get("uri")
 
 
 def pick_cli(explicit: str | None = None, run: Callable[..., Any] = subprocess.run) -> str:
@@ -209,6 +242,18 @@ def tag_taken(ecr: Any, repository: dict[str, Any], tag: str) -> bool:
     return True
 
 
+def target_list(tag: str, platforms: list[str]) -> list[tuple[str | None, str]]:
+    """(platform, tag) per image: one platform keeps TAG as given; several get TAG-ARCH each,
+    one single-platform image per tag (SageMaker takes no manifest list)."""
+    if len(platforms) <= 1:
+        return [(platforms[0] if platforms else None, tag)]
+    return [(one, f"{tag}-{architecture(one)}") for one in platforms]
+
+
+def target_tags(tag: str, platforms: list[str]) -> list[str]:
+    return [target_tag for _, target_tag in target_list(tag, platforms)]
+
+
 def pushed_digest(ecr: Any, repository: str, tag: str) -> str | None:
     """The digest ECR holds for the tag just pushed (None, with no harm done, if unreadable)."""
     try:
@@ -318,6 +363,7 @@ class PushResult:
     repository_created: bool
     plan: PushPlan
     dry_run: bool
+    image_uris: list[str] = field(default_factory=list)  # one per platform pushed
 
 
 def push(
@@ -342,8 +388,9 @@ def push(
     if not build and not tag:
         raise UserError("--no-build pushes an existing local image", "name its tag with --tag")
     tag = tag or names.stamp()
-    if not re.match(r"^[\w][\w.-]{0,127}$", tag):
+    if not re.match(r"^[\w][\w.-]{0,121}$", tag):
         raise UserError(f"--tag {tag!r} is not a valid image tag")
+    platforms = split_platforms(platform)
     for pair in build_args or []:
         if "=" not in pair:
             raise UserError(f"--build-arg {pair!r} is not KEY=VALUE")
@@ -362,9 +409,10 @@ def push(
     repo = find_repository(ecr, repository)
     if repo and kms_key and (repo.get("encryptionConfiguration") or {}).get("kmsKey") != kms_key:
         ctx.log(f"ECR repository {repository} exists: it keeps its encryption (set at creation)")
-    if repo is not None and tag_taken(ecr, repo, tag):
+    taken = [one for one in target_tags(tag, platforms) if repo and tag_taken(ecr, repo, one)]
+    if taken:
         raise UserError(
-            f"tag {tag} already exists in ECR repository {repository}, whose tags are immutable",
+            f"tag {taken[0]} already exists in ECR repository {repository}, whose tags are immutable",
             "push under a new --tag (without --tag, push uses a fresh timestamp)",
         )
     created = False
@@ -385,21 +433,29 @@ def push(
     authorization = ecr.get_authorization_token()["authorizationData"][0]
     registry, user, password = decode_token(authorization)
     repository_uri = repo["repositoryUri"] if repo else f"{registry}/{repository}"
-    push_plan = plan(
-        cli,
-        repository,
-        repository_uri,
-        registry,
-        user,
-        tag,
-        context,
-        dockerfile,
-        build_args or [],
-        platform,
-        build,
-    )
+    targets = target_list(tag, platforms)
+    plans = [
+        plan(
+            cli,
+            repository,
+            repository_uri,
+            registry,
+            user,
+            target_tag,
+            context,
+            dockerfile,
+            build_args or [],
+            target_platform,
+            build,
+        )
+        for target_platform, target_tag in targets
+    ]
+    push_plan = plans[0]
+    for later in plans[1:]:  # one login is enough for every push
+        push_plan.commands += [c for c in later.commands if not c.stdin_secret]
+    uris = [p.image_uri for p in plans]
     if dry_run:
-        return PushResult(push_plan.image_uri, repository, False, push_plan, True)
+        return PushResult(push_plan.image_uri, repository, False, push_plan, True, uris)
 
     assert repo is not None  # found or created above; only --dry-run goes on without one
     try:
@@ -412,12 +468,19 @@ def push(
                 "push under a new --tag (without --tag, push uses a fresh timestamp)",
             ) from None
         raise
-    digest = pushed_digest(ecr, repository, tag)
+    # The state's `uri` is the first target's: its digest pins it, its packages make the SBOM.
+    digest = pushed_digest(ecr, repository, push_plan.tag)
     written = sbom.for_push(
-        ctx, sbom.Pushed(cli, push_plan.local_image, push_plan.image_uri, digest, platform)
+        ctx, sbom.Pushed(cli, push_plan.local_image, push_plan.image_uri, digest, targets[0][0])
     )
     previous = ctx.state.get("image") or {}
-    was_ours = previous.get("repository") == repository and previous.get("repository_created")
+    same_repository = previous.get("repository") == repository
+    was_ours = same_repository and previous.get("repository_created")
+    # Each architecture's latest image in this repository: `up`/`update` pick by instance family.
+    by_arch = dict(previous.get("architectures") or {}) if same_repository else {}
+    for (target_platform, _), uri in zip(targets, uris, strict=True):
+        if build and target_platform:
+            by_arch[architecture(target_platform)] = uri
     ctx.state["image"] = {
         "uri": push_plan.image_uri,
         "repository": repository,
@@ -428,10 +491,13 @@ def push(
     }
     if digest:
         ctx.state["image"]["digest"] = digest
-    if build and platform:
-        ctx.state["image"]["platform"] = platform  # what the preflight checks instances against
+    if build and targets[0][0]:
+        # what the preflight checks instances against
+        ctx.state["image"]["platform"] = targets[0][0]
+    if by_arch:
+        ctx.state["image"]["architectures"] = by_arch
     repository_key = (repo.get("encryptionConfiguration") or {}).get("kmsKey")
     if repository_key:
         ctx.state["image"]["kms_key"] = repository_key  # as ECR holds it, not as asked
     ctx.save()
-    return PushResult(push_plan.image_uri, repository, created, push_plan, False)
+    return PushResult(push_plan.image_uri, repository, created, push_plan, False, uris)

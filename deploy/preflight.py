@@ -191,6 +191,9 @@ def image_architecture(ctx: Context, uri: str, ecr: Any = None) -> ImageArchitec
     except (ClientError, OSError, ValueError, KeyError, IndexError, TypeError):
         pass  # ECR did not serve the config (moto does not): fall back to what `push` recorded
     recorded = ctx.state.get("image") or {}
+    for arch, pushed in (recorded.get("architectures") or {}).items():
+        if pushed == uri:
+            return ImageArchitecture(arch, f"`push --platform linux/{arch}`")
     if recorded.get("uri") == uri and recorded.get("platform"):
         return ImageArchitecture(
             platform_architecture(recorded["platform"]),

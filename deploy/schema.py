@@ -43,6 +43,9 @@ class ImageRecord(TypedDict, total=False):
     platform: str  # what the preflight checks instance types against
     digest: str  # sha256:... as ECR holds the pushed tag (`template` pins the image with it)
     sbom: str | None  # its Python packages' CycloneDX SBOM, a file beside the state; None: none
+    # each architecture's latest image in this repository (amd64, arm64): `up`/`update` pick by
+    # the instance family, the preflight reads the architecture of a URI found here
+    architectures: dict[str, str]
 
 
 class ModelDataRecord(TypedDict, total=False):

@@ -24,13 +24,20 @@ ROOT = Path(__file__).resolve().parent.parent
 # - emulator: every test that uses moto's server (the moto_url fixture, through moto or not);
 # - slow: every test that uses an export of the bundled checkpoint (each takes 10-60 s of torch
 #   work), plus the modules that say `pytestmark = pytest.mark.slow` (soaks, fuzzing, big servers).
+# - arm64: the arm64 image under qemu (tests/container/test_image_arm64.py, many minutes): run only
+#   when `-m` names it (`make test-arm64`), so `make test` and a bare `pytest` leave it out.
 CONTAINER_FOLDERS = {"container"}
 EMULATOR_FIXTURES = {"moto_url"}
 SLOW_FIXTURES = {"exported", "shapes_onnx", "int8_export", "pose_exported"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "arm64" not in (config.getoption("markexpr") or ""):
+        arm64 = [item for item in items if item.get_closest_marker("arm64")]
+        if arm64:
+            config.hook.pytest_deselected(items=arm64)
+            items[:] = [item for item in items if not item.get_closest_marker("arm64")]
     for item in items:
         if item.path.relative_to(ROOT / "tests").parts[0] in CONTAINER_FOLDERS:
             item.add_marker(pytest.mark.container)

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from deploy import config, pricing
+from deploy import config, preflight, pricing
 from deploy.context import Context
 from deploy.errors import EXIT_OK, UserError
 
@@ -50,6 +50,8 @@ def as_json(result: pricing.Cost) -> dict[str, Any]:
         "instance_count": result.instance_count,
         "usd_per_month": round(result.usd_per_month, 2),
         "throughput": result.throughput,
+        "architecture": preflight.architecture_of(price.instance_type),
+        "speed_measured": preflight.architecture_of(price.instance_type) != preflight.ARM,
         "usd_per_million_images": (
             round(result.usd_per_million, 4) if result.usd_per_million is not None else None
         ),
@@ -71,4 +73,13 @@ def render(result: pricing.Cost) -> str:
         )
     else:
         lines.append("pass --throughput IMAGES_PER_S (from the benchmark) for the cost per image")
+    if preflight.architecture_of(price.instance_type) == preflight.ARM:
+        lines.append(GRAVITON_NOTE)
     return "\n".join(lines)
+
+
+# The benchmark's figures (docs/bench.md) are x86 ones: a throughput for Graviton is a guess.
+GRAVITON_NOTE = (
+    "Graviton (arm64): speed not measured by this project; run `make bench` on the instance for "
+    "its throughput, and push an arm64 image (`push --platform linux/arm64`)"
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deploy import async_inference, capture, config, network
+from deploy import async_inference, capture, config, images, network
 from deploy.autoscaling.backlog import BacklogScaling
 from deploy.autoscaling.invocations import (
     DEFAULT_UTILISATION,
@@ -285,7 +285,8 @@ def poll(args: argparse.Namespace) -> float:
 def spec_from_options(ctx: Context, args: argparse.Namespace, remote: bool = True) -> Spec:
     """The Spec that `up`'s options (and what `push` and `package` recorded) describe; `remote`
     False (`template`): without reading AWS (the async buckets and topics are not checked)."""
-    image = args.image or (ctx.state.get("image") or {}).get("uri")
+    # The image `push` recorded for this instance's architecture (Graviton: arm64).
+    image = args.image or images.for_instance(ctx.state.get("image") or {}, args.instance_type)
     model_data = None
     if not args.no_model_data:
         model_data = args.model_data or (ctx.state.get("model_data") or {}).get("uri")

@@ -19,7 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repository", help="ECR repository (default PREFIX-serve)")
     parser.add_argument("--tag", help="image tag (default: UTC timestamp)")
     parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--platform", default=config.DEFAULT_PLATFORM, help="(linux/amd64)")
+    parser.add_argument(
+        "--platform",
+        default=config.DEFAULT_PLATFORM,
+        help="(linux/amd64); linux/arm64 for Graviton; both comma-separated: TAG-amd64, TAG-arm64",
+    )
     parser.add_argument("--no-build", action="store_true", help="push an existing local REPO:TAG")
     parser.add_argument("--cli", choices=images.CLIS, help="container CLI (default: auto)")
     parser.add_argument(
@@ -47,5 +51,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if result.dry_run:
         for command in result.plan.commands:
             print(command.shown())
-    print(result.image_uri)
+    for uri in result.image_uris or [result.image_uri]:
+        print(uri)
     return EXIT_OK

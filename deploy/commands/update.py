@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deploy import capture, config, dry_run, environment, output, redeploy, rollout
+from deploy import capture, config, dry_run, environment, images, output, redeploy, rollout
 from deploy.commands import options
 from deploy.context import Context
 from deploy.errors import EXIT_OK, UserError
@@ -72,7 +72,10 @@ def change_set(ctx: Context, args: argparse.Namespace, current: EndpointRecord) 
     """Spec fields that differ from the running deployment: what was asked for, and what `push`
     or `package` recorded since (or the role from the environment) when nothing was asked."""
     changes: dict[str, Any] = {}
-    recorded_image = (ctx.state.get("image") or {}).get("uri")
+    instance_type = args.instance_type or current.get("instance_type")
+    if current.get("serverless") and not args.instance_type:
+        instance_type = None  # serverless runs on x86
+    recorded_image = images.for_instance(ctx.state.get("image") or {}, instance_type)
     if args.image:
         changes["image"] = args.image
     elif recorded_image and recorded_image != current.get("image"):

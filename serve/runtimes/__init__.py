@@ -75,6 +75,8 @@ class RuntimeSpec:
     requirements: str  # the requirement file that installs it (beside SERVE_REQUIREMENTS)
     bf16: bool  # whether it has a bf16 path on x86 CPUs
     fp32_why: str  # why it runs fp32 where bf16 hardware is there
+    arm_bf16: bool = False  # whether it has a bf16 path on arm64 CPUs with bf16 (Graviton3+)
+    arm_fp32_why: str = ""  # why it runs fp32 on an arm64 CPU that has bf16
     # In its image: paths under site-packages that serving never loads, removed after the install
     # (shell patterns). A runtime other than the default is installed with --no-deps from its
     # requirement file, which must therefore pin all it needs that SERVE_REQUIREMENTS lacks.
@@ -98,6 +100,8 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         SERVE_REQUIREMENTS,
         bf16=False,
         fp32_why="onnxruntime's CPU provider has no bf16 path on x86",
+        # MLAS's bf16 fast-math GEMM (session config mlas.enable_gemm_fastmath_arm64_bfloat16)
+        arm_bf16=True,
         # its offline tools
         prune=("onnxruntime/tools", "onnxruntime/quantization", "onnxruntime/transformers"),
         title="onnxruntime",
@@ -109,6 +113,7 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         "requirements-openvino.txt",
         bf16=True,
         fp32_why="",
+        arm_fp32_why="its bf16 hint is not enabled on arm64 here (not measured on Graviton)",
         # Only the CPU plugin and the ONNX (and IR) frontends run here: no GPU/NPU/AUTO/HETERO
         # plugins, no GPU kernel cache, no TensorFlow/PyTorch/Paddle/JAX/GGUF frontends, no C
         # API, headers or tools (180 -> 98 MB, measured).

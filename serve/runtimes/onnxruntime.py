@@ -1,7 +1,9 @@
 """onnxruntime's CPU provider: the default runtime, the one the exactness tests pin down.
 
 A session's `run` is thread-safe and releases the GIL. It computes in the graph's own types (fp32
-for what `export` writes); it has no bf16 path on x86.
+for what `export` writes); it has no bf16 path on x86. On arm64 CPUs with bf16 (Graviton3 and
+later) SERVE_PRECISION=auto|bf16 turns on MLAS's bf16 fast-math GEMM (the session config entry
+mlas.enable_gemm_fastmath_arm64_bfloat16): inputs and outputs stay fp32, the GEMMs round to bf16.
 
 Thread layout (serve/runtimes/layout.py): where `requests` inferences at once would each get fewer
 threads, a model gets two sessions over the same file, a wide one (`intra_op` threads) that an
@@ -17,6 +19,7 @@ FP32 at 640: the server's peak RSS 396 MB with an arena per session, 327-334 MB 
 
 from __future__ import annotations
 
+import platform
 import threading
 from pathlib import Path
 
@@ -27,6 +30,8 @@ from serve.errors import ModelError, one_line
 from serve.model_info import Port
 from serve.runtimes import BF16, FP32, INT8, Threads
 from serve.runtimes.layout import WideNarrow, narrow_threads
+
+ARM64_MACHINES = ("aarch64", "arm64")  # platform.machine() on Linux / macOS
 
 
 class OnnxRuntimeModel:
@@ -76,7 +81,9 @@ def _register_shared_arena() -> None:
             _arena_registered = True
 
 
-def _session(path: Path, intra_op: int, inter_op: int) -> ort.InferenceSession:
+def _session(
+    path: Path, intra_op: int, inter_op: int, fastmath: bool = False
+) -> ort.InferenceSession:
     _register_shared_arena()
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op
@@ -89,6 +96,8 @@ def _session(path: Path, intra_op: int, inter_op: int) -> ort.InferenceSession:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.add_session_config_entry("session.use_env_allocators", "1")
+    if fastmath:  # arm64 only: MLAS's GEMMs in bf16, inputs and outputs stay fp32
+        options.add_session_config_entry("mlas.enable_gemm_fastmath_arm64_bfloat16", "1")
     try:
         return ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
@@ -100,10 +109,13 @@ def _session(path: Path, intra_op: int, inter_op: int) -> ort.InferenceSession:
 def load(path: Path, threads: Threads, precision: str, requests: int) -> OnnxRuntimeModel:
     """The wide session, and the narrow one where `requests` inferences at once would each get
     fewer threads than `threads.intra_op`."""
-    if precision == BF16:  # serve.runtimes.precision refuses this before the server listens
+    fastmath = precision == BF16
+    if fastmath and platform.machine() not in ARM64_MACHINES:
+        # serve.runtimes.precision refuses this before the server listens
         raise ModelError("onnxruntime's CPU provider has no bf16 path on x86")
-    wide = _session(path, threads.intra_op, threads.inter_op)
+    wide = _session(path, threads.intra_op, threads.inter_op, fastmath)
     share = narrow_threads(threads, requests)
-    if share is None:
-        return OnnxRuntimeModel(wide)
-    return OnnxRuntimeModel(wide, _session(path, share, threads.inter_op))
+    narrow = None if share is None else _session(path, share, threads.inter_op, fastmath)
+    loaded = OnnxRuntimeModel(wide, narrow)
+    loaded.precision = BF16 if fastmath else FP32
+    return loaded

@@ -1,8 +1,9 @@
 """Which precision a runtime computes in: SERVE_PRECISION=auto|fp32|bf16 against the CPU.
 
-bf16 halves the memory traffic and, where the CPU has bf16 instructions (AVX512_BF16 or AMX),
-doubles the multiply rate; without them it would be emulated and slower, so `auto` takes bf16 only
-where both the CPU and the runtime have it. Accuracy: docs/serving.md, "Runtimes and precision".
+bf16 halves the memory traffic and, where the CPU has bf16 instructions (AVX512_BF16 or AMX on
+x86, the `bf16` feature on arm64: Graviton3 and later, not Graviton2), doubles the multiply rate;
+without them it would be emulated and slower, so `auto` takes bf16 only where both the CPU and
+the runtime have it. Accuracy: docs/serving.md, "Runtimes and precision".
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from serve.runtimes import BF16, FP32, RUNTIMES, RuntimeSpec, installed
 
 # AVX512_BF16 (Cooper Lake, Zen 4 and later) or AMX's bf16 tiles (Sapphire Rapids and later).
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# arm64's /proc/cpuinfo `Features` (FEAT_BF16: Neoverse V1/V2, so Graviton3 and Graviton4).
+ARM_BF16_FLAG = "bf16"
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
 
 def cpu_bf16(flags: frozenset[str]) -> str | None:
     """The bf16 flag the CPU has, or None."""
-    return next((flag for flag in BF16_FLAGS if flag in flags), None)
+    return next((flag for flag in (*BF16_FLAGS, ARM_BF16_FLAG) if flag in flags), None)
 
 
 def choose(runtime: str, asked: str, flags: frozenset[str]) -> Choice:
@@ -51,19 +54,30 @@ def choose(runtime: str, asked: str, flags: frozenset[str]) -> Choice:
             f"{spec.install}"
         )
     hardware = cpu_bf16(flags)
+    arm = hardware == ARM_BF16_FLAG
+    # The runtime's bf16 path for this CPU's architecture, and why it runs fp32 without one.
+    has_path, fp32_why = (spec.arm_bf16, spec.arm_fp32_why) if arm else (spec.bf16, spec.fp32_why)
     if asked == FP32:
         return Choice(runtime, FP32, "asked")
     if asked == BF16:
-        if not spec.bf16:
-            raise ConfigError(f"SERVE_PRECISION=bf16: {spec.fp32_why}; use fp32 or auto")
         if hardware is None:
+            if not spec.bf16:
+                on_arm = " (on arm64 it needs a CPU with bf16: Graviton3 or later)"
+                raise ConfigError(
+                    f"SERVE_PRECISION=bf16: {spec.fp32_why}{on_arm if spec.arm_bf16 else ''}; "
+                    "use fp32 or auto"
+                )
             raise ConfigError(
                 "SERVE_PRECISION=bf16: this CPU has no bf16 instructions "
-                f"({' or '.join(BF16_FLAGS)}); use fp32 or auto"
+                f"({' or '.join((*BF16_FLAGS, ARM_BF16_FLAG))}); use fp32 or auto"
             )
+        if not has_path:
+            raise ConfigError(f"SERVE_PRECISION=bf16: {fp32_why}; use fp32 or auto")
         return Choice(runtime, BF16, "asked")
     if hardware is None:
         return Choice(runtime, FP32, "auto: the CPU has no bf16 instructions")
-    if not spec.bf16:
-        return Choice(runtime, FP32, f"auto: {spec.fp32_why}")
+    if not has_path:
+        return Choice(runtime, FP32, f"auto: {fp32_why}")
+    if arm:
+        return Choice(runtime, BF16, "auto: the arm64 CPU has bf16 (fast-math GEMM)")
     return Choice(runtime, BF16, f"auto: the CPU has {hardware}")

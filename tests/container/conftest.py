@@ -61,24 +61,31 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return {"baked": baked, "mounted": mounted}
 
 
-def make_image(engine: Engine, baked: Path, runtime: str = "onnxruntime") -> str:
-    """What `make image` builds (`python -m container.image`, so `deploy push`'s build command).
+def make_image(
+    engine: Engine,
+    baked: Path,
+    runtime: str = "onnxruntime",
+    platform: str | None = None,
+    base: str | None = None,
+) -> str:
+    """What `make image` builds (`python -m container.image`, so `deploy push`'s build command),
+    for this machine's platform unless told another (with its base image).
 
     The baked model is put in the build context first: the tool must find it up to date and
     build with it as it is.
     """
     tag = f"localhost/yolov7-sagemaker:test-{runtime}-{uuid.uuid4().hex[:8]}"
-    base = base_image(engine)
+    base = base or base_image(engine)
     in_context = REPO / BAKED_IN_CONTEXT
     shutil.copyfile(baked, in_context)
     command = [
         sys.executable, "-m", "container.image", "--model", str(in_context), "--tag", tag,
-        "--base-image", base, "--cli", engine.name, "--platform", native_platform(),
+        "--base-image", base, "--cli", engine.name, "--platform", platform or native_platform(),
         "--runtime", runtime,
     ]  # fmt: skip
     try:
         done = subprocess.run(
-            command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False
+            command, cwd=REPO, capture_output=True, text=True, timeout=1800, check=False
         )
     finally:
         in_context.unlink(missing_ok=True)
@@ -121,3 +128,7 @@ def port_8080() -> int:
     if not port_is_free(SAGEMAKER_PORT):
         pytest.fail(f"port {SAGEMAKER_PORT} is in use: the container test serves on it")
     return SAGEMAKER_PORT
+
+
+# The registry of test_registry.py, for the arm64 module's push too (a fixture is seen by name).
+from tests.container.test_registry import registry, trusting_registry  # noqa: E402, F401

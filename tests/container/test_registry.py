@@ -120,10 +120,9 @@ def trusting_registry(registry: Registry, tmp_path: Path, monkeypatch) -> Regist
     return registry
 
 
-def test_push_stores_a_single_platform_docker_v2s2_manifest(
-    engine: Engine, image: str, trusting_registry: Registry
-):
-    registry = trusting_registry
+def push_and_read_back(engine: Engine, image: str, registry: Registry) -> tuple[dict, dict]:
+    """`image` pushed with `deploy push --no-build`'s command lines; the stored manifest (checked
+    to be a single-platform Docker v2s2 one) and its image config, read back over /v2/."""
     repository, tag = "yolov7-serve", f"t{uuid.uuid4().hex[:10]}"
     local = f"{repository}:{tag}"
     engine("tag", image, local)  # `push --no-build --tag` pushes this local name
@@ -160,9 +159,16 @@ def test_push_stores_a_single_platform_docker_v2s2_manifest(
     assert {layer["mediaType"] for layer in manifest["layers"]} == {DOCKER_LAYER}
     _, config_blob = registry.get(f"{repository}/blobs/{manifest['config']['digest']}")
     config = json.loads(config_blob)
-    assert config["os"] == "linux" and config["architecture"] in ("amd64", "arm64")
     assert config["config"]["Labels"][
         "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
     ] == ("true")
+    return manifest, config
+
+
+def test_push_stores_a_single_platform_docker_v2s2_manifest(
+    engine: Engine, image: str, trusting_registry: Registry
+):
+    manifest, config = push_and_read_back(engine, image, trusting_registry)
+    assert config["os"] == "linux" and config["architecture"] in ("amd64", "arm64")
     pushed_bytes = sum(layer["size"] for layer in manifest["layers"])
     assert pushed_bytes < 1e9, f"{pushed_bytes / 1e6:.0f} MB pushed: not the slim image"

@@ -205,3 +205,21 @@ def test_price_list_without_the_expected_attributes_is_an_aws_failure(stubbed):
     )
     with pytest.raises(pricing.AwsError, match="no longer describes AmazonSageMaker"):
         pricing.hourly_price(stubbed.client("pricing", "us-east-1"), "us-east-1", "ml.m5.xlarge")
+
+
+def test_cost_of_a_graviton_instance_says_its_speed_is_not_measured(cli, us_east):
+    rows = [("Host", "Hosting", "RunInstance", "0.1700000000")]  # the value is the stub's own
+    items = [price_item("us-east-1", "ml.c7g.xlarge", *row) for row in rows]
+    expect_price_list(us_east, "us-east-1", "ml.c7g.xlarge", items)
+    result = cli("cost", "--instance-type", "ml.c7g.xlarge", "--region", "us-east-1", aws=us_east)
+    assert result.code == 0, result.err
+    assert "$0.1700 per hour" in result.out
+    assert result.out.splitlines()[-1].startswith("Graviton (arm64): speed not measured")
+    expect_price_list(us_east, "us-east-1", "ml.c7g.xlarge", items)
+    data = json.loads(
+        cli(
+            "cost", "--instance-type", "ml.c7g.xlarge", "--region", "us-east-1", "--json",
+            aws=us_east,
+        ).out
+    )  # fmt: skip
+    assert (data["architecture"], data["speed_measured"]) == ("arm64", False)

@@ -12,6 +12,7 @@ import pytest
 
 from deploy import preflight
 from deploy.context import Context
+from deploy.errors import UserError
 from deploy.state import StateFile
 from tests.support.aws import ACCOUNT, IMAGE, PREBUILT, REGION, StubbedAws, not_in_policy, state
 
@@ -188,3 +189,40 @@ def test_a_family_this_tool_does_not_list_is_let_through_with_a_warning():
     with pytest.raises(UserError) as refused:
         check_instance_type("ml.c6i.3xlarge", said.append)  # a known family's unknown size
     assert "Did you mean ml.c6i.32xlarge" in refused.value.line()
+
+
+def test_push_both_architectures_and_up_picks_the_one_of_the_instance_family(
+    moto, cli, fake_cli, build_context, tmp_path
+):
+    """Two single-platform images, TAG-amd64 and TAG-arm64 (no manifest list: SageMaker documents
+    v2s2 single manifests), one login; `up` picks the arm64 one for Graviton, amd64 otherwise."""
+    fake = fake_cli("docker")
+    platforms = "linux/amd64,linux/arm64"
+    result = cli("push", "--context", build_context, "--tag", "v1", "--platform", platforms)
+    assert result.code == 0, result.err
+    amd64, arm64 = result.out.split()
+    assert (amd64.endswith(":v1-amd64"), arm64.endswith(":v1-arm64")) == (True, True)
+    argvs = [c["argv"] for c in fake.calls()]
+    builds = [a[a.index("--platform") + 1] for a in argvs if a[:2] == ["buildx", "build"]]
+    assert builds == ["linux/amd64", "linux/arm64"]
+    assert sum(a[0] == "login" for a in argvs) == 1
+    assert [a[-1] for a in argvs if a[0] == "push"] == [amd64, arm64]
+    assert state(tmp_path)["image"]["architectures"] == {"amd64": amd64, "arm64": arm64}
+
+    for instance_type, image in (("ml.c7g.xlarge", arm64), ("ml.c6i.xlarge", amd64)):
+        planned = cli("up", "--instance-type", instance_type, "--dry-run", "--json")
+        assert planned.code == 0, planned.err
+        assert image in planned.out and (arm64 if image == amd64 else amd64) not in planned.out
+    # and the preflight reads each one's architecture from the state
+    ctx = Context(store=StateFile(tmp_path / ".deploy" / "state.json"), state=state(tmp_path))
+    preflight.check_architecture(ctx, arm64, "ml.c7g.xlarge")
+    with pytest.raises(UserError, match="is amd64"):
+        preflight.check_architecture(ctx, amd64, "ml.c7g.xlarge")
+    nothing_created(moto)
+
+
+def test_a_platform_other_than_amd64_or_arm64_is_refused(moto, cli, fake_cli, build_context):
+    fake_cli("docker")
+    result = cli("push", "--context", build_context, "--platform", "linux/amd64,linux/s390x")
+    assert result.code == 2
+    assert "linux/s390x" in result.error_line()

@@ -22,6 +22,7 @@ from tests.support.aws import (
     TAG,
     by_digest,
     not_in_policy,
+    put_image,
     state,
 )
 
@@ -307,3 +308,28 @@ def test_update_without_a_deployment_is_an_input_error(moto, cli):
     result = cli("update", "--image", NEW_IMAGE)
     assert result.code == 2
     assert result.error_line() == "error: nothing is deployed in this state. Run `up` first."
+
+
+def test_update_to_a_graviton_type_picks_the_arm64_image_push_recorded(
+    deployed, cli, tmp_path, moto
+):
+    """After `push --platform linux/amd64,linux/arm64`, moving to ml.c7g deploys the arm64 image
+    and staying on x86 changes no image."""
+    from deploy.state import StateFile
+
+    store = StateFile(tmp_path / ".deploy" / "state.json")
+    recorded = store.read()
+    arm64 = IMAGE.rsplit(":", 1)[0] + ":v1-arm64"
+    recorded["image"] = {
+        "uri": IMAGE,
+        "repository": "yolov7-serve",
+        "architectures": {"amd64": IMAGE, "arm64": arm64},
+    }
+    store.save(recorded)
+    put_image(moto, arm64)
+    moved = cli("update", "--instance-type", "ml.c7g.xlarge", "--dry-run", "--poll", "0")
+    assert moved.code == 0, moved.err
+    assert f"update: image -> {arm64}" in moved.err
+    stayed = cli("update", "--instance-count", "2", "--dry-run", "--poll", "0")
+    assert stayed.code == 0, stayed.err
+    assert "update: image" not in stayed.err

@@ -21,6 +21,7 @@ from serve.config import ConfigError, Settings
 from serve.runtimes import RUNTIMES
 from serve.runtimes.precision import choose, cpu_flags
 from tests.serve.test_serve_lifecycle import assert_fails_fast_with_one_line
+from tests.support.cpuinfo import graviton_cpuinfo
 from tests.support.images import encode, shapes_image
 from tests.support.reference import (
     assert_same_detections,
@@ -317,6 +318,56 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert cpu_flags(arm) == {"fp", "asimd", "bf16"}
     assert cpu_flags(tmp_path / "absent") == frozenset()
     assert cpu_flags() == cpu_flags("/proc/cpuinfo")
+
+
+@pytest.mark.parametrize(
+    ("generation", "runtime", "asked", "precision", "why"),
+    [
+        (3, "onnxruntime", "auto", "bf16", "arm64 CPU has bf16"),
+        (2, "onnxruntime", "auto", "fp32", "no bf16 instructions"),
+        (3, "onnxruntime", "bf16", "bf16", "asked"),
+        (3, "onnxruntime", "fp32", "fp32", "asked"),
+        (3, "openvino", "auto", "fp32", "not enabled on arm64"),
+        (2, "openvino", "auto", "fp32", "no bf16 instructions"),
+    ],
+)
+def test_graviton_cpuinfo_decides_arm64_bf16_fastmath(
+    tmp_path, generation, runtime, asked, precision, why
+):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(graviton_cpuinfo(generation, vcpus=4))
+    choice = choose(runtime, asked, cpu_flags(cpuinfo))
+    assert (choice.precision, why in choice.why) == (precision, True), choice
+
+
+@pytest.mark.parametrize(
+    ("generation", "runtime", "words"),
+    [(2, "onnxruntime", "Graviton3 or later"), (3, "openvino", "not enabled on arm64")],
+)
+def test_bf16_asked_on_graviton_without_a_path_is_a_config_error(
+    tmp_path, generation, runtime, words
+):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(graviton_cpuinfo(generation))
+    with pytest.raises(ConfigError, match=words):
+        choose(runtime, "bf16", cpu_flags(cpuinfo))
+
+
+def test_onnxruntime_bf16_is_refused_on_x86_and_loads_fastmath_on_arm64(exported, monkeypatch):
+    """The session config key exists in this onnxruntime (an unknown key would load silently, so
+    the load on an aarch64-named machine proves only that the path runs; /ping under emulation is
+    checked by tests/container/test_image_arm64.py)."""
+    from serve.errors import ModelError
+    from serve.runtimes import BF16, Threads
+    from serve.runtimes import onnxruntime as ort_runtime
+
+    threads = Threads(intra_op=2, inter_op=1)
+    monkeypatch.setattr(ort_runtime.platform, "machine", lambda: "x86_64")
+    with pytest.raises(ModelError, match="no bf16 path on x86"):
+        ort_runtime.load(exported["raw"], threads, BF16, 1)
+    monkeypatch.setattr(ort_runtime.platform, "machine", lambda: "aarch64")
+    loaded = ort_runtime.load(exported["raw"], threads, BF16, 2)
+    assert loaded.precision == BF16
 
 
 def test_settings_read_runtime_and_precision():
