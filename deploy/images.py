@@ -412,7 +412,8 @@ def push(
     taken = [one for one in target_tags(tag, platforms) if repo and tag_taken(ecr, repo, one)]
     if taken:
         raise UserError(
-            f"tag {taken[0]} already exists in ECR repository {repository}, whose tags are immutable",
+            f"tag {taken[0]} already exists in ECR repository {repository}, whose tags are "
+            "immutable",
             "push under a new --tag (without --tag, push uses a fresh timestamp)",
         )
     created = False
