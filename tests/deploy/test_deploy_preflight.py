@@ -14,7 +14,16 @@ from deploy import preflight
 from deploy.context import Context
 from deploy.errors import UserError
 from deploy.state import StateFile
-from tests.support.aws import ACCOUNT, IMAGE, PREBUILT, REGION, StubbedAws, not_in_policy, state
+from tests.support.aws import (
+    ACCOUNT,
+    IMAGE,
+    PREBUILT,
+    REGION,
+    StubbedAws,
+    by_digest,
+    not_in_policy,
+    state,
+)
 
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 BUCKET = "yolov7-models-preflight"
@@ -212,7 +221,10 @@ def test_push_both_architectures_and_up_picks_the_one_of_the_instance_family(
     for instance_type, image in (("ml.c7g.xlarge", arm64), ("ml.c6i.xlarge", amd64)):
         planned = cli("up", "--instance-type", instance_type, "--dry-run", "--json")
         assert planned.code == 0, planned.err
-        assert image in planned.out and (arm64 if image == amd64 else amd64) not in planned.out
+        other = arm64 if image == amd64 else amd64
+        # the model names the picked one by its digest, and never the other architecture's
+        assert f'"Image": "{by_digest(moto, image)}"' in planned.out
+        assert by_digest(moto, other) not in planned.out
     # and the preflight reads each one's architecture from the state
     ctx = Context(store=StateFile(tmp_path / ".deploy" / "state.json"), state=state(tmp_path))
     preflight.check_architecture(ctx, arm64, "ml.c7g.xlarge")
