@@ -10,6 +10,7 @@ connections are closed, and the worker threads are joined.
 from __future__ import annotations
 
 import logging
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,22 @@ RECV_BYTES = 256 * 1024
 # waitress's outbuf_overflow: never. Every answer exists in memory in full before waitress gets it
 # (Falcon's resp.data), so a spilled copy saves no memory and would put users' pictures on disk.
 NEVER_SPILL = 1 << 62
+# Descriptors kept for everything but client connections: the listening socket, waitress's
+# trigger pipe, the model file, the runtime's and the logs'.
+SPARE_DESCRIPTORS = 256
+
+
+def fit_descriptors(connections: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE so that `connections` fit beside the spare ones
+    (at most to the hard limit); the connections that fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + SPARE_DESCRIPTORS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft == resource.RLIM_INFINITY:
+        return connections
+    return max(1, min(connections, soft - SPARE_DESCRIPTORS))
 
 
 def inbuf_overflow(max_request_body_size: int) -> int:
@@ -52,8 +69,10 @@ class Server:
         threads: int,
         max_request_body_size: int,
         grace_seconds: float,
+        max_connections: int = 100,
     ):
         self._grace = grace_seconds
+        self.max_connections = fit_descriptors(max_connections)
         self._stop = threading.Event()
         self.exit_code = 0
         self._waitress = waitress.create_server(
@@ -72,6 +91,12 @@ class Server:
             inbuf_overflow=inbuf_overflow(max_request_body_size),
             outbuf_overflow=NEVER_SPILL,
             asyncore_use_poll=True,  # select() cannot watch fds above 1024
+            # Keep reading a connection while its request is handled, so that a client that
+            # hangs up is seen (environ["waitress.client_disconnected"]) and its request, still
+            # waiting for a turn, is dropped (serve/admission.py). A client that half-closes
+            # after its request counts as gone too.
+            channel_request_lookahead=1,
+            connection_limit=self.max_connections,
             ident="",
         )
         self._map: dict[int, Any] = self._waitress._map

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.support.server import TEST_THREADS, ServerProcess
 
-# Small and steady, like tests/serve: 4 waitress threads, 2 onnxruntime threads.
+# Small and steady, like tests/serve: 16 waitress threads, 2 onnxruntime threads.
 SERVER_ENV = TEST_THREADS
 
 
