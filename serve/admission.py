@@ -116,6 +116,11 @@ class Admission:
         waiter = self._enter()
         if waiter is not None:
             self._wait(waiter, arrived, gone)
+        if gone():  # hung up before a wait, or as its permit came
+            with self._lock:
+                self._release_locked()
+                self.counts[GONE] += 1
+            raise Refused(GONE, "the client disconnected before its turn", 1)
         started = self._clock()
         try:
             yield started - arrived
