@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.async_inference import ASYNC_ENVIRONMENT
 from reliability.corpus import GOOD
 from reliability.wire import Answer, build, exchange
 from tests.support.reliability import SERVER_ENV, port_of
@@ -157,3 +158,52 @@ def test_overload_measurement_runs_and_prints_its_table(head_model_path, repo_ro
     assert figures["arrivals"] == (
         figures["answered_in_time"] + figures["refusals"] + figures["timeouts"] + figures["errors"]
     )
+
+
+# name -> (the server's environment beyond SERVER_ENV, which model)
+CONFIGURATIONS = {
+    "onnxruntime": ({}, "slow"),
+    "openvino": ({"SERVE_RUNTIME": "openvino"}, "slow"),
+    "int8-onnxruntime": ({}, "int8"),
+    "int8-openvino": ({"SERVE_RUNTIME": "openvino"}, "int8"),
+    "one-slot-wide": ({"SERVE_INFERENCE_SLOTS": "1", "ORT_INTRA_OP_THREADS": "2"}, "slow"),
+    "async-limits": ({**ASYNC_ENVIRONMENT}, "slow"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
+def test_every_configuration_refuses_at_once_past_its_queue(name, request):
+    """5 threads leave room for one waiter at most (permits = slots + 1, 2 threads reserved): 12
+    clients back to back get answers and quick JSON refusals, nothing else; the async limits'
+    hour-long deadline does not change that the count bound refuses."""
+    env, which = CONFIGURATIONS[name]
+    model = (
+        request.getfixturevalue("int8_export")["int8"]
+        if which == "int8"
+        else request.getfixturevalue("slow_model_path")
+    )
+    with local_server(model, env={**SERVER_ENV, **env, "SERVE_THREADS": "5"}) as server:
+        port = port_of(server)
+        answers: list[Answer] = []
+        until_time = time.monotonic() + 2
+
+        def client() -> None:
+            while time.monotonic() < until_time:
+                answers.append(exchange("127.0.0.1", port, GOOD.build(), timeout=30))
+
+        threads = [threading.Thread(target=client) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        ping = exchange("127.0.0.1", port, build("GET", "/ping"))
+    refused = [a for a in answers if a.status == 503]
+    assert {a.status for a in answers} == {200, 503}, name
+    assert all("retry-after" in a.headers and a.json()["status"] == 503 for a in refused)
+    # Refused at the door: at once. The rare one let in that then waited past its deadline
+    # (1 s here, async's excepted) is answered when the deadline passes.
+    at_once = [a.seconds for a in refused if "waited" not in a.json()["error"]]
+    expired = [a.seconds for a in refused if "waited" in a.json()["error"]]
+    assert at_once and max(at_once) < 0.5, name
+    assert all(seconds < 2.0 for seconds in expired), name
+    assert ping.status == 200
