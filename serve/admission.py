@@ -125,8 +125,10 @@ class Admission:
         try:
             yield started - arrived
         finally:
-            self.hold.add(self._clock() - started)
-            self._release()
+            held = self._clock() - started
+            with self._lock:
+                self.hold.add(held)
+                self._release_locked()
 
     def _enter(self) -> _Waiter | None:
         """None: a permit is ours at once; else our place in the queue. Refused when full."""
@@ -174,10 +176,6 @@ class Admission:
                 self.counts[outcome] += 1
                 retry_after = self._retry_after()
             raise Refused(outcome, why, retry_after)
-
-    def _release(self) -> None:
-        with self._lock:
-            self._release_locked()
 
     def _release_locked(self) -> None:
         """Hand the permit to the oldest waiter, or free it."""
