@@ -38,7 +38,9 @@ from reliability.wire import Answer, exchange
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ROOT / "weights" / "shapes-yolov7-tiny.pt"
-RETRIES = 10  # refusals a steady client retries before it counts its request as lost
+# How long a steady client keeps retrying a refused request before it counts it as lost: as long
+# as SageMaker lets a caller wait, longer than any burst here.
+RETRY_BUDGET_S = 60.0
 RSS_EVERY_S = 5.0  # RSS samples for the flatness figure (more often in a run under 500 s)
 FLAT_WINDOW_S = 1800.0  # the flatness figure covers at most the last half hour
 CACHE = Path("/tmp/yolov7-sagemaker-reliability")
@@ -134,7 +136,8 @@ class Report:
     rss_peak_kib: int | None = None
     rss_growth_pct: float | None = None
     rss_late_window_s: float | None = None  # the window of the figure below
-    rss_late_spread_pct: float | None = None  # (max - min) / min of RSS over that window
+    rss_late_spread_pct: float | None = None  # max / min - 1 of RSS over it, bursts excepted
+    rss_samples_kib: list[tuple[float, int]] = field(default_factory=list)  # (s from start, KiB)
     threads_start: int | None = None
     threads_end: int | None = None
 
@@ -171,20 +174,25 @@ class Soak:
         self._counts: Counter[str] = Counter()
         self._rss_peak = 0
         self._rss_samples: list[tuple[float, int]] = []
+        self._bursting = threading.Event()
 
     def send(self, case: Case) -> Answer:
         return exchange(self.host, self.port, case.build(), timeout=30, half_close=case.half_close)
 
     def send_retrying(self, case: Case, rng: random.Random) -> Answer:
-        """Send; after a refusal, wait its Retry-After (at most 2 s, with jitter) and resend."""
+        """Send; after a refusal, wait its Retry-After (at most 2 s, with jitter) and resend, for
+        up to RETRY_BUDGET_S."""
+        give_up = time.monotonic() + RETRY_BUDGET_S
         answer = self.send(case)
-        for _ in range(RETRIES):
-            if not self._refused(answer):
-                break
-            delay = min(2.0, float(answer.headers.get("retry-after", "1")))
-            time.sleep(delay * rng.uniform(0.5, 1.0))
+        while self._refused(answer) and time.monotonic() < give_up:
+            time.sleep(self._pause(answer, rng))
             answer = self.send(case)
         return answer
+
+    @staticmethod
+    def _pause(answer: Answer, rng: random.Random) -> float:
+        """A refused caller's pause: its Retry-After (at most 2 s), jittered."""
+        return min(2.0, float(answer.headers.get("retry-after", "1"))) * rng.uniform(0.5, 1.0)
 
     def _refused(self, answer: Answer) -> bool:
         """Counts a 503; True when it is a well-formed refusal (to be retried)."""
@@ -233,7 +241,9 @@ class Soak:
             self._one(rng.choice(self.cases) if rng.random() < bad_share else GOOD, rng)
 
     def _burst_client(self, until: float) -> None:
-        """Good requests back to back until `until`; a refusal is counted, not retried."""
+        """Good requests back to back until `until`; a refusal is counted, not retried, and the
+        client pauses its Retry-After before its next request, as a caller told so does."""
+        rng = random.Random(self.seed)
         while time.monotonic() < until:
             try:
                 answer = self.send(GOOD)
@@ -245,8 +255,10 @@ class Soak:
             with self._lock:
                 self._counts["burst_requests"] += 1
                 self._status[str(answer.status)] += 1
-                if refused:
-                    continue
+            if refused:
+                time.sleep(self._pause(answer, rng))
+                continue
+            with self._lock:
                 if answer_is_right(GOOD, answer, self.baseline):
                     self._counts["burst_answered"] += 1
                 else:
@@ -265,10 +277,12 @@ class Soak:
                 threading.Thread(target=self._burst_client, args=(until,), daemon=True)
                 for _ in range(plan.clients)
             ]
+            self._bursting.set()
             for client in clients:
                 client.start()
             for client in clients:
                 client.join()
+            self._bursting.clear()
 
     def _sample(self, stop: threading.Event, warm_until: float, every: float) -> None:
         """RSS peak every half second; the start figures once the warm-up load has run."""
@@ -282,7 +296,9 @@ class Soak:
                 self._start = self._start or status
                 self._rss_peak = max(self._rss_peak, status["VmRSS"])
                 last = self._rss_samples[-1][0] if self._rss_samples else 0.0
-                if now - last >= every:
+                # The flatness figure compares the steady load's RSS; a burst's own memory (its
+                # connections, bodies and refusals) shows in the peak.
+                if now - last >= every and not self._bursting.is_set():
                     self._rss_samples.append((now, status["VmRSS"]))
 
     def run(
@@ -325,6 +341,7 @@ class Soak:
             window = min(FLAT_WINDOW_S, duration / 2)
             report.rss_late_window_s = round(window, 1)
             report.rss_late_spread_pct = spread_pct(self._rss_samples, time.monotonic() - window)
+            report.rss_samples_kib = [(round(at - began, 1), kib) for at, kib in self._rss_samples]
         return report
 
     def _report(self, elapsed: float, start: dict[str, int], end: dict[str, int]) -> Report:
@@ -428,7 +445,7 @@ def print_report(report: Report) -> None:
         )
     if report.rss_late_spread_pct is not None:
         print(
-            f"  RSS over the last {report.rss_late_window_s:g} s: within "
+            f"  RSS over the last {report.rss_late_window_s:g} s, between bursts: within "
             f"{report.rss_late_spread_pct:.2f} % (max / min - 1)"
         )
     print(
