@@ -34,10 +34,22 @@ MIB = 1024 * 1024
 # The server's body limit on an async endpoint. A 50 MP photo is 10-30 MB as JPEG; PNG can be
 # more. The pixel guard (MAX_IMAGE_PIXELS, 3 bytes per pixel once decoded) stays at the default.
 ASYNC_MAX_BODY_BYTES = 64 * MIB
-ASYNC_ENVIRONMENT = {"MAX_BODY_BYTES": str(ASYNC_MAX_BODY_BYTES), "MAX_IMAGE_PIXELS": "50000000"}
 MAX_INPUT_BYTES = 1024**3  # SageMaker's async payload limit
+SERVER_DEFAULT_THREADS = 32  # serve/config.py's SERVE_THREADS default
+SPARE_THREADS = (
+    8  # beyond the invocations: the inference permits, and /ping's and refusals' threads
+)
 # How long SageMaker lets one request run (InvocationTimeoutSeconds: default 900, at most 3600).
 DEFAULT_INVOCATION_TIMEOUT_S = 900
+MAX_INVOCATION_TIMEOUT_S = 3600
+# SageMaker's own queue holds an async endpoint's backlog and sends an instance at most
+# MaxConcurrentInvocationsPerInstance requests at once: the server refuses none of those for
+# waiting its turn (serve/admission.py), however long a request may run.
+ASYNC_ENVIRONMENT = {
+    "MAX_BODY_BYTES": str(ASYNC_MAX_BODY_BYTES),
+    "MAX_IMAGE_PIXELS": "50000000",
+    "SERVE_QUEUE_DEADLINE": str(MAX_INVOCATION_TIMEOUT_S),
+}
 DEFAULT_WAIT_S = 1200.0  # scaling out of zero takes minutes before the first answer
 DEFAULT_POLL_S = 5.0
 TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$")
@@ -116,9 +128,14 @@ def _check_topic(sns: Any, topic: str, option: str) -> None:
         raise
 
 
-def environment(user: dict[str, str]) -> dict[str, str]:
-    """The async limits, under whatever the user set with --env (theirs win)."""
-    return {**ASYNC_ENVIRONMENT, **user}
+def environment(user: dict[str, str], max_concurrent: int | None = None) -> dict[str, str]:
+    """The async limits, under whatever the user set with --env (theirs win). With more
+    concurrent invocations per instance than the server's default threads can queue, threads
+    for all of them (each waits its turn on one; serve/admission.py keeps a few spare)."""
+    limits = dict(ASYNC_ENVIRONMENT)
+    if max_concurrent is not None and max_concurrent + SPARE_THREADS > SERVER_DEFAULT_THREADS:
+        limits["SERVE_THREADS"] = str(max_concurrent + SPARE_THREADS)
+    return {**limits, **user}
 
 
 def body_limit(environment: dict[str, str]) -> int:

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from deploy import payload
 from deploy.aws.sagemaker import logs_hint
+from deploy.backoff import Refusal, with_backoff
 from deploy.context import Context
 from deploy.errors import AwsError, DeployError, UserError, one_line
 
@@ -106,13 +107,24 @@ def post(url: str, body: bytes, content_type: str, accept: str, attributes: str 
     except urllib.error.HTTPError as exc:
         detail = _error_detail(exc.read())
         error = UserError if 400 <= exc.code < 500 else DeployError
-        raise error(f"{url} answered HTTP {exc.code}: {detail}") from exc
+        failure = error(f"{url} answered HTTP {exc.code}: {detail}")
+        if exc.code == 503:  # overloaded (or still loading): worth another try
+            raise Refusal(failure, _seconds(exc.headers.get("Retry-After"))) from exc
+        raise failure from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeployError(
             f"could not reach {url}: {reason}",
             "is the server running (python -m serve, or the container on that port)?",
         ) from exc
+
+
+def _seconds(value: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is not used by our server)."""
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -160,10 +172,13 @@ def call_endpoint(
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ModelError":
             message = one_line(exc.response["Error"].get("Message", ""))
-            raise AwsError(
+            failure = AwsError(
                 f"the container behind {endpoint} returned an error: {message}",
                 logs_hint(endpoint, region),
-            ) from exc
+            )
+            if _refused(exc.response, message):
+                raise Refusal(failure) from exc
+            raise failure from exc
         raise
     data = answer["Body"].read()
     return Reply(
@@ -173,6 +188,12 @@ def call_endpoint(
         time.perf_counter() - start,
         f"endpoint {endpoint}",
     )
+
+
+def _refused(response: dict, message: str) -> bool:
+    """A ModelError carrying the container's 503 (its refusal, serve/admission.py): the status
+    is OriginalStatusCode, and SageMaker's message names it too."""
+    return response.get("OriginalStatusCode") == 503 or "(503)" in message
 
 
 def invoke(
@@ -199,7 +220,9 @@ def invoke(
         target = invocations_url(url)
 
         def send(accept: str) -> Reply:
-            return post(target, body, content_type, accept, attributes)
+            return with_backoff(
+                lambda: post(target, body, content_type, accept, attributes), ctx.log
+            )
     else:
         name = endpoint or (ctx.state.get("endpoint") or {}).get("name")
         if not name:
@@ -210,7 +233,12 @@ def invoke(
         region = ctx.aws.region
 
         def send(accept: str) -> Reply:
-            return call_endpoint(runtime, name, region, body, content_type, accept, attributes)
+            return with_backoff(
+                lambda: call_endpoint(
+                    runtime, name, region, body, content_type, accept, attributes
+                ),
+                ctx.log,
+            )
 
     reply = send("application/json")
     data = fitted.map_back(reply.json())

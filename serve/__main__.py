@@ -92,6 +92,7 @@ def _serve(settings: Settings, choice: Choice, scratch: Scratch) -> int:
             threads=settings.threads,
             max_request_body_size=4 * settings.max_body_bytes,
             grace_seconds=settings.grace_seconds,
+            max_connections=settings.max_connections,
         )
     except OSError as exc:
         log.error(
@@ -105,6 +106,8 @@ def _serve(settings: Settings, choice: Choice, scratch: Scratch) -> int:
                 "host": settings.host,
                 "port": server.port,
                 "threads": settings.threads,
+                "max_connections": server.max_connections,
+                "queue_deadline_s": settings.queue_deadline,
                 "runtime": choice.runtime,
                 "ort_intra_op_threads": settings.intra_op_threads,
                 "model_path": str(model_path),

@@ -20,6 +20,7 @@ from typing import Any
 import falcon
 import falcon.media
 
+from serve.admission import Admission, Limits, Refused
 from serve.config import Settings
 from serve.decode import decode_for_model, decode_image
 from serve.detector import Detections, Detector
@@ -30,6 +31,7 @@ from serve.errors import (
     InternalError,
     NotAcceptable,
     NotReady,
+    Overloaded,
     UnsupportedContentType,
 )
 from serve.options import KEYS, Options, from_custom_attributes, resolve
@@ -111,6 +113,7 @@ class RequestLog:
         )
         req.context.started = time.perf_counter()
         req.context.detections = None
+        req.context.admission = None
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
@@ -125,6 +128,7 @@ class RequestLog:
             "bytes": len(body) if body else 0,
             "latency_ms": round((time.perf_counter() - req.context.started) * 1000, 2),
             "detections": req.context.detections,
+            "admission": req.context.admission,
             "request_id": req.context.request_id,
         }
         # SageMaker pings every few seconds: healthy pings only at DEBUG.
@@ -166,7 +170,7 @@ class ExecutionParameters:
 
     def __init__(self, settings: Settings):
         self._answer = {
-            "MaxConcurrentTransforms": settings.threads,
+            "MaxConcurrentTransforms": settings.transform_concurrency,
             "BatchStrategy": "SINGLE_RECORD",
             "MaxPayloadInMB": min(100, settings.max_payload_mb),
         }
@@ -176,8 +180,9 @@ class ExecutionParameters:
 
 
 class Invocations:
-    def __init__(self, detector: Detector, settings: Settings):
+    def __init__(self, detector: Detector, settings: Settings, admission: Admission):
         self._detector = detector
+        self._admission = admission
         self._max_body = settings.max_body_bytes
         self._max_pixels = settings.max_image_pixels
         self._exact_decode = settings.exact_decode
@@ -210,6 +215,28 @@ class Invocations:
             raise BodyTooLarge(len(data), self._max_body)
         info = detector.model_info
         options = resolve(self._defaults, overrides, info.names, info.nc)
+        # Everything above is cheap; decoding, inference and drawing take a turn (serve/admission).
+        gone = req.env.get("waitress.client_disconnected") or _connected
+        try:
+            with self._admission.turn(gone) as waited:
+                req.context.admission = "admitted"
+                started += waited
+                self._compute(req, resp, data, options, answer_type, started)
+        except Refused as refused:
+            req.context.admission = refused.outcome
+            raise Overloaded(refused.why, refused.retry_after) from None
+
+    def _compute(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        data: bytes,
+        options: Options,
+        answer_type: str,
+        started: float,
+    ) -> None:
+        detector = self._detector
+        info = detector.model_info
         img_size = None if self._exact_decode else info.img_size
         decoded = decode_for_model(data, self._max_pixels, img_size)
         decode_ms = (time.perf_counter() - started) * 1000
@@ -237,6 +264,11 @@ class Invocations:
                 answer_type,
             )
             resp.content_type = answer_type
+
+
+def _connected() -> bool:
+    """`gone` where waitress cannot tell (channel_request_lookahead 0, another server)."""
+    return False
 
 
 def _image_from_json(document: Any) -> tuple[bytes, dict[str, Any]]:
@@ -290,7 +322,8 @@ def create_app(detector: Detector, settings: Settings) -> falcon.App:
     app.req_options.media_handlers = falcon.media.Handlers(handlers)
     app.req_options.default_media_type = "application/octet-stream"
     app.add_route("/ping", Ping(detector))
-    app.add_route("/invocations", Invocations(detector, settings))
+    limits = Limits.for_server(detector.inference_slots, settings.threads, settings.queue_deadline)
+    app.add_route("/invocations", Invocations(detector, settings, Admission(limits)))
     app.add_route("/execution-parameters", ExecutionParameters(settings))
     app.set_error_serializer(render_error)
     app.add_error_handler(Exception, handle_unexpected)

@@ -31,6 +31,17 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 T = TypeVar("T")
 
+# A real-time caller is better served by a quick 503 (its retry may land on another instance)
+# than by a long queue: SageMaker gives up after 60 s, most callers much sooner. Batch Transform
+# waits up to 600 s per record (SAGEMAKER_MODEL_SERVER_TIMEOUT) and sends only
+# MaxConcurrentTransforms records at once, so its queue may be long.
+REALTIME_QUEUE_DEADLINE = 1.0
+BATCH_QUEUE_DEADLINE = 300.0
+DEFAULT_THREADS = 32
+# waitress's default is 100 connections; a client pool that keeps 10 000 idle ones open must not
+# lock /ping out (each costs a descriptor and a few KB).
+DEFAULT_MAX_CONNECTIONS = 16384
+
 
 class ConfigError(ValueError):
     """An environment variable holds a value the server cannot use."""
@@ -88,8 +99,23 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "SERVE_THREADS",
-        "CPUs + 2, at least 4",
-        "Waitress worker threads (requests handled at once).",
+        "32",
+        "Waitress worker threads: requests computing, waiting for their turn, and 2 kept for "
+        "/ping and refusals; requests beyond are refused (503), so this also caps the queue.",
+    ),
+    Variable(
+        "SERVE_MAX_CONNECTIONS",
+        str(DEFAULT_MAX_CONNECTIONS),
+        "Open connections at most (idle keep-alive ones included); beyond, new ones wait in "
+        "the kernel's backlog. The server raises its descriptor limit (RLIMIT_NOFILE) to fit, "
+        "up to the hard limit, and lowers this when the hard limit is smaller.",
+    ),
+    Variable(
+        "SERVE_QUEUE_DEADLINE",
+        f"{REALTIME_QUEUE_DEADLINE:g} (with SAGEMAKER_BATCH=true: {BATCH_QUEUE_DEADLINE:g})",
+        "Seconds a request may take, its wait for a turn included: one that would not finish "
+        "in time is refused at once with 503 and Retry-After, one that waited longer is answered "
+        "503 instead of being computed. Raise it for a slow model (one inference near it).",
     ),
     Variable(
         "SERVE_RUNTIME",
@@ -173,6 +199,9 @@ class Settings:
     precision: str  # asked: auto, fp32 or bf16 (serve.runtimes.precision decides auto)
     grace_seconds: float
     log_level: int
+    queue_deadline: float = REALTIME_QUEUE_DEADLINE  # seconds (serve/admission.py)
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    transform_concurrency: int = 4  # Batch Transform's MaxConcurrentTransforms
     exact_decode: bool = False  # True: no reduced (DCT-scaled) JPEG decoding
     tmpdir: str = "/tmp"  # the parent of the server's private directory (serve/scratch.py)
 
@@ -190,6 +219,7 @@ class Settings:
         payload_mb = get("SAGEMAKER_MAX_PAYLOAD_IN_MB", _positive_int, None)
         body_default = payload_mb * MIB if (batch and payload_mb) else 6 * MIB
         intra = get("ORT_INTRA_OP_THREADS", _positive_int, cpus)
+        threads = get("SERVE_THREADS", _positive_int, DEFAULT_THREADS)
         log_level = get("LOG_LEVEL", _parse_level, None)
         if log_level is None:
             log_level = get("SAGEMAKER_CONTAINER_LOG_LEVEL", _parse_level, logging.INFO)
@@ -205,7 +235,7 @@ class Settings:
             max_body_bytes=get("MAX_BODY_BYTES", _positive_int, body_default),
             batch=batch,
             max_image_pixels=get("MAX_IMAGE_PIXELS", _positive_int, 50_000_000),
-            threads=get("SERVE_THREADS", _positive_int, max(4, cpus + 2)),
+            threads=threads,
             intra_op_threads=intra,
             inter_op_threads=get("ORT_INTER_OP_THREADS", _positive_int, 1),
             inference_slots=get("SERVE_INFERENCE_SLOTS", _positive_int, None),
@@ -213,6 +243,15 @@ class Settings:
             precision=get("SERVE_PRECISION", _one_of(PRECISIONS), "auto"),
             grace_seconds=get("SERVE_GRACE_SECONDS", _non_negative_float, 20.0),
             log_level=log_level,
+            queue_deadline=get(
+                "SERVE_QUEUE_DEADLINE",
+                _positive_float,
+                BATCH_QUEUE_DEADLINE if batch else REALTIME_QUEUE_DEADLINE,
+            ),
+            # Records Batch Transform sends at once: enough to keep the CPUs busy, not the
+            # whole queue (each holds a body of up to 100 MB).
+            transform_concurrency=min(threads, max(4, cpus + 2)),
+            max_connections=get("SERVE_MAX_CONNECTIONS", _positive_int, DEFAULT_MAX_CONNECTIONS),
             exact_decode=get("SERVE_EXACT_DECODE", _parse_bool, False),
             tmpdir=get("SERVE_TMPDIR", str, "/tmp"),
         )
@@ -280,6 +319,13 @@ def _non_negative_float(text: str) -> float:
     value = float(text)
     if not (value >= 0.0 and math.isfinite(value)):
         raise ValueError("expected a non-negative number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0.0 and math.isfinite(value)):
+        raise ValueError("expected a positive number of seconds")
     return value
 
 

@@ -62,6 +62,10 @@ class Detector:
         self._input_dtype: type = np.float32
 
     @property
+    def inference_slots(self) -> int:
+        return self._requests
+
+    @property
     def ready(self) -> bool:
         return self._ready.is_set()
 

@@ -79,6 +79,14 @@ class NotReady(falcon.HTTPServiceUnavailable):
         super().__init__(title="Not ready", description="the model is still loading")
 
 
+class Overloaded(falcon.HTTPServiceUnavailable):
+    """Not computed (serve/admission.py): the queue is full, the request waited past its
+    deadline, or its client has gone; Retry-After says when to try again, in seconds."""
+
+    def __init__(self, why: str, retry_after: int) -> None:
+        super().__init__(title="Overloaded", description=why, retry_after=retry_after)
+
+
 class InternalError(falcon.HTTPInternalServerError):
     def __init__(self, request_id: str) -> None:
         super().__init__(

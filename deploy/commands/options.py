@@ -300,7 +300,8 @@ def spec_from_options(ctx: Context, args: argparse.Namespace, remote: bool = Tru
     env = environment(args)
     async_record = _async_record(ctx, args, remote)
     if async_record:
-        env = async_inference.environment(env)
+        client = async_record["config"].get("ClientConfig", {})
+        env = async_inference.environment(env, client.get("MaxConcurrentInvocationsPerInstance"))
     return Spec(
         image=image or "",
         role=args.role or config.role_from_env() or "",

@@ -91,6 +91,7 @@ def test_async_whole_life_up_invoke_scale_to_zero_down(
     assert environment == {
         "MAX_BODY_BYTES": str(ASYNC_MAX_BODY_BYTES),
         "MAX_IMAGE_PIXELS": "50000000",
+        "SERVE_QUEUE_DEADLINE": "3600",
         "YOLO_CONF": "0.3",
     }
     assert recorded["async_inference"]["input"] == f"s3://{BUCKET}/photos/input/"
@@ -325,3 +326,12 @@ def test_scale_to_zero_is_undone_by_off_and_by_down_without_state(
     assert aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] == []
     assert aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
     nothing_created(moto, tmp_path)
+
+
+def test_the_async_environment_gives_every_concurrent_invocation_a_thread():
+    from deploy.async_inference import environment
+
+    assert environment({})["SERVE_QUEUE_DEADLINE"] == "3600"
+    assert "SERVE_THREADS" not in environment({}, max_concurrent=4)
+    assert environment({}, max_concurrent=100)["SERVE_THREADS"] == "108"
+    assert environment({"SERVE_THREADS": "50"}, max_concurrent=100)["SERVE_THREADS"] == "50"

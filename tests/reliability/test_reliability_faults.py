@@ -28,7 +28,7 @@ def fd_count(pid: int) -> int:
 
 
 def test_sigterm_lets_every_request_in_flight_complete(slow_model_path):
-    env = {**SERVER_ENV, "SERVE_THREADS": "6"}
+    env = {**SERVER_ENV, "SERVE_QUEUE_DEADLINE": "60"}  # all six wait their turn
     with local_server(slow_model_path, env=env) as server:
         port = port_of(server)
         statuses: list[int] = []

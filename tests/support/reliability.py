@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.support.server import TEST_THREADS, ServerProcess
 
-# Small and steady, like tests/serve: 4 waitress threads, 2 onnxruntime threads.
+# Small and steady, like tests/serve: 16 waitress threads, 2 onnxruntime threads.
 SERVER_ENV = TEST_THREADS
 
 
@@ -26,6 +26,7 @@ def run_soak(
     concurrency: int,
     warm_up: int,
     server_env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> dict:
     """`python -m reliability.soak` against `model`, as a user runs it; its JSON report, once it
     exited 0 (a failed soak exits 1 and the assertion shows its output)."""
@@ -34,6 +35,7 @@ def run_soak(
         *("--concurrency", str(concurrency), "--warm-up", str(warm_up)),
         *("--model", str(model), "--json", str(report_path)),
         *(f"--env={key}={value}" for key, value in (server_env or {}).items()),
+        *extra,
     ]
     result = subprocess.run(
         command, cwd=repo_root, capture_output=True, text=True, timeout=120, check=False

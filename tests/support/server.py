@@ -31,8 +31,9 @@ from serve.config import VARIABLES
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
 
-# Small and steady on two cores: 4 waitress threads, 2 onnxruntime threads.
-TEST_THREADS = {"SERVE_THREADS": "4", "ORT_INTRA_OP_THREADS": "2"}
+# Small and steady on two cores: 16 waitress threads (most wait their turn: serve/admission.py),
+# 2 onnxruntime threads.
+TEST_THREADS = {"SERVE_THREADS": "16", "ORT_INTRA_OP_THREADS": "2"}
 
 # Loopback servers are never reached through an HTTP(S)_PROXY the machine may have set.
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
