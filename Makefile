@@ -4,7 +4,7 @@
 #   make test-fast  the tests without containers, AWS emulator or slow exports (about 2 minutes)
 #   make image  the serving image (exports weights/model.onnx first when it is missing or stale);
 #               PLATFORM=linux/arm64 for Graviton
-#   make test-arm64  the arm64 image built, run under qemu and pushed (many minutes; docs/container.md)
+#   make test-arm64  the arm64 images (both runtimes) built and run under qemu (many minutes)
 #   make bench  the side-by-side benchmark (minutes; see docs/bench.md)
 PYTHON ?= python3
 VENV ?= .venv

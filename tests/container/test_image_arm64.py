@@ -1,6 +1,9 @@
 """The arm64 image (issue 25): built for linux/arm64 on an arm64 debootstrap base, run under qemu,
 answering as the amd64 server does on the same model, pushed as an arm64 Docker v2s2 manifest.
 
+Both runtimes' images: onnxruntime's (the default) and OpenVINO's (`RUNTIME=openvino`, whose
+aarch64 wheel is manylinux_2_35: bookworm's glibc 2.36 takes it).
+
 Slow (the build and every start run under emulation): marked arm64, so only `make test-arm64`
 runs it. It needs qemu-user-static registered with binfmt_misc (docs/container.md, "arm64").
 Two emulation-only workarounds, neither needed on a real Graviton: an ARM /proc/cpuinfo
@@ -19,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from container.engine import REPO, Engine, running
+from serve.runtimes import RUNTIMES
 from tests.container.conftest import make_image
 from tests.container.test_registry import Registry, push_and_read_back
 from tests.support.containers import SAMPLES, detect, unavailable
@@ -32,8 +36,8 @@ BOX_PX, SCORE = 1.0, 1e-3  # the issue's tolerances against the amd64 server
 READY_S = 300  # a start under qemu: about 10 s here alone, far more on a shared machine
 
 
-@pytest.fixture(scope="module")
-def arm64_image(engine: Engine, models: dict[str, Path]) -> Iterator[str]:
+def build_arm64(engine: Engine, baked: Path, runtime: str) -> str:
+    """`make image PLATFORM=linux/arm64 RUNTIME=runtime` on the arm64 base (made when missing)."""
     if engine.name != "podman":
         unavailable("the arm64 test base is made for podman (debootstrap + podman import)")
     if not QEMU_AARCH64.exists() or "enabled" not in QEMU_AARCH64.read_text():
@@ -43,7 +47,21 @@ def arm64_image(engine: Engine, models: dict[str, Path]) -> Iterator[str]:
         ["bash", str(script), ARM64_BASE, "arm64"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    tag = make_image(engine, models["baked"], platform="linux/arm64", base=ARM64_BASE)
+    return make_image(engine, baked, runtime=runtime, platform="linux/arm64", base=ARM64_BASE)
+
+
+@pytest.fixture(scope="module")
+def arm64_image(engine: Engine, models: dict[str, Path]) -> Iterator[str]:
+    tag = build_arm64(engine, models["baked"], "onnxruntime")
+    try:
+        yield tag
+    finally:
+        engine.remove_image(tag)
+
+
+@pytest.fixture(scope="module")
+def openvino_arm64_image(engine: Engine, models: dict[str, Path]) -> Iterator[str]:
+    tag = build_arm64(engine, models["baked"], "openvino")
     try:
         yield tag
     finally:
@@ -124,3 +142,63 @@ def test_arm64_push_stores_an_arm64_docker_v2s2_manifest(
 ):
     _, config = push_and_read_back(engine, arm64_image, trusting_registry)
     assert (config["os"], config["architecture"]) == ("linux", "arm64")
+
+
+def ready_record(logs: str) -> dict:
+    records = [json.loads(line) for line in logs.splitlines() if line[:1] == "{"]
+    return next(r for r in records if r["message"] == "ready")
+
+
+def test_openvino_arm64_image_is_arm64_with_the_aarch64_cpu_plugin(
+    engine: Engine, openvino_arm64_image: str, tmp_path: Path
+):
+    env, options = emulated(tmp_path, generation=3)
+    # The plugin's own default on aarch64 is f16 (measured: INFERENCE_PRECISION_HINT), which is
+    # why the server always passes its hint (f32 unless bf16 is chosen) and never the default.
+    probe = (
+        "import platform, openvino as ov; c = ov.Core(); "
+        "print(platform.machine(), *c.available_devices, c.get_property('CPU', "
+        "'INFERENCE_PRECISION_HINT').to_string())"
+    )
+    envs = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+    out = engine(
+        "run", "--rm", *engine.limits, *envs, *options, "--entrypoint", "python",
+        openvino_arm64_image, "-c", probe, timeout=300,
+    )  # fmt: skip
+    assert out.split()[-3:] == ["aarch64", "CPU", "f16"], out
+    assert engine(
+        "image", "inspect", "--format", "{{.Architecture}}", openvino_arm64_image
+    ).strip() == ("arm64")
+
+
+# Why SERVE_PRECISION=auto picks fp32 for OpenVINO on each Graviton: on Graviton3, a CPU with
+# bf16, because its bf16 hint is not enabled on arm64 here.
+OPENVINO_FP32_WHY = {
+    2: "auto: the CPU has no bf16 instructions",
+    3: f"auto: {RUNTIMES['openvino'].arm_fp32_why}",
+}
+
+
+@pytest.mark.parametrize("generation", [2, 3])
+def test_openvino_arm64_image_stays_fp32_and_answers_as_the_amd64_server(
+    engine: Engine,
+    openvino_arm64_image: str,
+    expected: dict,
+    port_8080: int,
+    tmp_path: Path,
+    generation: int,
+):
+    """SERVE_PRECISION=auto: OpenVINO picks fp32 on both Gravitons, so the answers are held to
+    fp32's bounds without forcing anything."""
+    env, options = emulated(tmp_path, generation=generation)
+    with running(
+        engine, openvino_arm64_image, port_8080, env=env, options=options, timeout=READY_S
+    ) as container:
+        ping = detect_ping(container.url)
+        assert (ping["runtime"], ping["precision"]) == ("openvino", "fp32"), ping
+        ready = ready_record(container.logs())
+        assert ready["precision_why"] == OPENVINO_FP32_WHY[generation], ready
+        for sample in SAMPLES:
+            assert_close(detect(container.url, sample), expected["baked"][sample.name], sample.name)
+        assert expected["baked"]["shapes-00.png"]["detections"], "nothing found proves nothing"
+        print(f"OpenVINO arm64, Graviton{generation}: ready after {container.ready_after:.1f} s")
