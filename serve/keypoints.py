@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from serve.letterbox import letterbox_geometry
+
 # The COCO person skeleton (0-based keypoint indices, COCO keypoint order), as the official drawing
 # links it: legs, hips, torso, arms, then the face.
 SKELETON = (
@@ -22,8 +24,7 @@ _FACE, _ARM, _LEG = (0, 255, 0), (255, 128, 0), (255, 51, 255)  # BGR
 
 def scale_keypoints(keypoints: np.ndarray, size: int, height: int, width: int) -> np.ndarray:
     """(K, nkpt, 3) in letterboxed pixels -> original pixels, clipped like the official code."""
-    gain = min(size / height, size / width)
-    pad_x, pad_y = (size - width * gain) / 2, (size - height * gain) / 2
+    gain, pad_x, pad_y = letterbox_geometry(size, height, width)
     out = keypoints.astype(np.float64, copy=True)
     out[..., 0] = ((out[..., 0] - pad_x) / gain).clip(0, width)
     out[..., 1] = ((out[..., 1] - pad_y) / gain).clip(0, height)

@@ -42,13 +42,17 @@ def to_tensor(letterboxed: np.ndarray, dtype: type = np.float32) -> np.ndarray:
     return tensor if dtype is np.float32 else tensor.astype(dtype)
 
 
-def scale_boxes(boxes: np.ndarray, size: int, height: int, width: int) -> np.ndarray:
-    """x1y1x2y2 boxes in letterboxed pixels -> original pixels, clipped to the image.
-
-    gain = min(S/h0, S/w0); pad = ((S - w0*gain)/2, (S - h0*gain)/2); subtract pad, divide by gain.
-    """
+def letterbox_geometry(size: int, height: int, width: int) -> tuple[float, float, float]:
+    """(gain, pad_x, pad_y) of a height x width image letterboxed into size x size:
+    gain = min(S/h0, S/w0); pad = ((S - w0*gain)/2, (S - h0*gain)/2)."""
     gain = min(size / height, size / width)
-    pad_x, pad_y = (size - width * gain) / 2, (size - height * gain) / 2
+    return gain, (size - width * gain) / 2, (size - height * gain) / 2
+
+
+def scale_boxes(boxes: np.ndarray, size: int, height: int, width: int) -> np.ndarray:
+    """x1y1x2y2 boxes in letterboxed pixels -> original pixels, clipped to the image: subtract
+    the pad, divide by the gain (letterbox_geometry)."""
+    gain, pad_x, pad_y = letterbox_geometry(size, height, width)
     out = boxes.astype(np.float64, copy=True)
     out[:, [0, 2]] -= pad_x
     out[:, [1, 3]] -= pad_y
