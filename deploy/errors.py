@@ -12,6 +12,8 @@ Exit codes (documented in docs/deploy.md):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import NoReturn
 
 from botocore import exceptions as bex
 
@@ -109,6 +111,32 @@ NOT_FOUND = {
     "NoSuchKey",
     "ObjectNotFoundException",
 }
+
+
+def undo_then_raise(
+    what: str,
+    noun: str,
+    delete: Callable[[], object],
+    failure: BaseException,
+    kind: type[DeployError] | None = None,
+) -> NoReturn:
+    """`what` ("bucket NAME") was just made, empty, and a later step of setting it up failed:
+    delete it, then report the first failure in one line that says what is left. `kind`: the
+    class raised; None: the one `explain` gives (AwsError where it gives none)."""
+    try:
+        delete()
+        left = f"the {noun} was deleted again"
+    except Exception as exc:  # the first failure is the one to report; this one is appended
+        reason = explain(exc)
+        left = f"deleting it failed too ({reason.message if reason else exc}): delete it by hand"
+    if not isinstance(failure, Exception):
+        raise failure  # Ctrl-C: what was made is gone, the interrupt goes on
+    reason = explain(failure)
+    said = reason.message if reason else one_line(f"{type(failure).__name__}: {failure}")
+    chosen = kind or (type(reason) if reason else AwsError)
+    raise chosen(
+        f"setting up {what} failed: {said}; {left}", reason.hint if reason else None
+    ) from failure
 
 
 def explain(exc: BaseException) -> DeployError | None:

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -204,27 +204,13 @@ def create_repository(
             repositoryName=name, lifecyclePolicyText=json.dumps(lifecycle_policy())
         )
     except BaseException as failure:
-        _undo(ecr, name, failure)
+        errors.undo_then_raise(
+            f"ECR repository {name}",
+            "repository",
+            lambda: ecr.delete_repository(repositoryName=name),
+            failure,
+        )
     return created
-
-
-def _undo(ecr: Any, name: str, failure: BaseException) -> NoReturn:
-    """Delete the repository just made (empty: nothing was pushed yet), then report the failure."""
-    try:
-        ecr.delete_repository(repositoryName=name)
-        left = "the repository was deleted again"
-    except Exception as exc:  # the first failure is the one to report; this one is appended
-        reason = errors.explain(exc)
-        left = f"deleting it failed too ({reason.message if reason else exc}): delete it by hand"
-    if not isinstance(failure, Exception):
-        raise failure  # Ctrl-C: the repository is gone, the interrupt goes on
-    reason = errors.explain(failure)
-    said = reason.message if reason else errors.one_line(f"{type(failure).__name__}: {failure}")
-    kind = type(reason) if reason else errors.AwsError
-    raise kind(
-        f"setting up ECR repository {name} failed: {said}; {left}",
-        reason.hint if reason else None,
-    ) from failure
 
 
 def tag_taken(ecr: Any, repository: dict[str, Any], tag: str) -> bool:

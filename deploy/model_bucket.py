@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -98,7 +98,13 @@ def ensure(
             if differs:
                 raise UserError(f"{step.name} did not take: {differs}")
     except BaseException as failure:
-        _undo(s3, bucket, account, failure)
+        errors.undo_then_raise(
+            f"bucket {bucket}",
+            "bucket",
+            lambda: s3.delete_bucket(Bucket=bucket, **buckets.owner(account)),
+            failure,
+            UserError,
+        )
     return True
 
 
@@ -163,21 +169,3 @@ def _steps(
             tagged,
         ),
     ]
-
-
-def _undo(s3: Any, bucket: str, account: str, failure: BaseException) -> NoReturn:
-    """Delete the bucket just made (empty: nothing was uploaded yet), then report the failure."""
-    try:
-        s3.delete_bucket(Bucket=bucket, **buckets.owner(account))
-        left = "the bucket was deleted again"
-    except Exception as exc:  # the first failure is the one to report; this one is appended
-        reason = errors.explain(exc)
-        left = f"deleting it failed too ({reason.message if reason else exc}): delete it by hand"
-    if not isinstance(failure, Exception):
-        raise failure  # Ctrl-C: the bucket is gone, the interrupt goes on
-    reason = errors.explain(failure)
-    said = reason.message if reason else errors.one_line(f"{type(failure).__name__}: {failure}")
-    raise UserError(
-        f"setting up bucket {bucket} failed: {said}; {left}",
-        reason.hint if reason else None,
-    ) from failure
