@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reliability import stop_cleanly_on_sigterm
 from reliability.soak import percentile, server_env, target
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "bus.jpg"
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.concurrency < 1 or min(args.factor, args.burst_seconds, args.deadline) <= 0:
         parser.error("--concurrency, --factor, --burst-seconds and --deadline must be > 0")
+    stop_cleanly_on_sigterm()
     server_env(args)  # a bad --env is one line, before anything starts
     with target(args) as (host, port, _pid):
         report = measure(args, host, port)

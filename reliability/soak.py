@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from reliability import stop_cleanly_on_sigterm
 from reliability.corpus import BODY_LIMIT, CASES, GOOD, Case, cases
 from reliability.wire import Answer, exchange
 
@@ -504,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         help="server environment, e.g. MAX_BODY_BYTES=67108864 (the corpus follows that limit)",
     )
     args = parser.parse_args(argv)
+    stop_cleanly_on_sigterm()
     limit = int(server_env(args).get("MAX_BODY_BYTES") or BODY_LIMIT)
     with target(args) as (host, port, pid):
         warm_up = args.warm_up if args.warm_up is not None else min(30, max(3, args.duration / 10))
