@@ -19,7 +19,7 @@ from serve.config import ConfigError, Settings, available_cpus, default_inferenc
 from serve.errors import ModelError, one_line
 from serve.locate import locate_model
 from serve.logs import setup_logging
-from serve.memory import limit_arenas
+from serve.memory import keep_freed_memory, limit_arenas
 from serve.runtimes.precision import Choice, choose, cpu_flags
 from serve.scratch import Scratch, ScratchError
 from serve.server import Server
@@ -52,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     # As PID 1 in a container, a signal without a handler is ignored: until the draining handler
     # below is installed there is nothing to drain, so SIGTERM simply ends the process.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    limit_arenas()  # before waitress's threads exist (serve/memory.py)
+    # Before waitress's threads exist: at most 4 malloc arenas, and what a request frees is kept
+    # for the next one, so RSS stays at its high-water mark instead of rising and falling with
+    # each request's buffers (serve/memory.py)
+    limit_arenas()
+    keep_freed_memory()
     _parse_args(argv)
     try:
         settings = Settings.from_env()

@@ -2,12 +2,14 @@
 
 By default glibc hands freed memory back to the kernel (big blocks are unmapped, the top of a
 heap is trimmed), so a server whose every request allocates and frees the same few megabytes
-faults them in again, page by page, each time. OpenVINO's Python API copies each output into a
-new array (8.5 MB for yolov7-tiny at 640): under OpenVINO the server took 1160-1800 minor page
-faults per request; with the thresholds below, 70-100, and 3.5-3.8 % more requests per second at
-c=4 (three interleaved runs each, bf16 and the INT8 export) for 15-20 MB more peak RSS. The
-onnxruntime server was at ~140 faults per request either way, so only the OpenVINO runtime asks
-for this (docs/serving.md, "Memory").
+faults them in again, page by page, each time, and its RSS rises and falls with what is in flight.
+OpenVINO's Python API copies each output into a new array (8.5 MB for yolov7-tiny at 640): under
+OpenVINO the server took 1160-1800 minor page faults per request; with the thresholds below,
+70-100, and 3.5-3.8 % more requests per second at c=4 (three interleaved runs each, bf16 and the
+INT8 export) for 15-20 MB more peak RSS. The onnxruntime server was at ~140 faults per request
+either way, but its RSS swung between 328 and 350 MiB under the hour soak's load (yolov7-tiny at
+640, concurrency 4 with bursts), where with the thresholds it rose to 360 MiB in four minutes and
+stayed there: every server sets them at start (docs/serving.md, "Memory").
 """
 
 from __future__ import annotations

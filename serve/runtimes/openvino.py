@@ -246,7 +246,9 @@ def _float_view_or_none(model: ov.Model) -> ov.Model | None:
 def load(path: Path, threads: Threads, precision: str, requests: int) -> OpenVinoModel:
     """Read and compile for the CPU (wide, and narrow where it differs; an INT8 export's float
     view first); ModelError when the plugin will not use `precision`."""
-    keep_freed_memory()  # each inference's output copy, reused rather than faulted in again
+    # each inference's output copy, reused rather than faulted in again (the server has set this
+    # at start already; a bench or test that loads the runtime in its own process gets it here)
+    keep_freed_memory()
     core = ov.Core()
     try:
         model = core.read_model(str(path))
