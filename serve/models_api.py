@@ -34,6 +34,7 @@ from serve.multi_model import Budget, Entry, Registry, resident_bytes
 from serve.runtimes.precision import Choice
 
 MAX_REQUEST_BYTES = 64 * 1024  # a POST /models body: a name and a path
+_URLSAFE = str.maketrans("-_", "+/")
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
@@ -64,9 +65,12 @@ def _token(name: str) -> str:
 
 def _after(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode()
+        name = base64.b64decode(token.translate(_URLSAFE), validate=True).decode()
     except (binascii.Error, UnicodeError, ValueError):
-        raise BadQuery("'next_page_token' is not one this server gave") from None
+        name = ""
+    if not name:
+        raise BadQuery("'next_page_token' is not one this server gave")
+    return name
 
 
 def describe(entry: Entry) -> dict[str, Any]:
