@@ -98,6 +98,23 @@ def test_multi_model_whole_life(moto, cli, shapes_onnx, api_calls, monkeypatch, 
     finally:
         server.close()
 
+    # status: what SageMaker publishes for a multi-model variant (put here as it would)
+    dims = [
+        {"Name": "EndpointName", "Value": recorded["name"]},
+        {"Name": "VariantName", "Value": "AllTraffic"},
+    ]
+    published = [("LoadedModelCount", 2.0), ("ModelCacheHit", 3.0), ("Invocations", 4.0)]
+    published.append(("ModelLoadingWaitTime", 1_500_000.0))  # microseconds
+    moto.client("cloudwatch").put_metric_data(
+        Namespace="AWS/SageMaker",
+        MetricData=[{"MetricName": n, "Dimensions": dims, "Value": v} for n, v in published],
+    )
+    shown = cli("status")
+    assert shown.code == 0, shown.err
+    assert f"models     loaded from {prefix}" in shown.out
+    assert "up to 2 loaded; cache hits 3 of 4 invocations (75%)" in shown.out
+    assert "loading    wait avg 1500.0 ms max 1500.0 ms" in shown.out
+
     removed = cli("models", "remove", "site-b")
     assert removed.code == 0 and removed.out.strip().endswith("/site-b.tar.gz")
     listed = cli("models", "list")
