@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from serve.multi_model import estimate_footprint
 from tests.support.aws import IMAGE, ROOT, not_in_policy, state
 from tests.support.models import head_model
 from tests.support.multi_model_sagemaker import MultiModelSageMaker
@@ -69,12 +70,15 @@ def test_multi_model_whole_life(moto, cli, shapes_onnx, api_calls, monkeypatch, 
     assert container["Environment"]["SAGEMAKER_MULTI_MODEL"] == "true"
     assert container["MultiModelConfig"] == {"ModelCacheSetting": "Enabled"}
 
-    # the router in front of the real server: room for site-a and site-c (66 + 66 MiB), not b too
+    # the router in front of the real server: room for site-a and site-c (the same weights, so
+    # nearly the same size), not for site-b too
+    shapes = estimate_footprint(shapes_onnx.stat().st_size)
+    budget = (2 * shapes + estimate_footprint(cars.stat().st_size) // 2) // 2**20
     router = MultiModelSageMaker(moto, tmp_path / "opt-ml-models").install(monkeypatch)
     env = {
         **container["Environment"],
         "SERVE_MODELS_ROOT": str(router.models_root),
-        "SERVE_MODEL_MEMORY_MB": "136",
+        "SERVE_MODEL_MEMORY_MB": str(budget),
     }
     server = ServerProcess(tmp_path / "container", env)
     try:

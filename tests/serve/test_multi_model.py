@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from serve.config import Settings
-from serve.multi_model import MAX_NAME, Budget, check_name, memory_limit
+from serve.multi_model import MAX_NAME, Budget, check_name, estimate_footprint, memory_limit
 from tests.support.images import encode, shapes_image
 from tests.support.models import head_model, slow_model
 from tests.support.multi_model import (
@@ -135,8 +135,8 @@ def test_each_model_answers_with_its_own_classes_and_size(start_server, root, he
 def test_a_load_past_the_memory_budget_gets_507_until_a_model_is_unloaded(
     start_server, root, heads
 ):
-    # A head model's footprint is ~8 MiB (serve.multi_model.estimate_footprint): two fit in 20.
-    server = start_server(multi_model_env(root, SERVE_MODEL_MEMORY_MB="20"))
+    budget = 5 * estimate_footprint(heads["a"].stat().st_size) // 2 // 2**20  # two fit, not three
+    server = start_server(multi_model_env(root, SERVE_MODEL_MEMORY_MB=str(budget)))
     url = model_folder(root, "a", heads["a"])
     assert load(server, "first", url).status == 200
     assert load(server, "second", url).status == 200
