@@ -199,7 +199,7 @@ class Registry:
         self.slots = settings.inference_slots or default_inference_slots(
             0, settings.intra_op_threads, available_cpus()
         )
-        self._shared_slots = threading.BoundedSemaphore(self.slots)
+        self.slots_pool = threading.BoundedSemaphore(self.slots)  # every Detector's
         self._choice = choice
         self._make_handler = make_handler
         self._lock = threading.Lock()
@@ -275,7 +275,7 @@ class Registry:
             self.slots,
             runtime=choice.runtime,
             precision=choice.precision,
-            slots=self._shared_slots,
+            slots=self.slots_pool,
         )
         try:
             detector.load()

@@ -158,3 +158,22 @@ def test_bad_multi_model_input_is_one_line_and_exit_2(moto, cli, tmp_path, args,
     assert words in result.error_line()
     made = tmp_path / ".deploy" / "state.json"
     assert not made.exists() or "endpoint" not in state(tmp_path)
+
+
+def test_up_multi_model_dry_run_shows_the_multi_model_container_and_makes_nothing(
+    moto, cli, tmp_path
+):
+    prefix = "s3://yolov7-sites/customers/"
+    shown = cli(
+        "up", "--multi-model", "--models", prefix, "--image", IMAGE,
+        "--instance-type", "ml.c5.xlarge", "--dry-run", "--json",
+    )  # fmt: skip
+    assert shown.code == 0, shown.err
+    model = json.loads(shown.out)[0]
+    assert model["operation"] == "CreateModel"
+    container = model["parameters"]["PrimaryContainer"]
+    assert container["Mode"] == "MultiModel" and container["ModelDataUrl"] == prefix
+    assert container["Environment"] == {"SAGEMAKER_MULTI_MODEL": "true"}
+    assert container["MultiModelConfig"] == {"ModelCacheSetting": "Enabled"}
+    assert moto.client("sagemaker").list_models()["Models"] == []
+    assert not (tmp_path / ".deploy" / "state.json").exists()

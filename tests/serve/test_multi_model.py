@@ -10,10 +10,20 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from serve.config import Settings
-from serve.multi_model import MAX_NAME, Budget, check_name, estimate_footprint, memory_limit
+from serve.multi_model import (
+    MAX_NAME,
+    Budget,
+    Registry,
+    check_name,
+    estimate_footprint,
+    memory_limit,
+)
+from serve.options import Options
+from serve.runtimes.precision import Choice
 from tests.support.images import encode, shapes_image
 from tests.support.models import head_model, slow_model
 from tests.support.multi_model import (
@@ -25,6 +35,7 @@ from tests.support.multi_model import (
 )
 
 PICTURE = encode(shapes_image(320, 240, 3), ".jpg")
+UNLIMITED = Budget(1 << 40, None)
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +274,30 @@ def test_the_inference_slots_are_one_pool_for_all_models(start_server, root):
 
 
 # --- the pieces, without a server -----------------------------------------------------------
+
+
+def test_every_model_waits_for_a_slot_of_the_one_pool(tmp_path, heads):
+    root = tmp_path / "models"
+    env = {"SERVE_MODELS_ROOT": str(root), "SERVE_INFERENCE_SLOTS": "1"}
+    settings = Settings.from_env({**env, "ORT_INTRA_OP_THREADS": "1"})
+    registry = Registry(settings, Choice("onnxruntime", "fp32", "test"), lambda d: None, UNLIMITED)
+    first = registry.load("a", str(model_folder(root, "a", heads["a"])))
+    second = registry.load("b", str(model_folder(root, "b", heads["b"])))
+    grey = np.full((64, 64, 3), 114, np.uint8)
+    done = threading.Event()
+
+    def infer() -> None:
+        second.detector.detect(grey, Options())
+        done.set()
+
+    with registry.slots_pool:  # the one slot, taken as model a's inference would take it
+        worker = threading.Thread(target=infer)
+        worker.start()
+        assert not done.wait(0.5), "model b inferred while model a held the only slot"
+    assert done.wait(30)
+    worker.join()
+    assert first.detector.detect(grey, Options()) is not None
+    assert registry.unload("a") == first.footprint and registry.names() == ["b"]
 
 
 @pytest.mark.parametrize("name", ["a", "a.tar.gz", "customer-17_site.3", "x" * MAX_NAME])
