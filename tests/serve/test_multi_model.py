@@ -159,6 +159,15 @@ def test_a_load_past_the_memory_budget_gets_507_until_a_model_is_unloaded(
     assert invoke(server, "third", PICTURE).status == 200
 
 
+def test_a_load_that_would_pass_the_memory_limit_gets_507(start_server, root, heads):
+    ram_mib = memory_limit("/nonexistent") // 2**20  # no cgroup there: the RAM
+    # The limit less the headroom leaves 64 MiB: less than the server itself holds.
+    env = {"SERVE_MEMORY_HEADROOM_MB": str(ram_mib - 64), "SERVE_MODEL_MEMORY_MB": "100000"}
+    server = start_server(multi_model_env(root, **env))
+    _error(load(server, "a", model_folder(root, "a", heads["a"])), 507, "the server holds")
+    assert server.request("GET", "/ping").json()["models"] == 0
+
+
 def _bad_loads(root: Path, heads: dict[str, Path], outside: Path) -> list[tuple[object, int, str]]:
     """(POST /models body, status, word of the error) for each way a load request can be bad."""
     empty = model_folder(root, "empty")
