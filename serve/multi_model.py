@@ -107,6 +107,8 @@ def model_file(url: object, root: Path) -> Path:
     if len(found) > 1:
         listed = ", ".join(p.name for p in found[:5])
         raise BadModel(f"{len(found)} .onnx files under {url[:200]} ({listed}); keep one")
+    if not found[0].resolve().is_relative_to(root.resolve()):  # a link to a file elsewhere
+        raise BadModel(f"{found[0].name} under {url[:200]} links outside {root}")
     return found[0]
 
 

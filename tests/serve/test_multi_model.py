@@ -181,6 +181,8 @@ def _bad_loads(root: Path, heads: dict[str, Path], outside: Path) -> list[tuple[
     good = str(model_folder(root, "good", heads["a"]))
     escape = root / "escape"
     escape.symlink_to(outside, target_is_directory=True)
+    linked = model_folder(root, "linked")
+    (linked / "model.onnx").symlink_to(next(outside.glob("*.onnx")))
     return [
         ({"model_name": "x", "url": str(empty)}, 400, "no .onnx"),
         ({"model_name": "x", "url": str(two)}, 400, "2 .onnx files"),
@@ -197,6 +199,7 @@ def _bad_loads(root: Path, heads: dict[str, Path], outside: Path) -> list[tuple[
         ({"model_name": "x", "url": "/etc"}, 400, "under"),
         ({"model_name": "x", "url": f"{root}/../outside"}, 400, "under"),
         ({"model_name": "x", "url": str(escape)}, 400, "under"),
+        ({"model_name": "x", "url": str(linked)}, 400, "links outside"),
         ({"model_name": "x", "url": str(root / "missing")}, 400, "not a directory"),
         ({"model_name": "x", "url": 5}, 400, "'url'"),
         ({"model_name": "x"}, 400, "'url'"),
