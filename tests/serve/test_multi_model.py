@@ -280,6 +280,16 @@ def test_invocations_of_three_models_go_on_while_a_fourth_loads(
     assert invoke(server, "slow", PICTURE).status == 200
 
 
+def test_sigterm_stops_a_multi_model_server_with_models_loaded_exit_0(start_server, root, heads):
+    server = start_server(multi_model_env(root))
+    for name, path in heads.items():
+        assert load(server, name, model_folder(root, name, path)).status == 200
+    assert server.terminate() == 0
+    records = server.log_records()
+    assert next(r for r in records if r["message"] == "ready")["mode"] == "multi-model"
+    assert records[-1]["message"] == "stopped"
+
+
 def test_the_inference_slots_are_one_pool_for_all_models(start_server, root):
     server = start_server(multi_model_env(root, SERVE_INFERENCE_SLOTS="3"))
     assert server.request("GET", "/ping").json()["inference_slots"] == 3
