@@ -38,6 +38,8 @@ RUN /opt/venv/bin/python -m compileall -q --invalidation-mode checked-hash /opt/
 FROM ${BASE_IMAGE}
 ARG RUNTIME=onnxruntime
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
+# SageMaker multi-model endpoints: the server speaks the contract with SAGEMAKER_MULTI_MODEL=true
+LABEL com.amazonaws.sagemaker.capabilities.multi-models=true
 # ORT_DISABLE_TELEMETRY: onnxruntime 1.32 otherwise writes a device id and an event database
 # under ~/.cache/Microsoft and tries to send them to mobile.events.data.microsoft.com.
 ENV PATH=/opt/venv/bin:$PATH \

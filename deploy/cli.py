@@ -26,6 +26,7 @@ from deploy.commands import (
     iam,
     invoke,
     logs,
+    models,
     package,
     push,
     status,
@@ -54,6 +55,7 @@ class Command(Protocol):
 COMMANDS: tuple[Command, ...] = (
     push,
     package,
+    models,
     up,
     update,
     invoke,
@@ -70,7 +72,8 @@ COMMANDS: tuple[Command, ...] = (
 
 DESCRIPTION = """\
 A YOLOv7 detector on Amazon SageMaker, from image to endpoint and back to nothing:
-  push -> package -> up -> invoke / autoscale / transform / cost / status -> update -> down
+  push -> package (or models add) -> up -> invoke / autoscale / transform / cost / status
+  -> update -> down
 Every resource is named PREFIX-...-TIMESTAMP, tagged managed-by=yolov7-sagemaker-deploy and
 recorded in the state file, so later commands need no names.
 Exit codes: 0 ok, 1 AWS failure, 2 bad input, 130 interrupted.

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from deploy import payload
+from deploy import multi_models, payload
 from deploy.aws.sagemaker import logs_hint
 from deploy.backoff import Refusal, with_backoff
 from deploy.context import Context
@@ -157,6 +157,7 @@ def call_endpoint(
     content_type: str,
     accept: str,
     attributes: str | None,
+    target_model: str | None = None,
 ) -> Reply:
     kwargs = {
         "EndpointName": endpoint,
@@ -166,6 +167,8 @@ def call_endpoint(
     }
     if attributes:
         kwargs["CustomAttributes"] = attributes
+    if target_model:  # a multi-model endpoint: NAME.tar.gz under its prefix
+        kwargs["TargetModel"] = target_model
     start = time.perf_counter()
     try:
         answer = runtime.invoke_endpoint(**kwargs)
@@ -205,6 +208,7 @@ def invoke(
     iou: float | None = None,
     max_det: int | None = None,
     save: Path | None = None,
+    model: str | None = None,
 ) -> tuple[dict, Reply, Reply | None]:
     """JSON detections (and, with `save`, the annotated JPEG written there).
 
@@ -218,6 +222,9 @@ def invoke(
     body, content_type = fitted.body, fitted.content_type
     if url:
         target = invocations_url(url)
+        if model:  # a local multi-model server (SAGEMAKER_MULTI_MODEL=true)
+            base = target.removesuffix("/invocations")
+            target = f"{base}/models/{multi_models.check_name(model)}/invoke"
 
         def send(accept: str) -> Reply:
             return with_backoff(
@@ -231,11 +238,12 @@ def invoke(
             )
         runtime = ctx.aws.client("sagemaker-runtime")
         region = ctx.aws.region
+        target_model = multi_models.target_model(model) if model else None
 
         def send(accept: str) -> Reply:
             return with_backoff(
                 lambda: call_endpoint(
-                    runtime, name, region, body, content_type, accept, attributes
+                    runtime, name, region, body, content_type, accept, attributes, target_model
                 ),
                 ctx.log,
             )

@@ -109,6 +109,7 @@ class EndpointRecord(TypedDict, total=False):
     security_groups: list[str]  # VpcConfig.SecurityGroupIds
     network_isolation: bool  # asked for; serverless endpoints run without (SageMaker's limit)
     kms_key: str | None  # the resolved key ARN: volume, capture, async output, async uploads
+    multi_model: bool  # Mode MultiModel: model_data is the prefix of NAME.tar.gz (multi_models)
     created_at: str
     updated_at: str
     pending_update: PendingUpdateRecord  # an update whose outcome is not known yet
@@ -141,6 +142,16 @@ class RollbackAlarmsRecord(TypedDict, total=False):
     how: str
 
 
+class ModelsRecord(TypedDict, total=False):
+    """`models add` / `up --multi-model`: the S3 prefix a multi-model endpoint loads from."""
+
+    uri: str  # s3://BUCKET/PREFIX/
+    bucket: str
+    prefix: str
+    kms_key: str | None  # what the archives were encrypted with (SSE-KMS), if anything
+    bucket_created: bool
+
+
 class TransformJobRecord(TypedDict, total=False):
     name: str
     input: str
@@ -165,6 +176,7 @@ class State(TypedDict, total=False):
     tags: dict[str, str]
     image: ImageRecord
     model_data: ModelDataRecord
+    models: ModelsRecord
     endpoint: EndpointRecord
     autoscaling: AutoscalingRecord
     rollback_alarms: RollbackAlarmsRecord

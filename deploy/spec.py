@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
-from deploy import config, encryption, network
+from deploy import config, encryption, multi_models, network
 from deploy.aws import ROLE_ARN
 from deploy.errors import UserError
 from deploy.schema import AsyncRecord, EndpointRecord
@@ -45,6 +45,8 @@ class Spec:
     # `image` by the digest ECR holds (deploy/image_scan.py): what the model names, so that what
     # was checked is what runs; None where ECR could not be read (the model names `image`)
     pinned_image: str | None = None
+    # A multi-model endpoint (deploy/multi_models.py): model_data is the S3 prefix of NAME.tar.gz
+    multi_model: bool = False
 
     def __post_init__(self) -> None:
         # The key belongs inside the capture and async records (their own KmsKeyId); copies, so a
@@ -77,7 +79,9 @@ class Spec:
             )
         if not ROLE_ARN.match(self.role):
             raise UserError(f"--role {self.role!r} is not an IAM role ARN")
-        if self.model_data and not (
+        if self.multi_model:
+            multi_models.check_spec(self)
+        elif self.model_data and not (
             self.model_data.startswith("s3://") and self.model_data.endswith(".tar.gz")
         ):
             raise UserError(f"model data {self.model_data!r} is not an s3://.../*.tar.gz URI")
@@ -166,6 +170,8 @@ class Spec:
             container["ModelDataUrl"] = self.model_data
         if self.environment:
             container["Environment"] = dict(sorted(self.environment.items()))
+        if self.multi_model:
+            container.update(multi_models.container_settings(container.get("Environment", {})))
         return container
 
     def recorded(self) -> EndpointRecord:
@@ -206,6 +212,7 @@ class Spec:
             network_isolation=bool(data.get("network_isolation", True)),
             kms_key=data.get("kms_key"),
             pinned_image=data.get("pinned_image"),
+            multi_model=bool(data.get("multi_model", False)),
         )
 
 
@@ -225,4 +232,6 @@ def describe(spec: Spec) -> str:
             f"serverless {spec.serverless_memory} MB, max concurrency {spec.serverless_concurrency}"
         )
     text = f"{spec.instance_count} x {spec.instance_type}"
+    if spec.multi_model:
+        text = f"{text}, multi-model ({spec.model_data})"
     return f"{text}, asynchronous" if spec.async_inference else text

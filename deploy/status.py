@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from deploy import alarms, metrics, update_steps
+from deploy import alarms, metrics, multi_model_metrics, update_steps
 from deploy.autoscaling import backlog, choose
 from deploy.aws.not_found import is_not_found
 from deploy.aws.sagemaker import describe_endpoint, instances, log_group
@@ -52,6 +52,11 @@ def status(ctx: Context) -> dict[str, Any]:
             endpoint["data_capture"] = (recorded.get("data_capture") or {}).get("DestinationS3Uri")
             report["last_hour"] = metrics.safely(ctx, recorded["name"])
             report["alarms"] = alarms.states(ctx)
+        if live and recorded.get("multi_model"):
+            report["multi_model"] = {
+                "prefix": recorded.get("model_data"),
+                "last_hour": multi_model_metrics.last_hour(ctx, recorded["name"]),
+            }
         if live and not recorded.get("serverless"):
             report["autoscaling"] = choose.for_endpoint(ctx).describe()
         folders = recorded.get("async_inference")

@@ -83,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, choice: Choice, scratch: Scratch) -> int:
-    try:
-        model_path = locate_model(
-            settings.model_path, settings.model_dir, settings.baked_model_path
+    try:  # a multi-model server starts with none: SageMaker loads them (serve/multi_model.py)
+        model_path = (
+            None
+            if settings.multi_model
+            else locate_model(settings.model_path, settings.model_dir, settings.baked_model_path)
         )
     except ModelError as exc:
         log.error(f"cannot start: {exc}")
@@ -116,7 +118,7 @@ def _serve(settings: Settings, choice: Choice, scratch: Scratch) -> int:
                 "queue_deadline_s": settings.queue_deadline,
                 "runtime": choice.runtime,
                 "ort_intra_op_threads": settings.intra_op_threads,
-                "model_path": str(model_path),
+                "model_path": str(model_path) if model_path else "(multi-model)",
             }
         },
     )
@@ -129,6 +131,8 @@ def _serve(settings: Settings, choice: Choice, scratch: Scratch) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if model_path is None:
+        return _serve_many(settings, choice, scratch, server, received)
 
     # The heavy imports (onnxruntime or OpenVINO, OpenCV, numpy) come after the socket listens.
     # The model starts loading before the web app is built: the runtime's compile releases the
@@ -194,6 +198,38 @@ def _serve(settings: Settings, choice: Choice, scratch: Scratch) -> int:
     # after at most SETTLE_SECONDS for those to end.
     if loader.is_alive() or not detector.settle(SETTLE_SECONDS):
         scratch.remove()  # os._exit skips main's finally
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
+def _serve_many(
+    settings: Settings, choice: Choice, scratch: Scratch, server: Server, received: list[int]
+) -> int:
+    """SAGEMAKER_MULTI_MODEL=true: /ping is 200 at once and SageMaker loads models through
+    POST /models (serve/models_api.py)."""
+    from serve.models_api import create_multi_model_app
+    from serve.multi_model import Budget, memory_limit, resident_bytes
+
+    budget = Budget.from_settings(settings, resident_bytes(), memory_limit())
+    app, registry = create_multi_model_app(settings, choice, budget)
+    log.info(
+        "ready",
+        extra={
+            "fields": {
+                "mode": "multi-model",
+                "models_root": settings.models_root,
+                "model_memory_mib": budget.models_bytes // (1024 * 1024),
+                "inference_slots": registry.slots,
+                "runtime": choice.runtime,
+            }
+        },
+    )
+    code = server.serve(app)
+    if received:
+        log.info("stopped", extra={"fields": {"signal": signal.Signals(received[0]).name}})
+    if not registry.settle(SETTLE_SECONDS):  # as in _serve: never tear a runtime down under work
+        scratch.remove()
         sys.stdout.flush()
         os._exit(code)
     return code

@@ -172,6 +172,27 @@ VARIABLES: tuple[Variable, ...] = (
         "(unset)",
         "SageMaker's log level convention (e.g. 20 or INFO).",
     ),
+    # Multi-model endpoints (serve/multi_model.py, docs/multi-model.md).
+    Variable(
+        "SAGEMAKER_MULTI_MODEL",
+        "false",
+        "Set to true by SageMaker on a multi-model endpoint: no model at start, the /models API.",
+    ),
+    Variable(
+        "SERVE_MODELS_ROOT",
+        "/opt/ml/models",
+        "Multi-model: where SageMaker unpacks models; a POST /models url outside it gets 400.",
+    ),
+    Variable(
+        "SERVE_MODEL_MEMORY_MB",
+        "the cgroup memory limit (else RAM) less SERVE_MEMORY_HEADROOM_MB and the start RSS",
+        "Multi-model: memory the loaded models may take together; a load past it gets 507.",
+    ),
+    Variable(
+        "SERVE_MEMORY_HEADROOM_MB",
+        "512",
+        "Multi-model: memory kept for requests' buffers when the budget comes from the limit.",
+    ),
 )
 
 MAX_DET_LIMIT = 1000
@@ -204,6 +225,10 @@ class Settings:
     transform_concurrency: int = 4  # Batch Transform's MaxConcurrentTransforms
     exact_decode: bool = False  # True: no reduced (DCT-scaled) JPEG decoding
     tmpdir: str = "/tmp"  # the parent of the server's private directory (serve/scratch.py)
+    multi_model: bool = False  # SageMaker's multi-model contract (serve/multi_model.py)
+    models_root: str = "/opt/ml/models"
+    model_memory_mb: int | None = None  # None: from the memory limit (serve/multi_model.py)
+    memory_headroom_mb: int = 512
 
     @property
     def max_payload_mb(self) -> int:
@@ -254,6 +279,10 @@ class Settings:
             max_connections=get("SERVE_MAX_CONNECTIONS", _positive_int, DEFAULT_MAX_CONNECTIONS),
             exact_decode=get("SERVE_EXACT_DECODE", _parse_bool, False),
             tmpdir=get("SERVE_TMPDIR", str, "/tmp"),
+            multi_model=get("SAGEMAKER_MULTI_MODEL", _parse_bool, False),
+            models_root=get("SERVE_MODELS_ROOT", str, "/opt/ml/models"),
+            model_memory_mb=get("SERVE_MODEL_MEMORY_MB", _positive_int, None),
+            memory_headroom_mb=get("SERVE_MEMORY_HEADROOM_MB", _non_negative_int, 512),
         )
 
 
@@ -298,6 +327,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError("expected a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
     return value
 
 

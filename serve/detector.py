@@ -49,11 +49,14 @@ class Detector:
         inference_slots: int = 1,
         runtime: str = "onnxruntime",
         precision: str = FP32,
+        slots: threading.BoundedSemaphore | None = None,
     ):
+        """`slots`: a pool of inference slots shared with other detectors (serve/multi_model.py);
+        by default its own, of `inference_slots`."""
         self.path = Path(path)
         self.runtime = runtime
         self.float_precision = precision  # asked; after load(), what the runtime uses
-        self._slots = threading.BoundedSemaphore(inference_slots)
+        self._slots = slots or threading.BoundedSemaphore(inference_slots)
         self._requests = inference_slots
         self._threads = Threads(intra_op_threads, inter_op_threads)
         self._model: Loaded | None = None

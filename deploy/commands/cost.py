@@ -18,6 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instance-type", help="default: the endpoint's, else the default type")
     parser.add_argument("--instance-count", type=int, help="default: the endpoint's, else 1")
     parser.add_argument("--throughput", type=float, metavar="IMG_PER_S", help="images/s/instance")
+    parser.add_argument(
+        "--models",
+        type=int,
+        metavar="N",
+        help="compare N models on one multi-model endpoint with N single-model endpoints",
+    )
     parser.add_argument("--usage", choices=sorted(pricing.USAGE), default="hosting")
     parser.add_argument("--json", action="store_true")
 
@@ -32,10 +38,42 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         )
     instance_type = instance_type or config.DEFAULT_INSTANCE_TYPE
     count = args.instance_count or endpoint.get("instance_count") or 1
+    if args.models is not None and not 1 <= args.models <= 10_000:
+        raise UserError("--models must be between 1 and 10000")
     client = ctx.aws.client("pricing", region=config.PRICING_REGION)
     result = pricing.cost(client, ctx.aws.region, instance_type, count, args.throughput, args.usage)
-    print(json.dumps(as_json(result), indent=2) if args.json else render(result))
+    if args.json:
+        print(json.dumps({**as_json(result), **models_json(result, args.models)}, indent=2))
+    else:
+        print("\n".join([render(result), *models_lines(result, args.models)]))
     return EXIT_OK
+
+
+def models_json(result: pricing.Cost, models: int | None) -> dict[str, Any]:
+    """N models on one multi-model endpoint against N endpoints of the same size."""
+    if models is None:
+        return {}
+    separate = result.usd_per_month * models
+    return {
+        "models": models,
+        "usd_per_month_one_endpoint": round(result.usd_per_month, 2),
+        "usd_per_month_one_endpoint_per_model": round(separate, 2),
+        "usd_saved_per_month": round(separate - result.usd_per_month, 2),
+    }
+
+
+def models_lines(result: pricing.Cost, models: int | None) -> list[str]:
+    if models is None:
+        return []
+    figures = models_json(result, models)
+    saved = figures["usd_saved_per_month"]
+    share = saved / figures["usd_per_month_one_endpoint_per_model"]
+    return [
+        f"{models} models: one multi-model endpoint ${figures['usd_per_month_one_endpoint']:,.2f}"
+        f" per month, one endpoint each ${figures['usd_per_month_one_endpoint_per_model']:,.2f}:"
+        f" saves ${saved:,.2f} ({share:.0%}) while the models fit in its memory "
+        "(docs/multi-model.md)"
+    ]
 
 
 def as_json(result: pricing.Cost) -> dict[str, Any]:

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--url", help="post to this server instead, e.g. http://127.0.0.1:8080")
     parser.add_argument("--endpoint", help="endpoint name (default: the state's)")
+    parser.add_argument(
+        "--model", metavar="NAME", help="a multi-model endpoint's model (models add NAME)"
+    )
     options.thresholds(parser, threads=False)
     parser.add_argument("--json", action="store_true", help="print the server's JSON")
     parser.add_argument(
@@ -59,6 +62,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         iou=args.iou,
         max_det=args.max_det,
         save=args.save,
+        model=args.model,
     )
     if args.json:
         print(json.dumps(data, indent=2))
@@ -70,6 +74,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _invoke_async(ctx: Context, args: argparse.Namespace) -> int:
+    if args.model:
+        raise UserError("--model is for multi-model endpoints, which are real-time", "drop --async")
     if args.url:
         raise UserError("--url posts directly: drop --async (or --url)")
     if args.save and len(args.image) > 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deploy import async_inference, capture, config, images, network
+from deploy import async_inference, capture, config, images, multi_models, network
 from deploy.autoscaling.backlog import BacklogScaling
 from deploy.autoscaling.invocations import (
     DEFAULT_UTILISATION,
@@ -288,7 +288,12 @@ def spec_from_options(ctx: Context, args: argparse.Namespace, remote: bool = Tru
     # The image `push` recorded for this instance's architecture (Graviton: arm64).
     image = args.image or images.for_instance(ctx.state.get("image") or {}, args.instance_type)
     model_data = None
-    if not args.no_model_data:
+    multi_model = getattr(args, "multi_model", False)
+    if multi_model:  # the S3 prefix of NAME.tar.gz (deploy/multi_models.py)
+        model_data = _models_prefix(ctx, args, remote)
+    elif getattr(args, "models", None):
+        raise UserError("--models is the prefix of a multi-model endpoint", "add --multi-model")
+    elif not args.no_model_data:
         model_data = args.model_data or (ctx.state.get("model_data") or {}).get("uri")
     serverless_fields = serverless(args, required_memory=True)
     secured = network_fields(args)
@@ -312,9 +317,36 @@ def spec_from_options(ctx: Context, args: argparse.Namespace, remote: bool = Tru
         instance_count=args.instance_count,
         startup_timeout=args.startup_timeout,
         data_capture=capture.from_options(args.capture, args.capture_percent),
+        multi_model=multi_model,
         **serverless_fields,
         **secured,
     )
+
+
+def multi_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("multi-model endpoint (many models, one endpoint)")
+    group.add_argument(
+        "--multi-model",
+        action="store_true",
+        help="serve every NAME.tar.gz under --models, chosen per request (invoke --model NAME)",
+    )
+    group.add_argument(
+        "--models",
+        metavar="S3_PREFIX",
+        help="s3://BUCKET/PREFIX/ of the models (default: `models add`'s, else "
+        "PREFIX/multi-models/ in package's bucket)",
+    )
+
+
+def _models_prefix(ctx: Context, args: argparse.Namespace, remote: bool) -> str:
+    if args.model_data or args.no_model_data:
+        raise UserError(
+            "a multi-model endpoint loads from a prefix, not --model-data/--no-model-data",
+            "pass --models s3://BUCKET/PREFIX/",
+        )
+    if remote:
+        return multi_models.prefix_for(ctx, args.models)
+    return args.models or (ctx.state.get("models") or {}).get("uri") or ""
 
 
 def _async_record(ctx: Context, args: argparse.Namespace, remote: bool) -> AsyncRecord | None:

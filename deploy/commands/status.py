@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from deploy import metrics
+from deploy import metrics, multi_model_metrics
 from deploy import status as status_report
 from deploy.context import Context
 from deploy.errors import EXIT_OK
@@ -30,6 +30,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if report.get("last_hour"):
         shown = (report.get("endpoint") or {}).get("instances", "")
         lines += metrics.render(report["last_hour"], report.get("alarms") or [], shown)
+    many = report.get("multi_model")
+    if many:
+        lines += multi_model_metrics.render(many["last_hour"], many["prefix"])
     print("\n".join(lines))
     return EXIT_OK
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deploy import dry_run, launch, names, output
+from deploy import dry_run, launch, multi_models, names, output
 from deploy.commands import options
 from deploy.context import Context
 from deploy.errors import EXIT_OK
@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", action="append", metavar="KEY=VALUE", help="extra resource tags")
     options.network_options(parser)
     options.async_options(parser)
+    options.multi_model_options(parser)
     options.scan_options(parser)
     options.wait_options(parser)
     options.dry_run_options(parser)
@@ -47,5 +48,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         timeout=args.timeout,
         allow_vulnerabilities=args.allow_vulnerabilities,
     )
+    if spec.multi_model and spec.model_data:
+        multi_models.record_prefix(ctx, spec.model_data)
     print(output.outcome(result, ctx.store.path, ctx.aws.region))
     return EXIT_OK

@@ -87,6 +87,8 @@ def change_set(ctx: Context, args: argparse.Namespace, current: EndpointRecord) 
         changes["model_data"] = None
     elif args.model_data:
         changes["model_data"] = args.model_data
+    elif current.get("multi_model"):
+        pass  # it loads from the models' prefix (`models add`), not from `package`'s archive
     elif recorded_data and recorded_data != current.get("model_data"):
         changes["model_data"] = recorded_data
     if args.role or (config.role_from_env() and config.role_from_env() != current.get("role")):

@@ -11,6 +11,7 @@ from tests.support.server import free_port
 
 SIGTERM_EXIT_SECONDS = 5.0
 LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
+MULTI_MODEL_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models"
 # What the engine itself writes into a container: name resolution files, its marker in /run.
 ENGINE_WRITES = {
     "/etc",
@@ -49,10 +50,11 @@ def test_hadolint_passes_on_the_dockerfile():
 
 
 def test_image_holds_only_the_server_and_is_labelled_for_sagemaker(engine: Engine, image: str):
-    labels = engine(
-        "image", "inspect", "--format", f'{{{{index .Config.Labels "{LABEL}"}}}}', image
-    )
-    assert labels.strip() == "true"
+    for label in (LABEL, MULTI_MODEL_LABEL):
+        value = engine(
+            "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', image
+        )
+        assert value.strip() == "true", label
     probe = (
         "import importlib.util as u; "
         "print(*[m for m in ('torch', 'boto3', 'pip', 'setuptools', 'cv2', 'simplejpeg',"

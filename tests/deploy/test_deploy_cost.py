@@ -223,3 +223,27 @@ def test_cost_of_a_graviton_instance_says_its_speed_is_not_measured(cli, us_east
         ).out
     )  # fmt: skip
     assert (data["architecture"], data["speed_measured"]) == ("arm64", False)
+
+
+def test_cost_compares_n_models_on_one_endpoint_with_one_endpoint_each(cli, us_east):
+    items = [price_item("us-east-1", "ml.m5.xlarge", *row) for row in reversed(M5_XLARGE)]
+    expect_price_list(us_east, "us-east-1", "ml.m5.xlarge", items)
+    result = cli(
+        "cost", "--instance-type", "ml.m5.xlarge", "--models", "20", "--region", "us-east-1",
+        aws=us_east,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    # $167.90 a month for one endpoint; twenty of them: $3,358.00, $3,190.10 more (95 %)
+    assert result.out.splitlines()[-1] == (
+        "20 models: one multi-model endpoint $167.90 per month, one endpoint each $3,358.00: "
+        "saves $3,190.10 (95%) while the models fit in its memory (docs/multi-model.md)"
+    )
+    expect_price_list(us_east, "us-east-1", "ml.m5.xlarge", items)
+    shown = cli(
+        "cost", "--instance-type", "ml.m5.xlarge", "--models", "3", "--json",
+        "--region", "us-east-1", aws=us_east,
+    )  # fmt: skip
+    figures = json.loads(shown.out)
+    assert figures["models"] == 3 and figures["usd_saved_per_month"] == round(2 * 167.9, 2)
+    bad = cli("cost", "--models", "0", "--region", "us-east-1", aws=us_east)
+    assert bad.code == 2 and "--models" in bad.error_line()

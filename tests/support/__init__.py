@@ -9,5 +9,7 @@
 - containers.py: the container tests' samples, request, port and tool checks.
 - aws.py: moto's server (the `moto_url` and `moto` fixtures, a plugin) and deploy's helpers.
 - async_sagemaker.py: SageMaker's part of asynchronous inference, played inside moto's server.
+- multi_model.py: multi-model servers (a models root as SageMaker unpacks it, /models calls).
+- multi_model_sagemaker.py: SageMaker's router of multi-model endpoints, played inside moto.
 - reliability.py: the reliability servers' settings, a server's port, a soak run.
 """
