@@ -1,13 +1,14 @@
 """Accuracy of every configuration, on the bundled shapes model (real weights) at 320.
 
 The shapes model is exported as FP32, end2end and, through the product's own command
-(`python -m export --precision int8 --calibration DIR`, export.cli.run), as INT8 calibrated on
-generated shapes (demo/shapes.py). Each configuration then runs serve's Detector with the same
-runtime, precision, model and threads as its server, on synthetic images whose true boxes are known
-(a different seed from the calibration images, so none was calibrated on). Reported per
-configuration: precision and recall against the drawn boxes (demo/evaluate.py, IoU 0.5), and
-agreement with the exact configuration (onnxruntime FP32): matched / FP32 detections, same class,
-IoU > 0.8, as export/agreement.py counts it, with the box shift of the matched pairs.
+(`python -m export --precision int8 --calibration DIR [--int8-runtime openvino]`,
+export.cli.run), as INT8 for each runtime, calibrated on generated shapes (demo/shapes.py).
+Each configuration then runs serve's Detector with the same runtime, precision, model and threads
+as its server, on synthetic images whose true boxes are known (a different seed from the
+calibration images, so none was calibrated on). Reported per configuration: precision and recall
+against the drawn boxes (demo/evaluate.py, IoU 0.5), and agreement with the exact configuration
+(onnxruntime FP32): matched / FP32 detections, same class, IoU > 0.8, as export/agreement.py
+counts it, with the box shift of the matched pairs.
 """
 
 from __future__ import annotations
@@ -45,20 +46,28 @@ def shapes_models(
         models["end2end"] = export_onnx(
             SHAPES, folder / "shapes-320-end2end.onnx", SIZE, end2end=True
         )
-    if "int8" not in kinds:
-        return models, ""
-    calibration = write_calibration_images(
-        folder / "shapes-calibration", calibration_images, seed=11
-    )
-    int8 = folder / "shapes-320-int8.onnx"
-    summary = export_run(
-        ExportOptions(
-            weights=SHAPES, output=int8, img_size=SIZE, precision="int8", calibration=calibration
-        ),
-        log=lambda line: None,
-    )
-    models["int8"] = int8
-    return models, next((ln.strip() for ln in summary.splitlines() if "agreement" in ln), "")
+    lines = []
+    calibration = folder / "shapes-calibration"
+    for kind, runtime in (("int8", "onnxruntime"), ("int8_ov", "openvino")):
+        if kind not in kinds:
+            continue
+        if not calibration.exists():
+            write_calibration_images(calibration, calibration_images, seed=11)
+        models[kind] = folder / f"shapes-320-{kind}.onnx"
+        summary = export_run(
+            ExportOptions(
+                weights=SHAPES,
+                output=models[kind],
+                img_size=SIZE,
+                precision="int8",
+                calibration=calibration,
+                int8_runtime=runtime,
+            ),
+            log=lambda line: None,
+        )
+        found = next((ln.strip() for ln in summary.splitlines() if "agreement" in ln), "")
+        lines.append(f"--int8-runtime {runtime}: {found}")
+    return models, "; ".join(lines)
 
 
 def _rows(found) -> np.ndarray:

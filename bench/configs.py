@@ -9,13 +9,17 @@ speed figure is reported next to the accuracy of exactly that configuration.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 
+from export.quantize import FOR_RUNTIME
 from serve.runtimes import BF16, DEFAULT_RUNTIME, FP32, INT8, RUNTIMES, RuntimeSpec, installed
 from serve.runtimes.precision import cpu_bf16, cpu_flags
 
 EXACT = "ours"  # the default configuration (onnxruntime FP32): what the others are judged against
-MODELS = ("fp32", "int8", "end2end")
+# int8: onnxruntime.quantization's export (`--int8-runtime onnxruntime`, the default);
+# int8_ov: NNCF's (`--int8-runtime openvino`), export/quantize.py FOR_RUNTIME
+MODELS = ("fp32", "int8", "int8_ov", "end2end")
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,7 @@ class Config:
     name: str
     runtime: str = DEFAULT_RUNTIME
     precision: str = FP32
-    model: str = "fp32"  # which export: fp32, int8 (QDQ) or end2end (NMS in the graph)
+    model: str = "fp32"  # which export (MODELS): fp32, int8 / int8_ov (QDQ), end2end (NMS inside)
     intra_op: int | None = None  # None: the server's default (every CPU)
     inter_op: int = 1
     what: str = ""
@@ -44,7 +48,7 @@ class Config:
 
     def expect(self) -> dict[str, str]:
         """What /ping must answer for this configuration."""
-        model_precision = INT8 if self.model == "int8" else self.precision
+        model_precision = INT8 if self.model.startswith("int8") else self.precision
         return {
             "runtime": self.runtime,
             "precision": model_precision,
@@ -87,6 +91,19 @@ def runtime_configs(spec: RuntimeSpec) -> tuple[Config, ...]:
             what=f"{title} on the INT8 QDQ export",
             families=BOTH,
         ),
+        *(
+            (
+                Config(
+                    f"{name}_int8_nncf",
+                    spec.name,
+                    model="int8_ov",
+                    what=f"{title} on the NNCF INT8 export (--int8-runtime {spec.name})",
+                    families=BOTH,
+                ),
+            )
+            if spec.name in FOR_RUNTIME and FOR_RUNTIME[spec.name].quantizer == "nncf"
+            else ()
+        ),
         *bf16_intra_op_1,
         Config(
             f"{name}_int8_intra_op_1",
@@ -119,6 +136,8 @@ def why_not(config: Config, flags: frozenset[str]) -> str | None:
     spec = RUNTIMES[config.runtime]
     if not installed(spec):
         return f"{spec.module} is not installed (pip install -r {spec.requirements})"
+    if config.model == "int8_ov" and importlib.util.find_spec("nncf") is None:
+        return "nncf is not installed (pip install -r requirements-export.txt)"
     if config.precision == BF16 and cpu_bf16(flags) is None:
         return "the CPU has no bf16 instructions (avx512_bf16 or amx_bf16)"
     return None
