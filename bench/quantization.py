@@ -120,7 +120,7 @@ def accuracy_table(candidates: list[Candidate], folder: Path, args: argparse.Nam
         "gate: >= 0.97), the candidate run by its runtime"
     )
     print(
-        f"  {'candidate':58} {'agree':>6} {'extra':>5} {'shift mean/max px':>18} "
+        f"  {'candidate':68} {'agree':>6} {'extra':>5} {'shift mean/max px':>18} "
         f"{'p50 int8/fp32 ms':>17} {'ratio':>6} {'quant s':>7}"
     )
     for candidate in candidates:
@@ -135,7 +135,7 @@ def accuracy_table(candidates: list[Candidate], folder: Path, args: argparse.Nam
             candidate_runtime=candidate.runtime,
         )
         print(
-            f"  {candidate.label():58} {a.ratio:6.3f} {a.extra:5d} "
+            f"  {candidate.label():68} {a.ratio:6.3f} {a.extra:5d} "
             f"{a.mean_shift_px:8.2f} /{a.max_shift_px:8.2f} "
             f"{a.candidate_p50_ms:8.2f} /{a.reference_p50_ms:7.2f} "
             f"{1 / a.speedup:5.2f}x {seconds:7.1f}",
@@ -163,7 +163,7 @@ def full_size_table(candidates: list[Candidate], folder: Path, args: argparse.Na
         f"({args.rounds} runs each); load average {os.getloadavg()[0]:.2f}"
     )
     for name, ms in p50.items():
-        print(f"  {name:58} p50 {ms:7.1f} ms  {ms / base:5.2f}x bare onnxruntime FP32")
+        print(f"  {name:68} p50 {ms:7.1f} ms  {ms / base:5.2f}x bare onnxruntime FP32")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,7 +39,7 @@ def quantize_nncf(
         input_name = model.graph.input[0].name
         dataset = nncf.Dataset(tensors, lambda tensor: {input_name: tensor})
         return nncf.quantize(
-            model,
+            onnx.ModelProto.FromString(model.SerializeToString()),  # NNCF edits its input
             dataset,
             preset=nncf.QuantizationPreset(preset),
             target_device=nncf.TargetDevice.CPU,
