@@ -101,10 +101,11 @@ def onnxruntime_runner(model: bytes) -> Runner:
     return lambda tensor: session.run(None, {name: tensor})[0]
 
 
-def openvino_runner(model: bytes) -> Runner:
+def openvino_runner(model: bytes | str) -> Runner:
     """OpenVINO compiled as the server compiles an INT8 export alone (SERVE_PRECISION fp32: the
     float parts in f32, where the plugin would pick bf16 on a bf16 CPU; latency hint, one
-    stream, every CPU, threads not pinned); the import is here: openvino is optional."""
+    stream, every CPU, threads not pinned); the import is here: openvino is optional. `model`:
+    ONNX bytes, or the path of a model file OpenVINO reads (its IR, for bench.quantization)."""
     import openvino as ov
 
     core = ov.Core()
@@ -115,7 +116,8 @@ def openvino_runner(model: bytes) -> Runner:
         "INFERENCE_NUM_THREADS": available_cpus(),
         "ENABLE_CPU_PINNING": False,
     }
-    request = core.compile_model(core.read_model(model, b""), "CPU", config).create_infer_request()
+    read = core.read_model(model) if isinstance(model, str) else core.read_model(model, b"")
+    request = core.compile_model(read, "CPU", config).create_infer_request()
     return lambda tensor: np.array(request.infer({0: tensor})[0])
 
 
@@ -186,7 +188,7 @@ def match_detections(reference: np.ndarray, candidate: np.ndarray) -> list[tuple
 
 def measure(
     reference_model: bytes,
-    candidate_model: bytes,
+    candidate_model: bytes | str,
     images: list[np.ndarray],
     img_size: int,
     nkpt: int = 0,
