@@ -60,7 +60,9 @@ class Candidate:
 
         model = ov.Core().read_model(fp32.SerializeToString(), b"")
         names = {op.get_friendly_name() for op in model.get_ordered_ops()}
-        ignored = [n for n in float_tail(fp32, self.settings.keep_float) if n in names]
+        # the frontend splits an ONNX Conv into "NAME/WithoutBiases" (the convolution) + "NAME"
+        tail = float_tail(fp32, self.settings.keep_float)
+        ignored = [n for name in tail for n in (name, f"{name}/WithoutBiases") if n in names]
         quantized = nncf.quantize(
             model,
             nncf.Dataset(tensors),
