@@ -143,6 +143,6 @@ def test_smoke_run_writes_results_with_every_measurement_and_the_ratios(repo_roo
     assert "published (OpenVINO's yolov7 notebook" in done.stdout  # the anchor, labelled
     assert set(results["compute_bound"]) == {"int8", "bf16", "fp32"} and "eff1" in done.stdout
     for g in results["goals"]:
-        assert g["config"] in expected and g["measured"] > 0 and isinstance(g["met"], bool)
+        assert g["config"] in expected and g["measured"] >= 0 and isinstance(g["met"], bool)
         assert ("MET" if g["met"] else "MISSED") in done.stdout
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
