@@ -127,7 +127,7 @@ def accuracy_goals(family: str, config: str, accuracy: dict) -> list[dict]:
         },
         {
             "model": family,
-            "goal": "its precision and recall, largest |difference| from FP32's (shapes model)",
+            "goal": "its precision and recall: largest |diff| from FP32 (shapes model)",
             "config": config,
             "measured": loss,
             "detail": f"P {found['precision']:.3f} vs {exact['precision']:.3f}, "

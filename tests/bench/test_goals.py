@@ -61,7 +61,7 @@ def results(fast_p50: float, fast_rps: float, slow_accurate: bool) -> dict:
 
 
 def by_goal(found: list[dict]) -> dict[str, dict]:
-    return {g["goal"].split(" (")[0].split(",")[0]: g for g in found}
+    return {g["goal"].split(" (")[0].split(",")[0].split(":")[0]: g for g in found}
 
 
 def test_goals_at_their_boundaries_from_the_fastest_accurate_configuration():
