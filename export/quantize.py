@@ -16,6 +16,10 @@ INT8 model timed interleaved with FP32 in one run; figures and CPU in the README
   which every int8 kernel and runtime handles, wins.
 - MinMax calibration: Entropy and Percentile gave the same agreement (1.000) and box shifts
   within 0.05 px of it, but took 6-14x longer to calibrate (34-83 s against 6 s on 150 images).
+
+Those are onnxruntime's settings. A model meant for OpenVINO (`--int8-runtime openvino`,
+FOR_RUNTIME) is quantized by NNCF instead (export/quantize_nncf.py; issue 27, docs/bench.md
+"INT8 quantizers"), with the same float tail.
 """
 
 from __future__ import annotations
