@@ -5,11 +5,11 @@ Exports the bundled shapes model, draws synthetic shape images (demo/shapes.py) 
 by one runtime) is quantized on the calibration images, then judged on the held-out ones as the
 export's gate judges it (export/agreement.py: agreement with onnxruntime FP32, run by the
 candidate's runtime, with the speed ratio measured interleaved with FP32 in one run). With
-`--full-size` the same candidates also quantize a full-size yolov7-tiny (random weights, official
-layout, at 640: speed does not depend on the weights) and run side by side, interleaved, with bare
-onnxruntime FP32: the ratio the product's goal is stated in. `--grid` adds onnxruntime's
-activation type x per-channel x calibration method grid. This is how export/quantize.py's
-FOR_RUNTIME was chosen.
+`--full-size` the same candidates also quantize a full-size yolov7-tiny (`--family yolov7`: the
+full model; random weights, official layout, at 640: speed does not depend on the weights) and
+run side by side, interleaved, with bare onnxruntime FP32: the ratio the product's goal is stated
+in. `--grid` adds onnxruntime's activation type x per-channel x calibration method grid. This is
+how export/quantize.py's FOR_RUNTIME was chosen.
 """
 
 from __future__ import annotations
@@ -181,10 +181,10 @@ def accuracy_table(candidates: list[Candidate], folder: Path, args: argparse.Nam
 
 
 def full_size_table(candidates: list[Candidate], folder: Path, args: argparse.Namespace) -> None:
-    """Every candidate on full-size yolov7-tiny at 640, interleaved with bare onnxruntime FP32."""
+    """Every candidate on a full-size model at 640, interleaved with bare onnxruntime FP32."""
     from bench.models import prepare, write_calibration_images
 
-    exported = prepare("yolov7-tiny", folder / "full", 640, end2end=False)
+    exported = prepare(args.family, folder / "full", 640, end2end=False)
     fp32 = onnx.load(str(exported.raw))
     photos = [ROOT / "samples" / "bus.jpg", ROOT / "samples" / "zidane.jpg"]
     images = write_calibration_images(folder / "full-calibration", 8, seed=7, photos=photos)
@@ -199,7 +199,7 @@ def full_size_table(candidates: list[Candidate], folder: Path, args: argparse.Na
     p50 = interleaved_p50(runners, tensors, args.rounds)
     base = p50["onnxruntime FP32"]
     print(
-        f"full-size yolov7-tiny at 640 (random weights), bare p50 side by side, interleaved "
+        f"full-size {args.family} at 640 (random weights), bare p50 side by side, interleaved "
         f"({args.rounds} runs each); load average {os.getloadavg()[0]:.2f}"
     )
     for name, ms in p50.items():
@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--img-size", type=int, default=320)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--grid", action="store_true", help="also onnxruntime's settings grid")
-    p.add_argument("--full-size", action="store_true", help="also yolov7-tiny at 640 (speed)")
+    p.add_argument("--full-size", action="store_true", help="also a full-size model at 640 (speed)")
+    p.add_argument("--family", default="yolov7-tiny", help="that model: yolov7-tiny or yolov7")
     p.add_argument("--rounds", type=int, default=40, help="runs per model at 640")
     p.add_argument("--runtimes", default=f"{ORT},{OV}", help="the runtimes to judge on")
     p.add_argument("--only", default="", help="comma-separated candidate numbers (from 0)")
