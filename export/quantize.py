@@ -71,10 +71,11 @@ class QuantSettings:
         )
 
 
-# The quantizer per serving runtime, each chosen by measurement (`python -m bench.quantization`,
-# docs/bench.md "INT8 quantizers"): onnxruntime's own for onnxruntime, whose u8 x s8 kernels
-# NNCF's symmetric int8 activations miss; NNCF's for OpenVINO, whose fused int8 kernels its QDQ
-# placement follows, with the head's convolutions quantized too (only the decode float).
+# The quantizer per serving runtime, by measurement (`python -m bench.quantization`, docs/bench.md
+# "INT8 quantizers"): onnxruntime's own for onnxruntime, whose u8 x s8 kernels NNCF's symmetric
+# int8 activations miss (NNCF's graph ran slower than FP32 there); NNCF's for OpenVINO (0.29-0.38x
+# bare FP32 against 0.40x for onnxruntime's graph, on a busy machine), head and decode float: with
+# the head quantized too the gate refuses it on the shapes model.
 FOR_RUNTIME = {
     "onnxruntime": QuantSettings(),
     "openvino": QuantSettings(quantizer="nncf"),
@@ -154,9 +155,7 @@ def quantize(
         return _quantize(model, tensors, settings, symbolic_batch)
     except ExportError:
         raise
-    except (
-        Exception
-    ) as exc:  # onnxruntime.quantization and NNCF raise bare Exceptions, among others
+    except Exception as exc:  # onnxruntime.quantization and NNCF raise bare ones, among others
         message = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ExportError(f"INT8 quantization failed: {message}; nothing was written") from None
 
