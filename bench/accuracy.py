@@ -1,14 +1,14 @@
 """Accuracy of every configuration, on the bundled shapes model (real weights) at 320.
 
-The shapes model is exported as FP32, end2end and, through the product's own command
-(`python -m export --precision int8 --calibration DIR [--int8-runtime openvino]`,
-export.cli.run), as INT8 for each runtime, calibrated on generated shapes (demo/shapes.py).
-Each configuration then runs serve's Detector with the same runtime, precision, model and threads
-as its server, on synthetic images whose true boxes are known (a different seed from the
-calibration images, so none was calibrated on). Reported per configuration: precision and recall
-against the drawn boxes (demo/evaluate.py, IoU 0.5), and agreement with the exact configuration
-(onnxruntime FP32): matched / FP32 detections, same class, IoU > 0.8, as export/agreement.py
-counts it, with the box shift of the matched pairs.
+The shapes model is exported as FP32, end2end and, through the product's own command (`python -m
+export --precision int8 --calibration DIR`, and with `--int8-runtime openvino --int8-quantizer
+nncf`; export.cli.run), as INT8 by each quantizer, calibrated on generated shapes (demo/shapes.py).
+Each configuration then runs serve's Detector with the same runtime, precision, model and threads as
+its server, on synthetic images whose true boxes are known (a different seed from the calibration
+images, so none was calibrated on). Reported per configuration: precision and recall against the
+drawn boxes (demo/evaluate.py, IoU 0.5), and agreement with the exact configuration (onnxruntime
+FP32): matched / FP32 detections, same class, IoU > 0.8, as export/agreement.py counts it, with the
+box shift of the matched pairs.
 """
 
 from __future__ import annotations
@@ -51,7 +51,11 @@ def shapes_models(
         )
     lines, refused = [], set()
     calibration = folder / "shapes-calibration"
-    for kind, runtime in (("int8", "onnxruntime"), ("int8_ov", "openvino")):
+    # onnxruntime's INT8 judged on onnxruntime; NNCF's on OpenVINO, the runtime that serves it
+    for kind, runtime, quantizer in (
+        ("int8", "onnxruntime", None),
+        ("int8_nncf", "openvino", "nncf"),
+    ):
         if kind not in kinds:
             continue
         if not calibration.exists():
@@ -64,6 +68,7 @@ def shapes_models(
             precision="int8",
             calibration=calibration,
             int8_runtime=runtime,
+            int8_quantizer=quantizer,
         )
         try:
             summary = export_run(options, log=lambda line: None)
@@ -75,7 +80,10 @@ def shapes_models(
             summary = export_run(options, log=lambda line: None)
         found = next((ln.strip() for ln in summary.splitlines() if "agreement" in ln), "")
         verdict = " REFUSED by the export's gate" if kind in refused else ""
-        lines.append(f"--int8-runtime {runtime}: {found}{verdict}")
+        flags = f"--int8-runtime {runtime}" + (
+            f" --int8-quantizer {quantizer}" if quantizer else ""
+        )
+        lines.append(f"{flags}: {found}{verdict}")
     return models, "; ".join(lines), refused
 
 

@@ -390,15 +390,15 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Pa
     }
     cpus = available_cpus()
     paths = {"fp32": exported.raw, "end2end": exported.end2end}
-    for kind, runtime in (("int8", "onnxruntime"), ("int8_ov", "openvino")):
+    for kind, quantizer in (("int8", "onnxruntime"), ("int8_nncf", "nncf")):
         if any(c.model == kind for c in configs):
-            say(f"{family}: INT8 QDQ quantization for {runtime} (export.quantize FOR_RUNTIME)")
+            say(f"{family}: INT8 QDQ quantization by {quantizer}")
             paths[kind] = models.quantize_int8(
                 exported.raw,
                 folder / f"{family}-{kind}.onnx",
                 IMAGES,
                 args.calibration_images,
-                runtime,
+                quantizer,
             )
 
     in_process: dict[str, bare.BareRun] = {

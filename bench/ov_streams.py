@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         models = {
             "FP32": exported.raw,
             "INT8 (onnxruntime's)": quantize_int8(exported.raw, Path(tmp) / "i.onnx", photos, 4),
-            "INT8 (NNCF's)": quantize_int8(
-                exported.raw, Path(tmp) / "n.onnx", photos, 4, "openvino"
-            ),
+            "INT8 (NNCF's)": quantize_int8(exported.raw, Path(tmp) / "n.onnx", photos, 4, "nncf"),
         }
         tensors = load_tensors(photos, args.img_size, 1)
         print(

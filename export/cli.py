@@ -81,9 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--int8-runtime",
         choices=("onnxruntime", "openvino"),
         default="onnxruntime",
-        help="int8: the runtime that will serve the model; picks the quantizer measured fastest "
-        "on it (onnxruntime.quantization for onnxruntime, NNCF for openvino) and judges "
-        "agreement on it",
+        help="int8: the runtime that will serve the model; agreement with FP32 is judged with "
+        "the INT8 model run by it",
+    )
+    p.add_argument(
+        "--int8-quantizer",
+        choices=("onnxruntime", "nncf"),
+        default=None,
+        help="int8: the quantizer (default: the one measured best for --int8-runtime, "
+        "onnxruntime.quantization for both today; nncf: NNCF's post-training quantization)",
     )
     p.add_argument(
         "--accept-accuracy-loss",
@@ -112,6 +118,7 @@ class Options:
     calibration: Path | None = None
     accept_accuracy_loss: bool = False
     int8_runtime: str = "onnxruntime"
+    int8_quantizer: str | None = None  # None: FOR_RUNTIME[int8_runtime]
     min_agreement: float = MIN_AGREEMENT  # not a CLI option: the bar is the product's
 
 
@@ -136,6 +143,8 @@ def validate(args: argparse.Namespace) -> Options:
         raise ExportError("--accept-accuracy-loss is only for --precision int8")
     if args.precision != "int8" and args.int8_runtime != "onnxruntime":
         raise ExportError("--int8-runtime is only for --precision int8")
+    if args.precision != "int8" and args.int8_quantizer is not None:
+        raise ExportError("--int8-quantizer is only for --precision int8")
     return Options(
         weights=args.weights,
         output=args.output,
@@ -151,6 +160,7 @@ def validate(args: argparse.Namespace) -> Options:
         calibration=args.calibration,
         accept_accuracy_loss=args.accept_accuracy_loss,
         int8_runtime=args.int8_runtime,
+        int8_quantizer=args.int8_quantizer,
         min_agreement=MIN_AGREEMENT,
     )
 
@@ -205,8 +215,8 @@ def run(options: Options, log=print) -> str:
     nkpt = int(head.nkpt) if isinstance(head, IKeypoint) else 0
     image = load_image(options.verify_image)  # fail on a bad image before the slow steps
     split = split_images(options.calibration) if options.precision == "int8" else None
-    if split is not None and options.int8_runtime == "openvino":
-        _need_openvino_tools()
+    if split is not None:
+        _need_int8_tools(options)
 
     reference = copy.deepcopy(net)  # the unfused model: verification covers fusing and export
     fused = fuse_model(net)
@@ -320,9 +330,10 @@ def _quantize(
     model's agreement with FP32 on the held-out images is under the bar (and not accepted)."""
     from export.agreement import MATCH_IOU, MAX_KEYPOINT_SHIFT, measure
     from export.calibration import load_tensors, read_image
-    from export.quantize import FOR_RUNTIME, quantize
+    from export.quantize import FOR_RUNTIME, NNCF, QuantSettings, quantize
 
-    settings = FOR_RUNTIME[options.int8_runtime]
+    chosen = {"nncf": NNCF, "onnxruntime": QuantSettings()}
+    settings = chosen.get(options.int8_quantizer or "", FOR_RUNTIME[options.int8_runtime])
     int8, float_nodes = quantize(model, load_tensors(split.calibration, img_size, batch), settings)
     held_out = [read_image(path) for path in split.holdout]
     result = measure(
@@ -412,14 +423,18 @@ def _quantize(
     return int8, metadata, lines
 
 
-def _need_openvino_tools() -> None:
-    """`--int8-runtime openvino` quantizes with NNCF and judges the model on OpenVINO: refuse
-    early, in one line, where either package is missing (before the slow steps)."""
+def _need_int8_tools(options: Options) -> None:
+    """NNCF quantizes (`--int8-quantizer nncf`), OpenVINO judges (`--int8-runtime openvino`):
+    refuse early, in one line, where a package is missing (before the slow steps)."""
     import importlib.util
 
-    for module, requirements in (("nncf", "export"), ("openvino", "openvino")):
+    needs = [("openvino", "--int8-runtime openvino", "openvino")]
+    needs = needs if options.int8_runtime == "openvino" else []
+    if options.int8_quantizer == "nncf":
+        needs.append(("nncf", "--int8-quantizer nncf", "export"))
+    for module, option, requirements in needs:
         if importlib.util.find_spec(module) is None:
             raise ExportError(
-                f"--int8-runtime openvino needs the {module} package "
+                f"{option} needs the {module} package "
                 f"(pip install -r requirements-{requirements}.txt)"
             )

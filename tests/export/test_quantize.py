@@ -200,6 +200,7 @@ def test_bad_calibration_input_is_one_line_and_exit_2(make, expected, capsys, tm
         (["--precision", "int8"], "needs --calibration"),
         (["--accept-accuracy-loss"], "only for --precision int8"),
         (["--int8-runtime", "openvino"], "--int8-runtime is only for --precision int8"),
+        (["--int8-quantizer", "nncf"], "--int8-quantizer is only for --precision int8"),
         (["--precision", "int4"], "invalid choice"),
     ],
 )
