@@ -32,7 +32,7 @@ import cv2
 import onnxruntime
 import torch
 
-from bench import bare, cost, decoding, goals, models, report
+from bench import bare, compute_bound, cost, decoding, goals, models, report
 from bench import profile as spying
 from bench.accuracy import configuration_accuracy
 from bench.configs import ALL, EXACT, Config, available
@@ -60,9 +60,10 @@ SIMD_FLAGS = {
     "sve",  # Arm scalable vectors (Graviton 3 and later)
 }
 # the 12 MP photo goes through the default and the configurations a user would switch to for it
-BIG_PHOTO_CONFIGS = (EXACT, "ort_int8", "ov_fp32", "ov_bf16", "ov_int8")
-# one of each code path: runtime x model, and bf16 (fp32 on openvino: the INT8 model)
-SMOKE_CONFIGS = f"{EXACT},ort_int8,ov_bf16,ov_int8"
+# (and yolov7, the second model, runs only these)
+BIG_PHOTO_CONFIGS = (EXACT, "ort_int8", "ov_fp32", "ov_bf16", "ov_int8", "ov_int8_nncf")
+# one of each code path: runtime x model, and bf16 (fp32 on openvino: the INT8 models)
+SMOKE_CONFIGS = f"{EXACT},ort_int8,ov_bf16,ov_int8,ov_int8_nncf"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -105,6 +106,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=cost.DEFAULT_INSTANCE_VCPUS,
         help="its vCPUs: the measured throughput is scaled to them",
+    )
+    p.add_argument(
+        "--cpu-ghz",
+        type=float,
+        default=None,
+        help="the clock for the compute bound (default: cpu MHz in /proc/cpuinfo)",
     )
     p.add_argument("--no-big-photo", action="store_true", help="skip the 12 MP photo")
     p.add_argument("--no-variants", action="store_true", help="skip the variants of ours")
@@ -383,11 +390,16 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Pa
     }
     cpus = available_cpus()
     paths = {"fp32": exported.raw, "end2end": exported.end2end}
-    if any(c.model == "int8" for c in configs):
-        say(f"{family}: INT8 QDQ quantization (export.quantize defaults)")
-        paths["int8"] = models.quantize_int8(
-            exported.raw, folder / f"{family}-int8.onnx", IMAGES, args.calibration_images
-        )
+    for kind, quantizer in (("int8", "onnxruntime"), ("int8_nncf", "nncf")):
+        if any(c.model == kind for c in configs):
+            say(f"{family}: INT8 QDQ quantization by {quantizer}")
+            paths[kind] = models.quantize_int8(
+                exported.raw,
+                folder / f"{family}-{kind}.onnx",
+                IMAGES,
+                args.calibration_images,
+                quantizer,
+            )
 
     in_process: dict[str, bare.BareRun] = {
         "bare": bare.BareRun(exported.raw, IMAGES, args.img_size, cpus),
@@ -491,6 +503,29 @@ def run_variants(exported: models.Exported, args: argparse.Namespace, cpus: int)
     return found
 
 
+def precision_of(run: dict) -> str:
+    """The precision a configuration's arithmetic runs in, for its compute bound."""
+    return "int8" if run["expected_ping"]["precision"] == "int8" else run["precision"]
+
+
+def add_efficiency(results: dict, args: argparse.Namespace) -> None:
+    """Every configuration's speed against the CPU's compute bound at its precision
+    (bench/compute_bound.py): at c=1 the bound over the p50, at c=4 over 1 / throughput."""
+    found = compute_bound.peak(results["machine"]["cpus_available"], ghz=args.cpu_ghz)
+    results["compute_bound"] = {p: found.how(p) for p in compute_bound.ELEMENT_BITS}
+    for m in results["models"].values():
+        gflops = m["size"]["gflops"] * (m["img_size"] / 640) ** 2
+        for run in m["configs"].values():
+            bound = found.bound_ms(gflops, precision_of(run))
+            c1 = goals.level(run["levels"], 1)
+            c4 = goals.level(run["levels"], goals.THROUGHPUT_LEVEL)
+            run["efficiency"] = {
+                "bound_ms": bound,
+                "c1": bound / c1["p50_ms"],
+                "c4": bound * c4["throughput_rps"] / 1000,
+            }
+
+
 def add_costs(results: dict, args: argparse.Namespace) -> None:
     """Every configuration's cost per million images at its throughput at c=4 (or nearest)."""
     scale = args.instance_vcpus / max(results["machine"]["cpus_available"], 1)
@@ -560,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     results["elapsed_s"] = time.monotonic() - started
     report.add_ratios(results)
     add_costs(results, args)
+    add_efficiency(results, args)
     results["goals"] = goals.evaluate(results)
     print(report.table(results))
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")

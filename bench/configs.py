@@ -9,13 +9,16 @@ speed figure is reported next to the accuracy of exactly that configuration.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 
 from serve.runtimes import BF16, DEFAULT_RUNTIME, FP32, INT8, RUNTIMES, RuntimeSpec, installed
 from serve.runtimes.precision import cpu_bf16, cpu_flags
 
 EXACT = "ours"  # the default configuration (onnxruntime FP32): what the others are judged against
-MODELS = ("fp32", "int8", "end2end")
+# int8: onnxruntime.quantization's export (the default); int8_nncf: NNCF's
+# (`--int8-runtime openvino --int8-quantizer nncf`), measured beside it on OpenVINO
+MODELS = ("fp32", "int8", "int8_nncf", "end2end")
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class Config:
     name: str
     runtime: str = DEFAULT_RUNTIME
     precision: str = FP32
-    model: str = "fp32"  # which export: fp32, int8 (QDQ) or end2end (NMS in the graph)
+    model: str = "fp32"  # which export (MODELS): fp32, int8 / int8_nncf (QDQ), end2end (NMS inside)
     intra_op: int | None = None  # None: the server's default (every CPU)
     inter_op: int = 1
     what: str = ""
@@ -44,7 +47,7 @@ class Config:
 
     def expect(self) -> dict[str, str]:
         """What /ping must answer for this configuration."""
-        model_precision = INT8 if self.model == "int8" else self.precision
+        model_precision = INT8 if self.model.startswith("int8") else self.precision
         return {
             "runtime": self.runtime,
             "precision": model_precision,
@@ -87,6 +90,19 @@ def runtime_configs(spec: RuntimeSpec) -> tuple[Config, ...]:
             what=f"{title} on the INT8 QDQ export",
             families=BOTH,
         ),
+        *(
+            (
+                Config(
+                    f"{name}_int8_nncf",
+                    spec.name,
+                    model="int8_nncf",
+                    what=f"{title} on the NNCF INT8 export (--int8-quantizer nncf)",
+                    families=BOTH,
+                ),
+            )
+            if spec.name == "openvino"  # NNCF's graphs run slower than float on onnxruntime
+            else ()
+        ),
         *bf16_intra_op_1,
         Config(
             f"{name}_int8_intra_op_1",
@@ -119,6 +135,8 @@ def why_not(config: Config, flags: frozenset[str]) -> str | None:
     spec = RUNTIMES[config.runtime]
     if not installed(spec):
         return f"{spec.module} is not installed (pip install -r {spec.requirements})"
+    if config.model == "int8_nncf" and importlib.util.find_spec("nncf") is None:
+        return "nncf is not installed (pip install -r requirements-export.txt)"
     if config.precision == BF16 and cpu_bf16(flags) is None:
         return "the CPU has no bf16 instructions (avx512_bf16 or amx_bf16)"
     return None

@@ -1,24 +1,39 @@
-"""Issue 12's goals, from one run: each a measured ratio against its target, met or missed.
+"""Issue 27's goals (INT8 at the published ratio), from one run: each a measured ratio against its
+target, met or missed.
 
-- yolov7-tiny, c=1: the fastest accurate configuration's p50 over HTTP <= 0.70x bare onnxruntime
-  FP32 session.run's p50 (measured in the same windows).
-- c=4 throughput of the best accurate configuration >= 4x PyTorch + FastAPI's (yolov7-tiny),
-  >= 3x (yolov7).
+- c=1: the fastest accurate configuration's p50 over HTTP <= 0.35x bare onnxruntime FP32
+  session.run's p50 (measured in the same windows): the published recipe's 2.8-2.9x, inverted.
+  For yolov7-tiny and yolov7, both at 640.
+- c=4 throughput of the best accurate configuration >= 5x PyTorch + FastAPI's (both models).
+- that fastest configuration's agreement with FP32 >= 0.97, and its precision and recall within
+  0.01 of FP32's, on the bundled shapes model (the only trained weights here; yolov7's rows carry
+  the verdict of the same configuration on it).
 - yolov7-tiny: the slowest cold start of any configuration (the median of its starts, each
   server alone: process start -> first /ping 200) < 1 s (issue 12's must-not-regress).
 "Accurate" is bench/accuracy.py's verdict for the configuration on the bundled shapes model
 (precision and recall within 0.01 of FP32, agreement with FP32 >= 0.97); a configuration whose
 accuracy was not measured does not count. Beside each throughput ratio: the same comparison as
-CPU time per request (PyTorch's over ours), the steadier figure on a machine shared with others.
+CPU time per request (PyTorch's over ours), the steadier figure on a machine shared with others;
+beside each speed, its efficiency against the CPU's compute bound (bench/compute_bound.py).
+The published anchor (PUBLISHED) is printed beside them, labelled: it was not measured here.
 """
 
 from __future__ import annotations
 
-P50_TARGET = 0.70
+P50_TARGET = 0.35
 COLD_START_TARGET_S = 1.0
-THROUGHPUT_TARGETS = {"yolov7-tiny": 4.0, "yolov7": 3.0}
-LATENCY_FAMILY = "yolov7-tiny"
+THROUGHPUT_TARGETS = {"yolov7-tiny": 5.0, "yolov7": 5.0}
+MIN_AGREEMENT = 0.97
+MAX_PR_LOSS = 0.01
+LATENCY_FAMILY = "yolov7-tiny"  # the cold-start bar is this model's
 THROUGHPUT_LEVEL = 4
+# Intel's OpenVINO yolov7 notebook (NNCF post-training quantization on 300 COCO images), as issue
+# 27 quotes it: published, not measured here.
+PUBLISHED = (
+    "published (OpenVINO's yolov7 notebook, NNCF PTQ on 300 COCO images; not measured here): "
+    "yolov7-tiny at 640, INT8 272-286 FPS vs FP32 96-97 FPS = 2.8-2.9x (0.34-0.36x the time), "
+    "mAP@.5:.95 0.359 -> 0.353"
+)
 
 
 def level(runs: list[dict], concurrency: int) -> dict:
@@ -45,21 +60,28 @@ def evaluate(results: dict) -> list[dict]:
         candidates = accurate_configs(m, accuracy)
         if not candidates:
             continue
-        if family == LATENCY_FAMILY:
-            c1 = {name: level(run["levels"], 1) for name, run in candidates.items()}
-            best = min(c1, key=lambda name: c1[name]["p50_ms"])
-            ratio = c1[best]["p50_ms"] / m["bare"]["p50_ms"]
-            goals.append(
-                {
-                    "model": family,
-                    "goal": "fastest accurate p50 over HTTP (c=1) / bare onnxruntime FP32 p50",
-                    "config": best,
-                    "measured": ratio,
-                    "detail": f"{c1[best]['p50_ms']:.1f} / {m['bare']['p50_ms']:.1f} ms",
-                    "target": f"<= {P50_TARGET:g}",
-                    "met": ratio <= P50_TARGET,
-                }
-            )
+        c1 = {name: level(run["levels"], 1) for name, run in candidates.items()}
+        best = min(c1, key=lambda name: c1[name]["p50_ms"])
+        ratio = c1[best]["p50_ms"] / m["bare"]["p50_ms"]
+        efficiency = m["configs"][best].get("efficiency", {})
+        goals.append(
+            {
+                "model": family,
+                "goal": "fastest accurate p50 over HTTP (c=1) / bare onnxruntime FP32 p50",
+                "config": best,
+                "measured": ratio,
+                "detail": f"{c1[best]['p50_ms']:.1f} / {m['bare']['p50_ms']:.1f} ms"
+                + (
+                    f"; {efficiency['c1']:.0%} of the compute bound's {efficiency['bound_ms']:.1f}"
+                    " ms"
+                    if efficiency
+                    else ""
+                ),
+                "target": f"<= {P50_TARGET:g}",
+                "met": ratio <= P50_TARGET,
+            }
+        )
+        goals += accuracy_goals(family, best, accuracy)
         torch_run = level(m["pytorch_fastapi"]["levels"], THROUGHPUT_LEVEL)
         c4 = {name: level(run["levels"], THROUGHPUT_LEVEL) for name, run in candidates.items()}
         best = max(c4, key=lambda name: c4[name]["throughput_rps"])
@@ -82,6 +104,38 @@ def evaluate(results: dict) -> list[dict]:
             }
         )
     return goals
+
+
+def accuracy_goals(family: str, config: str, accuracy: dict) -> list[dict]:
+    """The fastest configuration's agreement with FP32 and its precision and recall against
+    FP32's, on the shapes model (bench/accuracy.py)."""
+    verdicts = accuracy.get("configurations", {})
+    found, exact = verdicts.get(config), verdicts.get("ours")
+    if not found or not exact:
+        return []
+    loss = max(abs(found["precision"] - exact["precision"]), abs(found["recall"] - exact["recall"]))
+    return [
+        {
+            "model": family,
+            "goal": "its agreement with FP32 (shapes model)",
+            "config": config,
+            "measured": found["agreement"],
+            "detail": f"{found['matched']}/{found['fp32_detections']} FP32 detections, "
+            f"{found['extra']} extra",
+            "target": f">= {MIN_AGREEMENT:g}",
+            "met": found["agreement"] >= MIN_AGREEMENT,
+        },
+        {
+            "model": family,
+            "goal": "its precision and recall: largest |diff| from FP32 (shapes model)",
+            "config": config,
+            "measured": loss,
+            "detail": f"P {found['precision']:.3f} vs {exact['precision']:.3f}, "
+            f"R {found['recall']:.3f} vs {exact['recall']:.3f}",
+            "target": f"<= {MAX_PR_LOSS:g}",
+            "met": loss <= MAX_PR_LOSS,
+        },
+    ]
 
 
 def cold_start_goal(family: str, model: dict) -> dict | None:

@@ -81,21 +81,24 @@ def size_of(checkpoint: Path, img_size: int) -> dict[str, float]:
     return {**measured, **{f"official_{k}": v for k, v in official.items()}}
 
 
-def quantize_int8(model: Path, output: Path, photos: list[Path], count: int) -> Path:
-    """The INT8 QDQ model `python -m export --precision int8` writes (export.quantize, its
-    defaults), for a random-weight model: the export CLI refuses to write one, since with random
-    weights the FP32 model finds nothing on the held-out images to agree with. Speed does not
-    depend on the weights; accuracy is measured on the bundled model through the CLI itself
-    (bench/accuracy.py). Calibrated on `count` images: the photos and generated shapes."""
+def quantize_int8(
+    model: Path, output: Path, photos: list[Path], count: int, quantizer: str = "onnxruntime"
+) -> Path:
+    """The INT8 QDQ model `python -m export --precision int8 --int8-quantizer QUANTIZER` writes
+    (export.quantize: onnxruntime's defaults, or NNCF's), for a random-weight model: the export CLI
+    refuses to write one, since with random weights the FP32 model finds nothing on the held-out
+    images to agree with. Speed does not depend on the weights; accuracy is measured on the bundled
+    model through the CLI itself (bench/accuracy.py). Calibrated on `count` images: the photos and
+    generated shapes."""
     from export.calibration import load_tensors
-    from export.quantize import QuantSettings, quantize
+    from export.quantize import NNCF, QuantSettings, quantize
 
     source = onnx.load(str(model))
     img_size = int(source.graph.input[0].type.tensor_type.shape.dim[2].dim_value)
     images = output.parent / f"{output.stem}-calibration"
     write_calibration_images(images, count, seed=7, photos=photos)
     tensors = load_tensors(sorted(images.iterdir()), img_size, 1)
-    quantized, _ = quantize(source, tensors, QuantSettings())
+    quantized, _ = quantize(source, tensors, NNCF if quantizer == "nncf" else QuantSettings())
     metadata = {p.key: p.value for p in source.metadata_props}  # serve reads names, layout, size
     metadata["precision"] = "int8"
     set_metadata(quantized, metadata)

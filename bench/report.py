@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 
 from bench import decoding
+from bench.goals import PUBLISHED
 
 RATIO_LEVEL = 4  # throughput is compared at this concurrency (or the nearest one measured)
 
@@ -199,7 +200,8 @@ def _side_by_side(results: dict) -> list[str]:
             f"(bare onnxruntime FP32 p50 {m['bare']['p50_ms']:.1f} ms; cold s: median of "
             f"{len(m['ours'].get('cold_starts_s', []))} starts, each server alone):",
             f"  {'configuration':<20}{'p50 c=1':>9}{'/bare':>7}{'req/s c=4':>10}{'CPUms/rq':>9}"
-            f"{'$/M img':>9}{'cold s':>7}{'agree':>7}{'P':>7}{'R':>7}{'shift px':>9}  accurate",
+            f"{'$/M img':>9}{'cold s':>7}{'eff1':>6}{'eff4':>6}{'agree':>7}{'P':>7}{'R':>7}"
+            f"{'shift px':>9}  accurate",
         ]
         for name, run in [*m["configs"].items(), ("pytorch_fastapi", m["pytorch_fastapi"])]:
             c1, c4 = _level(run["levels"], 1), _level(run["levels"], RATIO_LEVEL)
@@ -211,12 +213,14 @@ def _side_by_side(results: dict) -> list[str]:
                 else f"{'-':>7}{'-':>7}{'-':>7}{'-':>9}  not measured"
             )
             at = "" if c4["concurrency"] == RATIO_LEVEL else f" (c={c4['concurrency']})"
+            eff = run.get("efficiency")
+            efficiency = f"{eff['c1']:6.0%}{eff['c4']:6.0%}" if eff else f"{'-':>6}{'-':>6}"
             lines.append(
                 f"  {name:<20}{c1.get('p50_ms', float('nan')):9.1f}"
                 f"{c1.get('p50_ms', float('nan')) / m['bare']['p50_ms']:7.2f}"
                 f"{c4['throughput_rps']:10.2f}{c4['cpu_ms_per_request']:9.0f}"
                 f"{run.get('usd_per_million', float('nan')):9.3f}"
-                f"{run.get('cold_start_s', float('nan')):7.2f}{accuracy}{at}"
+                f"{run.get('cold_start_s', float('nan')):7.2f}{efficiency}{accuracy}{at}"
             )
         for name, run in m["configs"].items():
             settled, cold = run.get("settled_s"), run.get("cold_start_s")
@@ -230,7 +234,15 @@ def _side_by_side(results: dict) -> list[str]:
             lines.append(
                 "  not run here: " + "; ".join(f"{k}: {v}" for k, v in m["skipped"].items())
             )
-    lines += ["", "goals of issue 12 (ratios from this run):"]
+    bound = results.get("compute_bound")
+    if bound:
+        lines += [
+            "",
+            "eff1, eff4: the compute bound (the model's GFLOPs over the CPU's peak at the "
+            "configuration's precision; derived, not measured) over the p50 at c=1 and over "
+            "1 / throughput at c=4; peaks: " + "; ".join(bound.values()),
+        ]
+    lines += ["", "goals of issue 27 (ratios from this run):"]
     for g in results.get("goals", []):
         lines.append(
             f"  {g['model']:<12} {g['goal']:<70} {g['config']:<20} {g['measured']:6.2f} "
@@ -238,6 +250,7 @@ def _side_by_side(results: dict) -> list[str]:
         )
     if not results.get("goals"):
         lines.append("  none evaluated: no configuration was both measured and accurate")
+    lines.append(f"  {PUBLISHED}")
     return lines
 
 

@@ -10,13 +10,16 @@ For a pose model a pair also needs its keypoints to agree: the mean distance bet
 models' keypoints, over the reference's size (the square root of its box area), at most
 MAX_KEYPOINT_SHIFT; a pair over it is not matched (counted in `keypoint_mismatches`).
 Speed is session.run's p50 for both models measured in one run, interleaved image by image (the
-order alternating), with the server's session options, so machine noise hits both alike.
+order alternating), with the server's session options, so machine noise hits both alike. A
+candidate made for OpenVINO (`--int8-runtime openvino`) is run, and so judged and timed, by
+OpenVINO compiled as serve/runtimes/openvino.py compiles it; the reference stays onnxruntime FP32.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,10 +92,41 @@ def server_session(model: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def _run(session: ort.InferenceSession, tensor: np.ndarray) -> tuple[np.ndarray, float]:
+Runner = Callable[[np.ndarray], np.ndarray]  # one inference: input tensor -> the first output
+
+
+def onnxruntime_runner(model: bytes) -> Runner:
+    session = server_session(model)
     name = session.get_inputs()[0].name
+    return lambda tensor: session.run(None, {name: tensor})[0]
+
+
+def openvino_runner(model: bytes | str) -> Runner:
+    """OpenVINO compiled as the server compiles an INT8 export alone (SERVE_PRECISION fp32: the
+    float parts in f32, where the plugin would pick bf16 on a bf16 CPU; latency hint, one
+    stream, every CPU, threads not pinned); the import is here: openvino is optional. `model`:
+    ONNX bytes, or the path of a model file OpenVINO reads (its IR, for bench.quantization)."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {
+        "INFERENCE_PRECISION_HINT": "f32",
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+        "INFERENCE_NUM_THREADS": available_cpus(),
+        "ENABLE_CPU_PINNING": False,
+    }
+    read = core.read_model(model) if isinstance(model, str) else core.read_model(model, b"")
+    request = core.compile_model(read, "CPU", config).create_infer_request()
+    return lambda tensor: np.array(request.infer({0: tensor})[0])
+
+
+RUNNERS = {"onnxruntime": onnxruntime_runner, "openvino": openvino_runner}
+
+
+def _run(runner: Runner, tensor: np.ndarray) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
-    output = session.run(None, {name: tensor})[0]
+    output = runner(tensor)
     return output, (time.perf_counter() - start) * 1000
 
 
@@ -154,19 +188,23 @@ def match_detections(reference: np.ndarray, candidate: np.ndarray) -> list[tuple
 
 def measure(
     reference_model: bytes,
-    candidate_model: bytes,
+    candidate_model: bytes | str,
     images: list[np.ndarray],
     img_size: int,
     nkpt: int = 0,
+    candidate_runtime: str = "onnxruntime",
 ) -> Agreement:
-    """Compare the candidate with the reference on BGR images (the held-out ones); a pose model
-    (nkpt keypoints) is judged on its keypoints too."""
-    reference, candidate = server_session(reference_model), server_session(candidate_model)
-    batch = reference.get_inputs()[0].shape[0]
+    """Compare the candidate (run by `candidate_runtime`) with the reference (onnxruntime) on BGR
+    images (the held-out ones); a pose model (nkpt keypoints) is judged on its keypoints too."""
+    session = server_session(reference_model)
+    batch = session.get_inputs()[0].shape[0]
     batch = batch if isinstance(batch, int) and batch > 0 else 1
+    name = session.get_inputs()[0].name
+    reference: Runner = lambda tensor: session.run(None, {name: tensor})[0]  # noqa: E731
+    candidate = RUNNERS[candidate_runtime](candidate_model)
     tensors = [np.repeat(to_tensor(letterbox(im, img_size)), batch, axis=0) for im in images]
-    for session in (reference, candidate):  # first runs allocate; keep them out of the timing
-        _run(session, tensors[0])
+    for runner in (reference, candidate):  # first runs allocate; keep them out of the timing
+        _run(runner, tensors[0])
 
     times: dict[int, list[float]] = {0: [], 1: []}
     outputs: dict[int, list[np.ndarray]] = {0: [], 1: []}

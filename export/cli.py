@@ -78,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
         "to measure agreement with FP32",
     )
     p.add_argument(
+        "--int8-runtime",
+        choices=("onnxruntime", "openvino"),
+        default="onnxruntime",
+        help="int8: the runtime that will serve the model; agreement with FP32 is judged with "
+        "the INT8 model run by it",
+    )
+    p.add_argument(
+        "--int8-quantizer",
+        choices=("onnxruntime", "nncf"),
+        default=None,
+        help="int8: the quantizer (default: the one measured best for --int8-runtime, "
+        "onnxruntime.quantization for both today; nncf: NNCF's post-training quantization)",
+    )
+    p.add_argument(
         "--accept-accuracy-loss",
         action="store_true",
         help=f"write the int8 model even when its agreement with FP32 is under {MIN_AGREEMENT}",
@@ -103,6 +117,8 @@ class Options:
     precision: str = "fp32"
     calibration: Path | None = None
     accept_accuracy_loss: bool = False
+    int8_runtime: str = "onnxruntime"
+    int8_quantizer: str | None = None  # None: FOR_RUNTIME[int8_runtime]
     min_agreement: float = MIN_AGREEMENT  # not a CLI option: the bar is the product's
 
 
@@ -125,6 +141,10 @@ def validate(args: argparse.Namespace) -> Options:
         raise ExportError("--calibration is only for --precision int8")
     if args.precision != "int8" and args.accept_accuracy_loss:
         raise ExportError("--accept-accuracy-loss is only for --precision int8")
+    if args.precision != "int8" and args.int8_runtime != "onnxruntime":
+        raise ExportError("--int8-runtime is only for --precision int8")
+    if args.precision != "int8" and args.int8_quantizer is not None:
+        raise ExportError("--int8-quantizer is only for --precision int8")
     return Options(
         weights=args.weights,
         output=args.output,
@@ -139,6 +159,8 @@ def validate(args: argparse.Namespace) -> Options:
         precision=args.precision,
         calibration=args.calibration,
         accept_accuracy_loss=args.accept_accuracy_loss,
+        int8_runtime=args.int8_runtime,
+        int8_quantizer=args.int8_quantizer,
         min_agreement=MIN_AGREEMENT,
     )
 
@@ -193,6 +215,8 @@ def run(options: Options, log=print) -> str:
     nkpt = int(head.nkpt) if isinstance(head, IKeypoint) else 0
     image = load_image(options.verify_image)  # fail on a bad image before the slow steps
     split = split_images(options.calibration) if options.precision == "int8" else None
+    if split is not None:
+        _need_int8_tools(options)
 
     reference = copy.deepcopy(net)  # the unfused model: verification covers fusing and export
     fused = fuse_model(net)
@@ -306,12 +330,20 @@ def _quantize(
     model's agreement with FP32 on the held-out images is under the bar (and not accepted)."""
     from export.agreement import MATCH_IOU, MAX_KEYPOINT_SHIFT, measure
     from export.calibration import load_tensors, read_image
-    from export.quantize import QuantSettings, quantize
+    from export.quantize import FOR_RUNTIME, NNCF, QuantSettings, quantize
 
-    settings = QuantSettings()
+    chosen = {"nncf": NNCF, "onnxruntime": QuantSettings()}
+    settings = chosen.get(options.int8_quantizer or "", FOR_RUNTIME[options.int8_runtime])
     int8, float_nodes = quantize(model, load_tensors(split.calibration, img_size, batch), settings)
     held_out = [read_image(path) for path in split.holdout]
-    result = measure(model.SerializeToString(), int8.SerializeToString(), held_out, img_size, nkpt)
+    result = measure(
+        model.SerializeToString(),
+        int8.SerializeToString(),
+        held_out,
+        img_size,
+        nkpt,
+        candidate_runtime=options.int8_runtime,
+    )
     if result.reference == 0:
         raise ExportError(
             f"the FP32 model finds nothing on the {len(held_out)} held-out images of "
@@ -332,10 +364,22 @@ def _quantize(
     metadata = {
         "quantization": {
             "format": "QDQ",
-            "activation_type": settings.activation_type,
-            "weight_type": settings.weight_type,
-            "per_channel": settings.per_channel,
-            "calibration": settings.calibration,
+            "quantizer": settings.quantizer,
+            "for_runtime": options.int8_runtime,
+            **(
+                {
+                    "preset": settings.preset,
+                    "fast_bias_correction": settings.fast_bias_correction,
+                }
+                if settings.quantizer == "nncf"
+                else {
+                    "activation_type": settings.activation_type,
+                    "weight_type": settings.weight_type,
+                    "per_channel": settings.per_channel,
+                    "calibration": settings.calibration,
+                }
+            ),
+            "keep_float": settings.keep_float,
             "calibration_images": len(split.calibration),
             "float_nodes": len(float_nodes),
         },
@@ -367,8 +411,30 @@ def _quantize(
         },
     }
     lines = [
-        f"  precision      int8, {settings.describe()}, {len(split.calibration)} calibration "
-        f"images; head + decode float ({len(float_nodes)} nodes)",
-        f"  vs FP32        {result.line()}",
+        f"  precision      int8 for {options.int8_runtime}, {settings.describe()}, "
+        f"{len(split.calibration)} calibration images; "
+        f"{'head + decode' if settings.keep_float == 'head' else 'decode'} float "
+        f"({len(float_nodes)} nodes)",
+        f"  vs FP32        {result.line()}"
+        + (
+            " (INT8 on OpenVINO, FP32 on onnxruntime)" if options.int8_runtime == "openvino" else ""
+        ),
     ]
     return int8, metadata, lines
+
+
+def _need_int8_tools(options: Options) -> None:
+    """NNCF quantizes (`--int8-quantizer nncf`), OpenVINO judges (`--int8-runtime openvino`):
+    refuse early, in one line, where a package is missing (before the slow steps)."""
+    import importlib.util
+
+    needs = [("openvino", "--int8-runtime openvino", "openvino")]
+    needs = needs if options.int8_runtime == "openvino" else []
+    if options.int8_quantizer == "nncf":
+        needs.append(("nncf", "--int8-quantizer nncf", "export"))
+    for module, option, requirements in needs:
+        if importlib.util.find_spec(module) is None:
+            raise ExportError(
+                f"{option} needs the {module} package "
+                f"(pip install -r requirements-{requirements}.txt)"
+            )

@@ -16,6 +16,10 @@ INT8 model timed interleaved with FP32 in one run; figures and CPU in the README
   which every int8 kernel and runtime handles, wins.
 - MinMax calibration: Entropy and Percentile gave the same agreement (1.000) and box shifts
   within 0.05 px of it, but took 6-14x longer to calibrate (34-83 s against 6 s on 150 images).
+
+Those are onnxruntime's settings. A model meant for OpenVINO (`--int8-runtime openvino`,
+FOR_RUNTIME) is quantized by NNCF instead (export/quantize_nncf.py; issue 27, docs/bench.md
+"INT8 quantizers"), with the same float tail.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from export.errors import ExportError
 
 ACTIVATION_TYPES = ("QUInt8", "QInt8")
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
+QUANTIZERS = ("onnxruntime", "nncf")
+KEEP_FLOAT = ("head", "decode")  # the head's convolutions and the decode, or only the decode
 
 
 @dataclass(frozen=True)
@@ -45,16 +51,37 @@ class QuantSettings:
     weight_type: str = "QInt8"
     per_channel: bool = False
     calibration: str = "MinMax"
+    quantizer: str = "onnxruntime"  # or "nncf" (export/quantize_nncf.py): its own QDQ placement
+    keep_float: str = "head"
+    preset: str = "performance"  # nncf only: symmetric activations; "mixed": asymmetric
+    fast_bias_correction: bool = True  # nncf only
 
     def describe(self) -> str:
+        if self.quantizer == "nncf":
+            return (
+                f"NNCF QDQ {self.preset}"
+                f"{' fast-bias-correction' if self.fast_bias_correction else ''}, "
+                f"{self.keep_float} float"
+            )
         short = {"QUInt8": "U8", "QInt8": "S8"}
         return (
             f"QDQ {short[self.activation_type]}{short[self.weight_type]} "
             f"{'per-channel' if self.per_channel else 'per-tensor'} {self.calibration}"
+            + ("" if self.keep_float == "head" else f", {self.keep_float} float")
         )
 
 
-def float_tail(model: onnx.ModelProto) -> list[str]:
+# The quantizer per serving runtime, by measurement (`python -m bench.quantization`, docs/bench.md
+# "INT8 quantizers"): onnxruntime's for both. NNCF's ONNX graph ran slower than FP32 on
+# onnxruntime (its symmetric int8 activations miss the u8 x s8 kernels) and, on OpenVINO, no
+# faster than onnxruntime's graph for yolov7-tiny (0.38x against 0.40x bare FP32) and much slower
+# for yolov7 (0.59x against 0.31x), with boxes moved ~3 px by OpenVINO's execution of it. NNCF
+# stays selectable (`--int8-quantizer nncf`: NNCF below) for a CPU where it measures better.
+FOR_RUNTIME = {"onnxruntime": QuantSettings(), "openvino": QuantSettings()}
+NNCF = QuantSettings(quantizer="nncf")
+
+
+def float_tail(model: onnx.ModelProto, keep_float: str = "head") -> list[str]:
     """Names of the nodes that stay float: the last convolutions (those with no convolution after
     them: the detect head's 1x1 convs) and every node downstream of them (the decode, and the NMS
     tail of an end2end graph)."""
@@ -86,6 +113,9 @@ def float_tail(model: onnx.ModelProto) -> list[str]:
         raise ExportError("cannot find the detect head in the graph (no final convolution)")
     if any(not name for name in tail):
         raise ExportError("the graph has unnamed nodes after the head; cannot keep them float")
+    if keep_float == "decode":  # the head's convolutions quantized too
+        convs = {n.name for n in model.graph.node if n.op_type == "Conv"}
+        return [name for name in tail if name not in convs]
     return list(tail)
 
 
@@ -112,15 +142,19 @@ def quantize(
         raise ExportError(f"activation type must be one of {ACTIVATION_TYPES}")
     if settings.calibration not in CALIBRATION_METHODS:
         raise ExportError(f"calibration method must be one of {CALIBRATION_METHODS}")
+    if settings.quantizer not in QUANTIZERS or settings.keep_float not in KEEP_FLOAT:
+        raise ExportError(f"quantizer must be one of {QUANTIZERS}, keep_float one of {KEEP_FLOAT}")
     if not tensors:
         raise ExportError("no calibration images")
     dims = model.graph.input[0].type.tensor_type.shape.dim
     symbolic_batch = not dims[0].HasField("dim_value")
     try:
+        if settings.quantizer == "nncf":
+            return _quantize_nncf(model, tensors, settings)
         return _quantize(model, tensors, settings, symbolic_batch)
     except ExportError:
         raise
-    except Exception as exc:  # onnxruntime.quantization raises bare Exceptions, among others
+    except Exception as exc:  # onnxruntime.quantization and NNCF raise bare ones, among others
         message = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ExportError(f"INT8 quantization failed: {message}; nothing was written") from None
 
@@ -147,7 +181,7 @@ def _quantize(
         source.write_bytes(model.SerializeToString())
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=symbolic_batch)
         prepared_model = onnx.load(str(prepared))
-        kept_float = float_tail(prepared_model)
+        kept_float = float_tail(prepared_model, settings.keep_float)
         quantize_static(
             str(prepared),
             str(quantized),
@@ -160,6 +194,20 @@ def _quantize(
             calibrate_method=getattr(CalibrationMethod, settings.calibration),
         )
         result = onnx.load(str(quantized))
+    check_quantized(result)
+    return result, kept_float
+
+
+def _quantize_nncf(
+    model: onnx.ModelProto, tensors: list[np.ndarray], settings: QuantSettings
+) -> tuple[onnx.ModelProto, list[str]]:
+    from export.quantize_nncf import quantize_nncf
+
+    kept_float = float_tail(model, settings.keep_float)
+    with _quiet():
+        result = quantize_nncf(
+            model, tensors, settings.preset, kept_float, settings.fast_bias_correction
+        )
     check_quantized(result)
     return result, kept_float
 

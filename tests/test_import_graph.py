@@ -158,6 +158,26 @@ def test_deploy_imports_only_downwards():
     assert not wrong, "\n".join(wrong)
 
 
+def test_serve_never_reaches_an_export_only_package():
+    """NNCF (and torch) are export's: requirements-export.txt, never the serving image. No serve
+    module imports them, directly or through a project module it imports (function level too)."""
+    edges, modules = graph(), project_modules()
+    reached, stack = set(), [m for m in modules if under(m, "serve")]
+    while stack:
+        module = stack.pop()
+        if module not in reached:
+            reached.add(module)
+            stack += edges[module]
+    wrong = sorted(
+        f"{module} imports {name}"
+        for module in reached
+        for name in imported_names(modules[module], module)
+        if under(name, "nncf", "torch")
+    )
+    assert not wrong, "\n".join(wrong)
+    assert "export.quantize_nncf" not in reached
+
+
 def test_the_graph_sees_function_level_and_relative_imports(tmp_path, monkeypatch):
     """The checker itself: a cycle closed by a function-level import is found."""
     package = tmp_path / "pkg"

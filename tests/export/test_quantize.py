@@ -94,11 +94,13 @@ def test_summary_prints_the_int8_figures_like_the_pytorch_line(exported):
     assert any(line.startswith("  vs PyTorch ") for line in lines)
 
 
-def served_tally(model: Path, images: list[tuple[np.ndarray, list]]) -> Tally:
+def served_tally(
+    model: Path, images: list[tuple[np.ndarray, list]], env: dict[str, str] | None = None
+) -> Tally:
     import urllib.request
 
     total = Tally()
-    with local_server(model) as server:
+    with local_server(model, env) as server:
         for image, shapes in images:
             ok, png = cv2.imencode(".png", image)
             assert ok
@@ -197,6 +199,8 @@ def test_bad_calibration_input_is_one_line_and_exit_2(make, expected, capsys, tm
         (["--calibration", "samples"], "--calibration is only for --precision int8"),
         (["--precision", "int8"], "needs --calibration"),
         (["--accept-accuracy-loss"], "only for --precision int8"),
+        (["--int8-runtime", "openvino"], "--int8-runtime is only for --precision int8"),
+        (["--int8-quantizer", "nncf"], "--int8-quantizer is only for --precision int8"),
         (["--precision", "int4"], "invalid choice"),
     ],
 )
