@@ -93,3 +93,15 @@ class InternalError(falcon.HTTPInternalServerError):
             title="Internal error",
             description=f"internal error; quote request id {request_id} when reporting it",
         )
+
+
+class UnreadableVideo(falcon.HTTPBadRequest):
+    def __init__(self, why: str) -> None:
+        super().__init__(title="Unreadable video", description=why)
+
+
+class VideoTooLong(falcon.HTTPContentTooLarge):
+    """A clip refused before its frames are computed: too many frames, or too slow to finish."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(title="Video too long", description=why)
