@@ -159,6 +159,7 @@ def open_clip(path: Path, head: bytes, max_pixels: int) -> tuple[Any, ClipInfo]:
     if not capture.isOpened():
         capture.release()
         raise UnreadableVideo(_why_unopened(path, fmt))
+    # The size as shown: OpenCV applies rotation metadata to the frames and to these.
     width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
     height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     if width <= 0 or height <= 0:
@@ -167,8 +168,6 @@ def open_clip(path: Path, head: bytes, max_pixels: int) -> tuple[Any, ClipInfo]:
     if width * height > max_pixels:
         capture.release()
         raise ImageTooLarge(width, height, max_pixels)
-    if capture.get(cv2.CAP_PROP_ORIENTATION_META) in (90, 270):  # frames come rotated
-        width, height = height, width
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = fps if math.isfinite(fps) and fps > 0 else 0.0
     count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
