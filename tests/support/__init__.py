@@ -9,5 +9,6 @@
 - containers.py: the container tests' samples, request, port and tool checks.
 - aws.py: moto's server (the `moto_url` and `moto` fixtures, a plugin) and deploy's helpers.
 - async_sagemaker.py: SageMaker's part of asynchronous inference, played inside moto's server.
+- video.py: clips of moving shapes with their true boxes (reliability/video_clips.py: the odd ones).
 - reliability.py: the reliability servers' settings, a server's port, a soak run.
 """
