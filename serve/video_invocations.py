@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import falcon
 
 from serve.admission import Admission, Refused
 from serve.answer import detection_list
 from serve.config import REALTIME_VIDEO_SECONDS, Settings
-from serve.detector import Detector
+from serve.detector import Detections, Detector
 from serve.errors import (
     BodyTooLarge,
     EmptyBody,
@@ -42,6 +44,7 @@ from serve.video import (
 )
 from serve.video import (
     ClipInfo,
+    Frame,
     FrameReader,
     VideoOptions,
     container,
@@ -63,11 +66,24 @@ _SUFFIX = {"MP4": ".mp4", "AVI": ".avi", "Matroska": ".mkv"}
 
 @dataclass
 class Tally:
-    """What the frames computed so far add up to."""
+    """What the frames computed so far add up to; each frame's record is written to the answer
+    file as it comes (JSON: comma-separated inside the "frames" array; JSON Lines: a line each),
+    so that the answer, like the frames, never has to be held in memory."""
 
-    frames: list[dict[str, Any]] = field(default_factory=list)
+    out: IO[str] | None = None
+    jsonlines: bool = False
+    frames: int = 0
     detections: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+
+    def add_frame(self, record: dict[str, Any]) -> None:
+        if self.out is not None:
+            text = json.dumps(record)
+            if self.jsonlines:
+                self.out.write(text + "\n")
+            else:
+                self.out.write(("," if self.frames else "") + text)
+        self.frames += 1
 
     def add_timings(self, timings: dict[str, float]) -> None:
         for key, value in timings.items():
@@ -138,14 +154,26 @@ class VideoInvocations:
                 with self._scratch.file(".mp4") as out:
                     label = self._detector.model_info.label
                     writer = AnnotatedClip(out, _output_fps(clip_info, selection), label)
+                    tally = Tally()
                     try:
-                        tally = self._run(req, reader, clip_info, options, selected, done, writer)
+                        self._run(req, reader, options, selected, done, tally, writer)
                     finally:
                         writer.close()
-                    self._answer_clip(resp, out, tally, reader, clip_info)
+                    self._answer_clip(resp, out, tally, reader)
             else:
-                tally = self._run(req, reader, clip_info, options, selected, done, None)
-                self._answer_json(resp, answer_type, tally, reader, clip_info, started)
+                with self._scratch.file(".json") as path:
+                    with open(path, "w", encoding="utf-8") as out:
+                        if answer_type == JSON:
+                            out.write('{"frames": [')
+                        tally = Tally(out, answer_type == JSONLINES)
+                        self._run(req, reader, options, selected, done, tally, None)
+                        summary = self._summary(tally, reader, clip_info, started)
+                        if answer_type == JSON:
+                            out.write("], " + json.dumps(summary)[1:])
+                        else:
+                            out.write(json.dumps({"summary": summary}) + "\n")
+                    _send_file(resp, path, answer_type)
+                _attributes(resp, tally, reader)
         finally:
             reader.close()
 
@@ -153,63 +181,51 @@ class VideoInvocations:
         self,
         req: falcon.Request,
         reader: FrameReader,
-        clip_info: ClipInfo,
         options: Options,
         selected: int | None,
         done: list[int],
+        tally: Tally,
         writer: AnnotatedClip | None,
-    ) -> Tally:
-        detector, label = self._detector, self._detector.model_info.label
-        gone = req.env.get("waitress.client_disconnected") or _connected
-        tally = Tally()
-        started = waited = time.perf_counter()
-        for frame in reader:
-            tally.add_timings({"decode": (time.perf_counter() - waited) * 1000})
-            size = (frame.pixels.shape[1], frame.pixels.shape[0])
-            result = detector.detect(frame.pixels, options, 1, size)
-            tally.add_timings(result.timings_ms)
-            tally.detections += len(result)
-            if writer is not None:
-                writer.add(frame.pixels, result)
-            tally.frames.append(
-                {
-                    "frame": frame.index,
-                    "time": round(frame.time, 3),
-                    "detections": detection_list(result, label),
-                }
-            )
-            done[0] += 1
-            elapsed = time.perf_counter() - started
-            if done[0] == PROBE_FRAMES and self.seconds_per_frame is None:
-                self._check_time(selected, elapsed / done[0])
-            if elapsed > self._seconds:
-                reader.ending.incomplete = (
-                    f"stopped at the time budget ({self._seconds:g} s, SERVE_VIDEO_SECONDS) after "
-                    f"{done[0]} frames; " + _remedy(self.realtime)
-                )
-                break
-            if gone():
-                reader.ending.incomplete = "the client disconnected"
-                break
-            waited = time.perf_counter()
+    ) -> None:
+        """Infer the frames, as many at once as the detector has inference slots (a photo
+        request beside another uses them the same way), and record them in order."""
+        depth = max(1, self._detector.inference_slots)
+        run = _Run(self, req, selected, done, tally, writer)
+        with ThreadPoolExecutor(depth, thread_name_prefix="video-infer") as pool:
+            pending: deque[tuple[Frame, Future[Detections]]] = deque()
+            try:
+                waited = time.perf_counter()
+                for frame in reader:
+                    tally.add_timings({"decode": (time.perf_counter() - waited) * 1000})
+                    size = (frame.pixels.shape[1], frame.pixels.shape[0])
+                    detect = self._detector.detect
+                    pending.append((frame, pool.submit(detect, frame.pixels, options, 1, size)))
+                    if len(pending) >= depth and not run.record(*pending.popleft(), reader):
+                        break
+                    waited = time.perf_counter()
+                else:
+                    while pending and run.record(*pending.popleft(), reader):
+                        pass
+            finally:
+                for _, future in pending:
+                    future.cancel()
         if done[0]:
-            per_frame = (time.perf_counter() - started) / done[0]
+            per_frame = (time.perf_counter() - run.started) / done[0]
             old = self.seconds_per_frame
             self.seconds_per_frame = (
                 per_frame if old is None else old + SMOOTHING * (per_frame - old)
             )
         req.context.detections = tally.detections
         if not tally.frames:
-            self._nothing_computed(reader, clip_info)
-        return tally
+            self._nothing_computed(reader)
 
-    def _nothing_computed(self, reader: FrameReader, clip_info: ClipInfo) -> None:
+    def _nothing_computed(self, reader: FrameReader) -> None:
         """No frame computed: a 400 when the clip has none or none decodes; else the options
         selected none (an empty answer)."""
         ending = reader.ending
         if ending.last_time is None:  # not one frame came out of the decoder
             why = ending.incomplete or "no frame could be decoded"
-            raise UnreadableVideo(f"the {clip_info.format} clip has no frames: {why}")
+            raise UnreadableVideo(f"the clip has no frames: {why}")
         if ending.incomplete and ending.incomplete.startswith("frame "):
             raise UnreadableVideo(f"no frame could be decoded: {ending.incomplete}")
 
@@ -230,15 +246,10 @@ class VideoInvocations:
             f"budget for a clip; {_remedy(self.realtime)}"
         )
 
-    def _answer_json(
-        self,
-        resp: falcon.Response,
-        answer_type: str,
-        tally: Tally,
-        reader: FrameReader,
-        clip_info: ClipInfo,
-        started: float,
-    ) -> None:
+    def _summary(
+        self, tally: Tally, reader: FrameReader, clip_info: ClipInfo, started: float
+    ) -> dict[str, Any]:
+        """What follows the frames: the clip, the model, the timings, and why it is incomplete."""
         video = clip_info.as_json()
         if reader.ending.total is not None and not reader.ending.incomplete:
             video["frames"] = reader.ending.total  # counted, not the container's estimate
@@ -249,32 +260,75 @@ class VideoInvocations:
         }
         if reader.ending.incomplete:
             summary.update(incomplete=True, reason=reader.ending.incomplete)
-        _attributes(resp, tally, reader)
-        if answer_type == JSONLINES:
-            lines = [json.dumps(frame) for frame in tally.frames]
-            lines.append(json.dumps({"summary": summary}))
-            resp.data = ("\n".join(lines) + "\n").encode()
-            resp.content_type = JSONLINES
-        else:
-            resp.media = {"frames": tally.frames, **summary}
+        return summary
 
     def _answer_clip(
-        self,
-        resp: falcon.Response,
-        path: Path,
-        tally: Tally,
-        reader: FrameReader,
-        clip_info: ClipInfo,
+        self, resp: falcon.Response, path: Path, tally: Tally, reader: FrameReader
     ) -> None:
-        # Opened before the block removes its name: the data stays until waitress has sent it.
-        stream = open(path, "rb")  # noqa: SIM115 (closed by the WSGI server after sending)
-        resp.set_stream(stream, path.stat().st_size)
-        resp.content_type = MP4
+        _send_file(resp, path, MP4)
         _attributes(resp, tally, reader)
+
+
+def _send_file(resp: falcon.Response, path: Path, content_type: str) -> None:
+    """The answer is the file: opened before the block that made it removes its name, so its
+    data stays until waitress has sent it and closed it."""
+    stream = open(path, "rb")  # noqa: SIM115 (closed by the WSGI server after sending)
+    resp.set_stream(stream, path.stat().st_size)
+    resp.content_type = content_type
+
+
+class _Run:
+    """One clip's frames as their inferences end: recorded in order, and the checks between them
+    (the measured speed against the budget, the time budget, a client that hung up)."""
+
+    def __init__(
+        self,
+        owner: VideoInvocations,
+        req: falcon.Request,
+        selected: int | None,
+        done: list[int],
+        tally: Tally,
+        writer: AnnotatedClip | None,
+    ):
+        self._owner, self._selected, self._done = owner, selected, done
+        self._tally, self._writer = tally, writer
+        self._label = owner._detector.model_info.label
+        self._gone = req.env.get("waitress.client_disconnected") or _connected
+        self.started = time.perf_counter()
+
+    def record(self, frame: Frame, future: Future[Detections], reader: FrameReader) -> bool:
+        """Record one frame's detections; False when the clip must stop here."""
+        owner, tally, done = self._owner, self._tally, self._done
+        result = future.result()
+        tally.add_timings(result.timings_ms)
+        tally.detections += len(result)
+        if self._writer is not None:
+            self._writer.add(frame.pixels, result)
+        tally.add_frame(
+            {
+                "frame": frame.index,
+                "time": round(frame.time, 3),
+                "detections": detection_list(result, self._label),
+            }
+        )
+        done[0] += 1
+        elapsed = time.perf_counter() - self.started
+        if done[0] == PROBE_FRAMES and owner.seconds_per_frame is None:
+            owner._check_time(self._selected, elapsed / done[0])
+        if elapsed > owner._seconds:
+            reader.ending.incomplete = (
+                f"stopped at the time budget ({owner._seconds:g} s, SERVE_VIDEO_SECONDS) after "
+                f"{done[0]} frames; " + _remedy(owner.realtime)
+            )
+            return False
+        if self._gone():
+            reader.ending.incomplete = "the client disconnected"
+            return False
+        return True
 
 
 def _attributes(resp: falcon.Response, tally: Tally, reader: FrameReader) -> None:
-    text = f"frames={len(tally.frames)},detections={tally.detections}"
+    text = f"frames={tally.frames},detections={tally.detections}"
     if reader.ending.incomplete:
         text += ",incomplete=true"
     resp.set_header(CUSTOM_ATTRIBUTES, text)
