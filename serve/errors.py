@@ -105,3 +105,13 @@ class VideoTooLong(falcon.HTTPContentTooLarge):
 
     def __init__(self, why: str) -> None:
         super().__init__(title="Video too long", description=why)
+
+
+class UnencodableClip(falcon.HTTPBadRequest):
+    """The annotated clip (Accept: video/mp4) cannot be encoded at this frame size."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(
+            title="Cannot encode the clip",
+            description=f"{why}; ask for Accept: application/json instead",
+        )

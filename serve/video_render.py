@@ -15,13 +15,10 @@ import cv2
 import numpy as np
 
 from serve.detector import Detections
+from serve.errors import UnencodableClip
 from serve.render import draw
 
 FOURCC = "mp4v"
-
-
-class VideoWriterError(RuntimeError):
-    """OpenCV could not open an encoder for the annotated clip."""
 
 
 class AnnotatedClip:
@@ -38,7 +35,7 @@ class AnnotatedClip:
                 str(self._path), cv2.VideoWriter.fourcc(*FOURCC), self._fps, (width, height)
             )
             if not writer.isOpened():
-                raise VideoWriterError(f"OpenCV cannot encode {FOURCC} at {width} x {height}")
+                raise UnencodableClip(f"OpenCV cannot encode {FOURCC} at {width} x {height}")
             self._writer = writer
         drawn = draw(
             pixels, result.boxes, result.scores, result.class_ids, self._label, result.keypoints

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 from demo.evaluate import Tally, match
+from serve.detector import Detections
+from serve.errors import UnencodableClip
+from serve.video_render import AnnotatedClip
 from tests.support.images import encode
 from tests.support.server import ServerProcess, local_server
 from tests.support.video import (
@@ -326,3 +329,12 @@ def test_many_odd_clips_in_a_row_leave_the_server_serving(server: ServerProcess,
     for body in bodies:
         assert server.invoke(body, "video/mp4").status in (200, 400)
     assert server.request("GET", "/ping").status == 200
+
+
+def test_a_frame_size_the_encoder_refuses_is_a_400_not_a_500(tmp_path):
+    clip = AnnotatedClip(tmp_path / "out.mp4", 30.0, str)
+    empty = Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
+    with pytest.raises(UnencodableClip) as refused:
+        clip.add(np.zeros((1, 1, 3), np.uint8), empty)
+    assert refused.value.status_code == 400 and "application/json" in refused.value.description
+    clip.close()
