@@ -49,8 +49,14 @@ _MP4_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"
 _EBML = b"\x1a\x45\xdf\xa3"
 
 
+# ISO base media files that are still images (HEIC, AVIF): photos, not clips.
+_IMAGE_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif"})
+
+
 def container(head: bytes) -> str | None:
     """The container the first bytes announce, or None."""
+    if head[4:8] == b"ftyp" and head[8:12] in _IMAGE_BRANDS:
+        return None
     if head[4:8] in _MP4_BOXES:
         return "MP4"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":

@@ -13,6 +13,7 @@ import pytest
 from demo.evaluate import Tally, match
 from serve.detector import Detections
 from serve.errors import UnencodableClip
+from serve.video import container
 from serve.video_render import AnnotatedClip
 from tests.support.images import encode
 from tests.support.server import ServerProcess, local_server
@@ -338,3 +339,20 @@ def test_a_frame_size_the_encoder_refuses_is_a_400_not_a_500(tmp_path):
         clip.add(np.zeros((1, 1, 3), np.uint8), empty)
     assert refused.value.status_code == 400 and "application/json" in refused.value.description
     clip.close()
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"\x00\x00\x00\x18ftypisom", "MP4"),
+        (b"\x00\x00\x00\x14ftypqt  ", "MP4"),
+        (b"RIFF\x00\x10\x00\x00AVI LIST", "AVI"),
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81", "Matroska"),
+        (b"\x00\x00\x00\x1cftypheic", None),  # a HEIC photo
+        (b"\x00\x00\x00\x1cftypavif", None),  # an AVIF photo
+        (b"RIFF\x00\x10\x00\x00WEBPVP8 ", None),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", None),
+    ],
+)
+def test_containers_are_told_from_their_first_bytes(head, kind):
+    assert container(head) == kind
