@@ -56,6 +56,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         raise UserError("real-time invoke takes one image", "pass several with --async")
     if args.no_wait or args.timeout is not None or args.poll is not None:
         raise UserError("--no-wait, --timeout and --poll are for --async")
+    if video.is_video(args.image[0]) and (not args.url or args.save):
+        raise UserError(
+            f"{args.image[0].name} is a video clip: send it with --async",
+            "a real-time request is capped at 6 MiB and 60 s (`up --async` makes an endpoint "
+            "for clips); --url posts a clip to a local server, without --save",
+        )
     data, reply, picture = invoke.invoke(
         ctx,
         args.image[0],
@@ -68,6 +74,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps(data, indent=2))
+    elif "frames" in data:  # a clip posted to --url
+        print(video.summary(data, reply.seconds, reply.target))
     else:
         print(output.detections(data, reply.seconds, reply.target))
     if picture is not None:
