@@ -231,11 +231,12 @@ def _nested_json(depth: int) -> str:
 IMAGE_OK = 200  # odd but valid: served
 
 
-def size_cases(body_limit: int = BODY_LIMIT) -> tuple[Case, ...]:
+def size_cases(body_limit: int = BODY_LIMIT, video_limit: int = 0) -> tuple[Case, ...]:
     """The cases that depend on the server's MAX_BODY_BYTES (6 MiB real time, more for async):
-    one byte over it (the app's JSON 413), and a Content-Length over 4x it (waitress's 413)."""
+    one byte over it (the app's JSON 413), and a Content-Length over what waitress accepts at
+    all, 4x it or MAX_VIDEO_BYTES where that is larger (waitress's 413)."""
     over = body_limit + 1
-    declared = max(100_000_000, 4 * body_limit + 1)
+    declared = max(100_000_000, 4 * body_limit + 1, video_limit + 1)
     limit_name = "6 MiB" if body_limit == BODY_LIMIT else f"{body_limit / MIB:g} MiB"
     return (
         Case(
@@ -322,9 +323,10 @@ _VIDEO: tuple[Case, ...] = (
 )
 
 
-def cases(body_limit: int = BODY_LIMIT) -> tuple[Case, ...]:
-    """The corpus for a server whose MAX_BODY_BYTES is `body_limit`."""
-    return _BEFORE_SIZES + size_cases(body_limit) + _AFTER_SIZES
+def cases(body_limit: int = BODY_LIMIT, video_limit: int = 0) -> tuple[Case, ...]:
+    """The corpus for a server whose MAX_BODY_BYTES is `body_limit` (and MAX_VIDEO_BYTES
+    `video_limit`, where it is set above it)."""
+    return _BEFORE_SIZES + size_cases(body_limit, video_limit) + _AFTER_SIZES
 
 
 _BEFORE_SIZES: tuple[Case, ...] = (
