@@ -16,6 +16,7 @@ longer, or stops early (cut short, corrupt), is answered with the frames compute
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -103,6 +104,17 @@ class VideoInvocations:
         self._seconds = settings.video_seconds
         self._defaults = Options(conf=settings.conf, iou=settings.iou, max_det=settings.max_det)
         self.seconds_per_frame: float | None = None  # measured on clips, a moving average
+        # Threads made once, at start: a clip at a time per admission permit, each with a reader
+        # and as many inferences in flight as there are inference slots. Threads that came and
+        # went with each clip would make the server's thread count move with its traffic.
+        permits = admission.limits.permits
+        self._readers = _started_pool(permits, "video-reader")
+        self._inferences = _started_pool(permits * self._depth, "video-infer")
+
+    @property
+    def _depth(self) -> int:
+        """Frames of a clip inferred at once: the detector's inference slots."""
+        return max(1, self._detector.inference_slots)
 
     @property
     def realtime(self) -> bool:
@@ -144,7 +156,9 @@ class VideoInvocations:
     ) -> None:
         started = time.perf_counter()
         capture, clip_info = open_clip(clip, head, self._max_pixels)
-        reader = FrameReader(capture, clip_info, selection, self._max_pixels, self._max_frames)
+        reader = FrameReader(
+            capture, clip_info, selection, self._max_pixels, self._max_frames, self._readers
+        )
         try:
             selected = clip_info.selected(selection)
             self._check_frames(selected)
@@ -189,26 +203,26 @@ class VideoInvocations:
     ) -> None:
         """Infer the frames, as many at once as the detector has inference slots (a photo
         request beside another uses them the same way), and record them in order."""
-        depth = max(1, self._detector.inference_slots)
+        depth, pool = self._depth, self._inferences
         run = _Run(self, req, selected, done, tally, writer)
-        with ThreadPoolExecutor(depth, thread_name_prefix="video-infer") as pool:
-            pending: deque[tuple[Frame, Future[Detections]]] = deque()
-            try:
+        pending: deque[tuple[Frame, Future[Detections]]] = deque()
+        try:
+            waited = time.perf_counter()
+            for frame in reader:
+                tally.add_timings({"decode": (time.perf_counter() - waited) * 1000})
+                size = (frame.pixels.shape[1], frame.pixels.shape[0])
+                detect = self._detector.detect
+                pending.append((frame, pool.submit(detect, frame.pixels, options, 1, size)))
+                if len(pending) >= depth and not run.record(*pending.popleft(), reader):
+                    break
                 waited = time.perf_counter()
-                for frame in reader:
-                    tally.add_timings({"decode": (time.perf_counter() - waited) * 1000})
-                    size = (frame.pixels.shape[1], frame.pixels.shape[0])
-                    detect = self._detector.detect
-                    pending.append((frame, pool.submit(detect, frame.pixels, options, 1, size)))
-                    if len(pending) >= depth and not run.record(*pending.popleft(), reader):
-                        break
-                    waited = time.perf_counter()
-                else:
-                    while pending and run.record(*pending.popleft(), reader):
-                        pass
-            finally:
-                for _, future in pending:
-                    future.cancel()
+            else:
+                while pending and run.record(*pending.popleft(), reader):
+                    pass
+        finally:
+            for _, future in pending:  # stopped early: those in flight end before the clip
+                if not future.cancel():
+                    future.exception()
         if done[0]:
             per_frame = (time.perf_counter() - run.started) / done[0]
             old = self.seconds_per_frame
@@ -325,6 +339,16 @@ class _Run:
             reader.ending.incomplete = "the client disconnected"
             return False
         return True
+
+
+def _started_pool(workers: int, name: str) -> ThreadPoolExecutor:
+    """A pool whose `workers` threads all exist now (ThreadPoolExecutor starts them lazily)."""
+    pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+    barrier = threading.Barrier(workers + 1)
+    for _ in range(workers):  # each task holds its thread until all are started
+        pool.submit(barrier.wait)
+    barrier.wait()
+    return pool
 
 
 def _attributes(resp: falcon.Response, tally: Tally, reader: FrameReader) -> None:
