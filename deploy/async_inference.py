@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
-from deploy import encryption, names, s3_layout
+from deploy import encryption, names, s3_layout, video
 from deploy.aws import buckets
 from deploy.aws.not_found import is_not_found
 from deploy.aws.sagemaker import logs_hint
@@ -45,10 +45,14 @@ MAX_INVOCATION_TIMEOUT_S = 3600
 # SageMaker's own queue holds an async endpoint's backlog and sends an instance at most
 # MaxConcurrentInvocationsPerInstance requests at once: the server refuses none of those for
 # waiting its turn (serve/admission.py), however long a request may run.
+# A video clip (serve/video_invocations.py) may take SageMaker's whole 1 GB and hour: the
+# container's clip limits are sized to them (deploy/video.py).
 ASYNC_ENVIRONMENT = {
     "MAX_BODY_BYTES": str(ASYNC_MAX_BODY_BYTES),
     "MAX_IMAGE_PIXELS": "50000000",
     "SERVE_QUEUE_DEADLINE": str(MAX_INVOCATION_TIMEOUT_S),
+    "MAX_VIDEO_BYTES": str(video.ASYNC_VIDEO_BYTES),
+    "SERVE_VIDEO_SECONDS": str(video.ASYNC_VIDEO_SECONDS),
 }
 DEFAULT_WAIT_S = 1200.0  # scaling out of zero takes minutes before the first answer
 DEFAULT_POLL_S = 5.0
@@ -162,8 +166,20 @@ class Request:
     seconds: float | None = None
 
 
-def check_files(files: list[Path], limit: int) -> list[tuple[Path, str]]:
-    """Every file before anything is uploaded: exists, not empty, under the endpoint's limit."""
+def video_limit(environment: dict[str, str]) -> int:
+    """The running container's body limit for a clip (MAX_VIDEO_BYTES, else its body limit)."""
+    value = environment.get("MAX_VIDEO_BYTES")
+    try:
+        return min(MAX_INPUT_BYTES, int(value)) if value else body_limit(environment)
+    except ValueError:
+        return body_limit(environment)
+
+
+def check_files(
+    files: list[Path], limit: int, clip_limit: int | None = None
+) -> list[tuple[Path, str]]:
+    """Every file before anything is uploaded: exists, not empty, under the endpoint's limit
+    (`clip_limit` for a video clip)."""
     checked, seen = [], set()
     for path in files:
         if not path.is_file():
@@ -171,16 +187,24 @@ def check_files(files: list[Path], limit: int) -> list[tuple[Path, str]]:
         size = path.stat().st_size
         if size == 0:
             raise UserError(f"{path} is empty")
-        if size > limit:
+        clip = video.is_video(path)
+        allowed, variable = (
+            (clip_limit or limit, "MAX_VIDEO_BYTES") if clip else (limit, "MAX_BODY_BYTES")
+        )
+        if size > allowed:
             raise UserError(
-                f"{path} is {size / MIB:.1f} MiB, over the endpoint's {limit / MIB:.0f} MiB body "
-                "limit (MAX_BODY_BYTES)",
-                "raise it with `update --env MAX_BODY_BYTES=...` (SageMaker allows 1 GB)",
+                f"{path} is {size / MIB:.1f} MiB, over the endpoint's {allowed / MIB:.0f} MiB body "
+                f"limit ({variable})",
+                f"raise it with `update --env {variable}=...` (SageMaker allows 1 GB)",
             )
         if path.name in seen:
             raise UserError(f"two files are called {path.name}", "their S3 inputs would collide")
         seen.add(path.name)
-        kind = IMAGE_TYPES.get(path.suffix.lower()) or "application/octet-stream"
+        kind = (
+            IMAGE_TYPES.get(path.suffix.lower())
+            or video.content_type(path)
+            or "application/octet-stream"
+        )
         checked.append((path, kind))
     return checked
 
@@ -193,9 +217,12 @@ def send(
     iou: float | None = None,
     max_det: int | None = None,
     save: bool = False,
-    invocation_timeout: int = DEFAULT_INVOCATION_TIMEOUT_S,
+    invocation_timeout: int | None = None,
+    save_answer: bool = True,
 ) -> list[Request]:
-    """Upload each file under the input folder and queue it; JSON (and, with `save`, a picture)."""
+    """Upload each file under the input folder and queue it; JSON (and, with `save`, a picture,
+    or for a clip the annotated mp4 unless `save_answer` is False: the JSON is what is saved).
+    `invocation_timeout` None: 900 s for a photo, SageMaker's hour for a clip."""
     recorded = ctx.state.get("endpoint") or {}
     record = recorded.get("async_inference")
     name = endpoint or recorded.get("name")
@@ -206,11 +233,11 @@ def send(
             f"endpoint {name} is not an asynchronous endpoint of this state",
             "deploy one with `up --async --output s3://...`, or drop --async",
         )
-    if not 1 <= invocation_timeout <= 3600:
+    if invocation_timeout is not None and not 1 <= invocation_timeout <= 3600:
         raise UserError("--invocation-timeout must be between 1 and 3600 seconds")
     attributes = custom_attributes(conf, iou, max_det)
     running = running_environment(ctx.aws.client("sagemaker"), recorded["model"])
-    checked = check_files(files, body_limit(running))
+    checked = check_files(files, body_limit(running), video_limit(running))
     stamp = names.stamp()  # one folder per call, the same under input/ and output/
     folder = s3_layout.parse(record["input"], "input folder").child(stamp)
     s3 = ctx.aws.client("s3")
@@ -227,13 +254,19 @@ def send(
         }
         with buckets.pinned(target.bucket, account):
             s3.upload_file(str(path), target.bucket, target.key, ExtraArgs=extra)
-        for accept in ("application/json", "image/jpeg") if save else ("application/json",):
+        clip = video.is_video(path)
+        timeout = invocation_timeout or (
+            video.VIDEO_INVOCATION_TIMEOUT_S if clip else DEFAULT_INVOCATION_TIMEOUT_S
+        )
+        picture = "video/mp4" if clip else "image/jpeg"
+        accepts = ("application/json", picture) if save and save_answer else ("application/json",)
+        for accept in accepts:
             kwargs = {
                 "EndpointName": name,
                 "InputLocation": str(target),
                 "ContentType": kind,
                 "Accept": accept,
-                "InvocationTimeoutSeconds": invocation_timeout,
+                "InvocationTimeoutSeconds": timeout,
                 "S3OutputPathExtension": stamp,
             }
             if attributes:

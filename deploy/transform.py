@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
-from deploy import config, encryption, names, network, requests, s3_layout
+from deploy import config, encryption, names, network, requests, s3_layout, video
 from deploy.artifacts import parse_s3_uri
 from deploy.aws import buckets, paging
 from deploy.aws.waiting import ProgressLine, elapsed, wait_for
@@ -34,6 +34,9 @@ class TransformResult:
     outputs: int
     seconds: float | None = None
     waited: bool = True
+
+
+JSON = "application/json"
 
 
 def count_objects(s3: Any, uri: str, account: str, suffixes: tuple[str, ...] | None = None) -> int:
@@ -137,7 +140,8 @@ def start(
         },
         "TransformOutput": {
             "S3OutputPath": destination,
-            "Accept": "application/json",
+            # A clip answers one JSON line per frame (serve/video_invocations.py).
+            "Accept": video.TRANSFORM_ACCEPT if video.is_video_type(content_type) else JSON,
             "AssembleWith": "None",
         },
         "TransformResources": {"InstanceType": instance_type, "InstanceCount": instance_count},

@@ -231,11 +231,12 @@ def _nested_json(depth: int) -> str:
 IMAGE_OK = 200  # odd but valid: served
 
 
-def size_cases(body_limit: int = BODY_LIMIT) -> tuple[Case, ...]:
+def size_cases(body_limit: int = BODY_LIMIT, video_limit: int = 0) -> tuple[Case, ...]:
     """The cases that depend on the server's MAX_BODY_BYTES (6 MiB real time, more for async):
-    one byte over it (the app's JSON 413), and a Content-Length over 4x it (waitress's 413)."""
+    one byte over it (the app's JSON 413), and a Content-Length over what waitress accepts at
+    all, 4x it or MAX_VIDEO_BYTES where that is larger (waitress's 413)."""
     over = body_limit + 1
-    declared = max(100_000_000, 4 * body_limit + 1)
+    declared = max(100_000_000, 4 * body_limit + 1, video_limit + 1)
     limit_name = "6 MiB" if body_limit == BODY_LIMIT else f"{body_limit / MIB:g} MiB"
     return (
         Case(
@@ -257,9 +258,75 @@ def size_cases(body_limit: int = BODY_LIMIT) -> tuple[Case, ...]:
     )
 
 
-def cases(body_limit: int = BODY_LIMIT) -> tuple[Case, ...]:
-    """The corpus for a server whose MAX_BODY_BYTES is `body_limit`."""
-    return _BEFORE_SIZES + size_cases(body_limit) + _AFTER_SIZES
+# --- video clips (reliability/video_clips.py) -------------------------------------------------
+
+
+@functools.cache
+def clip(suffix: str = ".mp4", frames: int = 12) -> bytes:
+    """The corpus picture sliding across `frames` frames, as an .mp4, .avi or .mkv clip."""
+    from reliability import video_clips
+
+    return video_clips.clip_bytes(suffix, video_clips.sliding(frames, picture()))
+
+
+def _video(make: Callable[[], bytes], content_type: str = "video/mp4", **headers: str):
+    return lazy_invoke(make, content_type, **headers)
+
+
+def _audio_only() -> bytes:
+    from reliability.video_clips import audio_only_bytes
+
+    return audio_only_bytes()
+
+
+def _variable_rate() -> bytes:
+    from reliability.video_clips import sliding, variable_rate_bytes
+
+    return variable_rate_bytes(sliding(6, picture()), [0, 33, 200, 233, 700, 1000])
+
+
+def _video_edit(edit: str, suffix: str = ".mp4") -> Callable[[], bytes]:
+    def make() -> bytes:
+        from reliability import video_clips
+
+        return getattr(video_clips, edit)(clip(suffix, 45))
+
+    return make
+
+
+_VIDEO: tuple[Case, ...] = (
+    Case("video: MP4", _video(clip), IMAGE_OK),
+    Case("video: MP4 as octet-stream", _video(clip, "application/octet-stream"), IMAGE_OK),
+    Case("video: audio-only MP4", _video(_audio_only), 400, words=("no video track",)),
+    Case(
+        "video: zero frames (Matroska)",
+        _video(_video_edit("zero_frames", ".mkv"), "video/x-matroska"),
+        400,
+    ),
+    Case("video: PNG labelled video/mp4", _video(good_png), 400, words=("PNG image",)),
+    Case("video: random bytes as video/mp4", _video(random_bytes), 400, words=("not a supported",)),
+    Case("video: variable frame rate", _video(_variable_rate, "video/x-matroska"), IMAGE_OK),
+    Case("video: rotation metadata", _video(_video_edit("rotated")), IMAGE_OK),
+    Case("video: MP4 cut short (no index)", _video(_video_edit("cut")), 400, words=("truncated",)),
+    Case("video: Matroska cut short", _video(_video_edit("cut", ".mkv")), IMAGE_OK),
+    Case("video: corrupt MP4", _video(_video_edit("corrupt")), IMAGE_OK),
+    Case("video: Accept image/png", _video(clip, Accept="image/png"), 406),
+    Case(
+        "video: frame_stride 0",
+        _video(clip, **{ATTRS: "frame_stride=0"}),
+        400,
+        words=("'frame_stride'",),
+    ),
+    Case(
+        "video: end before start", _video(clip, **{ATTRS: "start=2,end=1"}), 400, words=("'end'",)
+    ),
+)
+
+
+def cases(body_limit: int = BODY_LIMIT, video_limit: int = 0) -> tuple[Case, ...]:
+    """The corpus for a server whose MAX_BODY_BYTES is `body_limit` (and MAX_VIDEO_BYTES
+    `video_limit`, where it is set above it)."""
+    return _BEFORE_SIZES + size_cases(body_limit, video_limit) + _AFTER_SIZES
 
 
 _BEFORE_SIZES: tuple[Case, ...] = (
@@ -414,6 +481,7 @@ _AFTER_SIZES: tuple[Case, ...] = (
     Case(
         "hostile X-Request-Id", lazy_invoke(good_jpeg, X_Request_Id='"} {"level":"ERROR"'), IMAGE_OK
     ),
+    *_VIDEO,
     # paths and methods
     Case("unknown path", _head_only("GET", "/admin", {}), 404),
     Case("path traversal", _head_only("GET", "/../../etc/passwd", {}), 404),

@@ -507,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stop_cleanly_on_sigterm()
     limit = int(server_env(args).get("MAX_BODY_BYTES") or BODY_LIMIT)
+    video_limit = int(server_env(args).get("MAX_VIDEO_BYTES") or 0)
     with target(args) as (host, port, pid):
         warm_up = args.warm_up if args.warm_up is not None else min(30, max(3, args.duration / 10))
         bursts = (
@@ -514,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.burst_every > 0
             else None
         )
-        report = Soak(host, port, pid, args.concurrency, args.seed, cases(limit)).run(
+        report = Soak(host, port, pid, args.concurrency, args.seed, cases(limit, video_limit)).run(
             args.duration, warm_up, args.bad_share, bursts
         )
     print_report(report)

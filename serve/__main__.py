@@ -98,7 +98,8 @@ def _serve(settings: Settings, choice: Choice, scratch: Scratch) -> int:
             host=settings.host,
             port=settings.port,
             threads=settings.threads,
-            max_request_body_size=4 * settings.max_body_bytes,
+            max_request_body_size=max(4 * settings.max_body_bytes, settings.max_video_bytes),
+            in_memory_body_size=4 * settings.max_body_bytes,
             grace_seconds=settings.grace_seconds,
             max_connections=settings.max_connections,
         )
@@ -183,7 +184,7 @@ def _serve(settings: Settings, choice: Choice, scratch: Scratch) -> int:
     try:
         from serve.app import create_app
 
-        app = create_app(detector, settings)
+        app = create_app(detector, settings, scratch)
     except Exception as exc:  # a broken install: still one line, and no exit under the loader
         log.error(f"cannot start: building the app failed: {one_line(exc)}")
         scratch.remove()  # os._exit skips main's finally
@@ -212,7 +213,7 @@ def _serve_many(
     from serve.multi_model import Budget, memory_limit, resident_bytes
 
     budget = Budget.from_settings(settings, resident_bytes(), memory_limit())
-    app, registry = create_multi_model_app(settings, choice, budget)
+    app, registry = create_multi_model_app(settings, choice, budget, scratch)
     log.info(
         "ready",
         extra={

@@ -109,9 +109,15 @@ class Admission:
         return max(1, math.ceil(self.expected_wait(len(self._queue))))
 
     @contextmanager
-    def turn(self, gone: Callable[[], bool] = lambda: False) -> Iterator[float]:
+    def turn(
+        self, gone: Callable[[], bool] = lambda: False, units: Callable[[], int] | None = None
+    ) -> Iterator[float]:
         """Hold a permit for the block; yields the seconds waited for it. Raises Refused (queue
-        full, deadline passed while waiting, client gone) without running the block."""
+        full, deadline passed while waiting, client gone) without running the block.
+
+        `units`: how many images' work the block did (a video: its frames, counted when it
+        ends), so that the hold time stays the time of one image and a clip does not make the
+        queue look minutes long."""
         arrived = self._clock()
         waiter = self._enter()
         if waiter is not None:
@@ -125,7 +131,7 @@ class Admission:
         try:
             yield started - arrived
         finally:
-            held = self._clock() - started
+            held = (self._clock() - started) / max(1, units() if units else 1)
             with self._lock:
                 self.hold.add(held)
                 self._release_locked()

@@ -13,14 +13,17 @@ import binascii
 import json
 import logging
 import re
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import falcon
 import falcon.media
 
 from serve.admission import Admission, Limits, Refused
+from serve.answer import detection_list
 from serve.config import Settings
 from serve.decode import decode_for_model, decode_image
 from serve.detector import Detections, Detector
@@ -36,6 +39,9 @@ from serve.errors import (
 )
 from serve.options import KEYS, Options, from_custom_attributes, resolve
 from serve.render import draw, encode
+from serve.scratch import Scratch
+from serve.video import SNIFF_BYTES, VIDEO_TYPES, container
+from serve.video_invocations import VideoInvocations
 
 log = logging.getLogger("serve")
 
@@ -49,9 +55,10 @@ IMAGE_TYPES = (
     "application/octet-stream",
 )
 # Spellings seen in the wild for the same formats.
-_ALIASES = ("image/jpg", "image/pjpeg", "image/x-ms-bmp", "image/x-png")
+IMAGE_ALIASES = ("image/jpg", "image/pjpeg", "image/x-ms-bmp", "image/x-png")
 ANSWER_TYPES = [JSON, "image/jpeg", "image/png"]
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+SNIFFED = "application/octet-stream"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _URLSAFE = str.maketrans("-_", "+/")
 
@@ -70,7 +77,7 @@ class ImageBytes(falcon.media.BaseHandler):
         return media
 
 
-def _loads(text: str) -> Any:
+def loads_json(text: str) -> Any:
     """json.loads whose only failure is ValueError (falcon answers 400 for that): a document
     nested thousands deep exhausts the recursion limit instead."""
     try:
@@ -180,8 +187,11 @@ class ExecutionParameters:
 
 
 class Invocations:
-    def __init__(self, detector: Detector, settings: Settings, admission: Admission):
+    def __init__(
+        self, detector: Detector, settings: Settings, admission: Admission, scratch: Scratch
+    ):
         self._detector = detector
+        self._video = VideoInvocations(detector, settings, admission, scratch)
         self._admission = admission
         self._max_body = settings.max_body_bytes
         self._max_pixels = settings.max_image_pixels
@@ -192,18 +202,24 @@ class Invocations:
         detector = self._detector
         if not detector.ready:
             raise NotReady()
+        media_type = (req.content_type or "application/octet-stream").split(";")[0].strip().lower()
+        head = b""  # a clip is told from its first bytes where the type does not say (video.py)
+        if media_type in VIDEO_TYPES or media_type == SNIFFED:
+            head = req.bounded_stream.read(SNIFF_BYTES)
+            if media_type in VIDEO_TYPES or container(head):
+                self._video.on_post(req, resp, head)
+                return
         if req.content_length is not None and req.content_length > self._max_body:
             raise BodyTooLarge(req.content_length, self._max_body)
-        media_type = (req.content_type or "application/octet-stream").split(";")[0].strip().lower()
-        if media_type != JSON and media_type not in IMAGE_TYPES + _ALIASES:
-            raise UnsupportedContentType(media_type[:80], [*IMAGE_TYPES, JSON])
+        if media_type != JSON and media_type not in IMAGE_TYPES + IMAGE_ALIASES:
+            raise UnsupportedContentType(media_type[:80], [*IMAGE_TYPES, *VIDEO_TYPES, JSON])
         answer_type = req.client_prefers(ANSWER_TYPES)
         if answer_type is None:
             raise NotAcceptable(req.accept[:80], ANSWER_TYPES)
         overrides: dict[str, Any] = from_custom_attributes(req.get_header(CUSTOM_ATTRIBUTES))
 
         started = time.perf_counter()
-        body = req.get_media()
+        body = head + req.bounded_stream.read() if head else req.get_media()
         if media_type == JSON:
             data, body_options = _image_from_json(body)
             overrides.update(body_options)
@@ -294,18 +310,7 @@ def _image_from_json(document: Any) -> tuple[bytes, dict[str, Any]]:
 def _answer(
     result: Detections, size: tuple[int, int], model: str, label: Any, decode_ms: float
 ) -> dict[str, Any]:
-    detections = [
-        {
-            "box": [round(float(v), 2) for v in box],
-            "score": round(float(score), 4),
-            "class_id": int(class_id),
-            "label": label(int(class_id)),
-        }
-        for box, score, class_id in zip(result.boxes, result.scores, result.class_ids, strict=True)
-    ]
-    if result.keypoints is not None:  # pose: [x, y, score] per keypoint, in the model's order
-        for detection, person in zip(detections, result.keypoints.tolist(), strict=True):
-            detection["keypoints"] = [[round(x, 2), round(y, 2), round(s, 4)] for x, y, s in person]
+    detections = detection_list(result, label)
     timings = {"decode": decode_ms, **result.timings_ms}
     return {
         "detections": detections,
@@ -315,15 +320,29 @@ def _answer(
     }
 
 
-def create_app(detector: Detector, settings: Settings) -> falcon.App:
-    app = falcon.App(middleware=[RequestLog()], cors_enable=False)
-    handlers: dict[str, falcon.media.BaseHandler] = {JSON: falcon.media.JSONHandler(loads=_loads)}
-    handlers.update({media_type: ImageBytes() for media_type in IMAGE_TYPES + _ALIASES})
+def take_bodies(app: falcon.App) -> None:
+    """The bodies an invocation takes: JSON, and the image types as the bytes that came (a clip
+    is read from the stream by serve/video_invocations.py, not through a media handler)."""
+    handlers: dict[str, falcon.media.BaseHandler] = {
+        JSON: falcon.media.JSONHandler(loads=loads_json)
+    }
+    handlers.update({media_type: ImageBytes() for media_type in IMAGE_TYPES + IMAGE_ALIASES})
     app.req_options.media_handlers = falcon.media.Handlers(handlers)
     app.req_options.default_media_type = "application/octet-stream"
+
+
+def create_app(
+    detector: Detector, settings: Settings, scratch: Scratch | None = None
+) -> falcon.App:
+    """`scratch`: where clips are written (default: a Scratch in tempfile's directory, which
+    serve/__main__ points at the server's private one)."""
+    scratch = scratch or Scratch(Path(tempfile.gettempdir()))
+    app = falcon.App(middleware=[RequestLog()], cors_enable=False)
+    take_bodies(app)
     app.add_route("/ping", Ping(detector))
     limits = Limits.for_server(detector.inference_slots, settings.threads, settings.queue_deadline)
-    app.add_route("/invocations", Invocations(detector, settings, Admission(limits)))
+    invocations = Invocations(detector, settings, Admission(limits), scratch)
+    app.add_route("/invocations", invocations)
     app.add_route("/execution-parameters", ExecutionParameters(settings))
     app.set_error_serializer(render_error)
     app.add_error_handler(Exception, handle_unexpected)

@@ -38,6 +38,9 @@ T = TypeVar("T")
 REALTIME_QUEUE_DEADLINE = 1.0
 BATCH_QUEUE_DEADLINE = 300.0
 DEFAULT_THREADS = 32
+# A clip on a real-time endpoint must be answered within SageMaker's 60 s, its upload included.
+REALTIME_VIDEO_SECONDS = 50.0
+DEFAULT_VIDEO_MAX_FRAMES = 108_000  # an hour at 30 frames per second
 # waitress's default is 100 connections; a client pool that keeps 10 000 idle ones open must not
 # lock /ping out (each costs a descriptor and a few KB).
 DEFAULT_MAX_CONNECTIONS = 16384
@@ -81,6 +84,25 @@ VARIABLES: tuple[Variable, ...] = (
         "MAX_BODY_BYTES",
         "6291456 (6 MiB)",
         "Largest request body; larger ones get 413. Wins over SAGEMAKER_MAX_PAYLOAD_IN_MB.",
+    ),
+    Variable(
+        "MAX_VIDEO_BYTES",
+        "MAX_BODY_BYTES",
+        "Largest video body (413 above). A body above 4 x MAX_BODY_BYTES (only a video can be "
+        "one) is spooled to the server's private directory, not held in memory; an "
+        "asynchronous endpoint sets 1073741824 (SageMaker's 1 GB).",
+    ),
+    Variable(
+        "SERVE_VIDEO_MAX_FRAMES",
+        str(DEFAULT_VIDEO_MAX_FRAMES),
+        "Most frames computed for one clip: a clip whose selection is larger is refused (413), "
+        "one that turns out larger stops there (incomplete).",
+    ),
+    Variable(
+        "SERVE_VIDEO_SECONDS",
+        f"{REALTIME_VIDEO_SECONDS:g} (SERVE_QUEUE_DEADLINE where that is longer)",
+        "Time budget of one clip: a clip that would take longer at the measured per-frame speed "
+        "is refused at once (413), one that runs past it is answered with the frames so far.",
     ),
     Variable(
         "SAGEMAKER_BATCH",
@@ -229,6 +251,9 @@ class Settings:
     models_root: str = "/opt/ml/models"
     model_memory_mb: int | None = None  # None: from the memory limit (serve/multi_model.py)
     memory_headroom_mb: int = 512
+    max_video_bytes: int = 6 * MIB
+    video_max_frames: int = DEFAULT_VIDEO_MAX_FRAMES
+    video_seconds: float = REALTIME_VIDEO_SECONDS  # a clip's time budget (serve/video_invocations)
 
     @property
     def max_payload_mb(self) -> int:
@@ -248,6 +273,12 @@ class Settings:
         log_level = get("LOG_LEVEL", _parse_level, None)
         if log_level is None:
             log_level = get("SAGEMAKER_CONTAINER_LOG_LEVEL", _parse_level, logging.INFO)
+        max_body = get("MAX_BODY_BYTES", _positive_int, body_default)
+        deadline = get(
+            "SERVE_QUEUE_DEADLINE",
+            _positive_float,
+            BATCH_QUEUE_DEADLINE if batch else REALTIME_QUEUE_DEADLINE,
+        )
         return cls(
             model_path=get("MODEL_PATH", str, None),
             model_dir=get("SAGEMAKER_MODEL_DIR", str, "/opt/ml/model"),
@@ -257,7 +288,7 @@ class Settings:
             conf=get("YOLO_CONF", _unit_float, 0.25),
             iou=get("YOLO_IOU", _unit_float, 0.45),
             max_det=get("YOLO_MAX_DET", _max_det, 300),
-            max_body_bytes=get("MAX_BODY_BYTES", _positive_int, body_default),
+            max_body_bytes=max_body,
             batch=batch,
             max_image_pixels=get("MAX_IMAGE_PIXELS", _positive_int, 50_000_000),
             threads=threads,
@@ -268,11 +299,7 @@ class Settings:
             precision=get("SERVE_PRECISION", _one_of(PRECISIONS), "auto"),
             grace_seconds=get("SERVE_GRACE_SECONDS", _non_negative_float, 20.0),
             log_level=log_level,
-            queue_deadline=get(
-                "SERVE_QUEUE_DEADLINE",
-                _positive_float,
-                BATCH_QUEUE_DEADLINE if batch else REALTIME_QUEUE_DEADLINE,
-            ),
+            queue_deadline=deadline,
             # Records Batch Transform sends at once: enough to keep the CPUs busy, not the
             # whole queue (each holds a body of up to 100 MB).
             transform_concurrency=min(threads, max(4, cpus + 2)),
@@ -283,6 +310,11 @@ class Settings:
             models_root=get("SERVE_MODELS_ROOT", str, "/opt/ml/models"),
             model_memory_mb=get("SERVE_MODEL_MEMORY_MB", _positive_int, None),
             memory_headroom_mb=get("SERVE_MEMORY_HEADROOM_MB", _non_negative_int, 512),
+            max_video_bytes=get("MAX_VIDEO_BYTES", _positive_int, max_body),
+            video_max_frames=get("SERVE_VIDEO_MAX_FRAMES", _positive_int, DEFAULT_VIDEO_MAX_FRAMES),
+            video_seconds=get(
+                "SERVE_VIDEO_SECONDS", _positive_float, max(REALTIME_VIDEO_SECONDS, deadline)
+            ),
         )
 
 

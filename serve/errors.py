@@ -93,3 +93,25 @@ class InternalError(falcon.HTTPInternalServerError):
             title="Internal error",
             description=f"internal error; quote request id {request_id} when reporting it",
         )
+
+
+class UnreadableVideo(falcon.HTTPBadRequest):
+    def __init__(self, why: str) -> None:
+        super().__init__(title="Unreadable video", description=why)
+
+
+class VideoTooLong(falcon.HTTPContentTooLarge):
+    """A clip refused before its frames are computed: too many frames, or too slow to finish."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(title="Video too long", description=why)
+
+
+class UnencodableClip(falcon.HTTPBadRequest):
+    """The annotated clip (Accept: video/mp4) cannot be encoded at this frame size."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(
+            title="Cannot encode the clip",
+            description=f"{why}; ask for Accept: application/json instead",
+        )

@@ -13,25 +13,23 @@ import binascii
 from typing import Any
 
 import falcon
-import falcon.media
 
 from serve.admission import Admission, Limits
 from serve.app import (
-    _ALIASES,
-    IMAGE_TYPES,
     JSON,
-    ImageBytes,
     Invocations,
     RequestLog,
-    _loads,
     handle_unexpected,
+    loads_json,
     render_error,
+    take_bodies,
 )
 from serve.config import MIB, Settings
 from serve.detector import Detector
 from serve.errors import BadJson, BodyTooLarge, EmptyBody
 from serve.multi_model import Budget, Entry, Registry, resident_bytes
 from serve.runtimes.precision import Choice
+from serve.scratch import Scratch
 
 MAX_REQUEST_BYTES = 64 * 1024  # a POST /models body: a name and a path
 _URLSAFE = str.maketrans("-_", "+/")
@@ -54,7 +52,7 @@ def _read_json(req: falcon.Request) -> Any:
     if not raw:
         raise EmptyBody()
     try:
-        return _loads(raw.decode("utf-8"))
+        return loads_json(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadJson(f"the body is not JSON: {str(exc)[:120]}") from None
 
@@ -186,20 +184,18 @@ class ModelInvoke:
 
 
 def create_multi_model_app(
-    settings: Settings, choice: Choice, budget: Budget
+    settings: Settings, choice: Choice, budget: Budget, scratch: Scratch
 ) -> tuple[falcon.App, Registry]:
-    """The app and its registry: each model loaded gets its own Invocations, all of them sharing
-    one admission queue (and, through the registry, one pool of inference slots)."""
+    """The app and its registry: each model loaded gets its own Invocations (photos and clips,
+    the clips written to `scratch`), all of them sharing one admission queue (and, through the
+    registry, one pool of inference slots)."""
     app = falcon.App(middleware=[RequestLog()], cors_enable=False)
-    handlers: dict[str, falcon.media.BaseHandler] = {JSON: falcon.media.JSONHandler(loads=_loads)}
-    handlers.update({media_type: ImageBytes() for media_type in IMAGE_TYPES + _ALIASES})
-    app.req_options.media_handlers = falcon.media.Handlers(handlers)
-    app.req_options.default_media_type = "application/octet-stream"
+    take_bodies(app)
 
     admission: list[Admission] = []  # made once the registry has counted the slots
 
     def make_handler(detector: Detector) -> Invocations:
-        return Invocations(detector, settings, admission[0])
+        return Invocations(detector, settings, admission[0], scratch)
 
     registry = Registry(settings, choice, make_handler, budget)
     admission.append(

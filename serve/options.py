@@ -22,7 +22,7 @@ class Options:
     agnostic: bool = False
 
 
-def from_custom_attributes(header: str | None) -> dict[str, str]:
+def from_custom_attributes(header: str | None, keys: Sequence[str] = KEYS) -> dict[str, str]:
     """`conf=0.3,iou=0.5,max_det=100,classes=0;2,agnostic=true` -> {key: text}.
 
     CustomAttributes is a general-purpose channel, so items with other keys (or no `=`) are
@@ -32,7 +32,7 @@ def from_custom_attributes(header: str | None) -> dict[str, str]:
     for item in (header or "").split(","):
         key, sep, value = item.partition("=")
         key = key.strip().lower()
-        if sep and key in KEYS:
+        if sep and key in keys:
             found[key] = value.strip()
     return found
 

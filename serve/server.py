@@ -91,7 +91,11 @@ class Server:
         max_request_body_size: int,
         grace_seconds: float,
         max_connections: int = 100,
+        in_memory_body_size: int | None = None,
     ):
+        """`in_memory_body_size`: bodies up to this stay in memory (default: all it accepts);
+        larger ones (video clips on an asynchronous endpoint) are spooled by waitress to a
+        temporary file, which the server's private directory holds (serve/scratch.py)."""
         self._grace = grace_seconds
         self.max_connections = fit_descriptors(max_connections)
         self._stop = threading.Event()
@@ -109,7 +113,7 @@ class Server:
             # the server per request).
             recv_bytes=RECV_BYTES,
             # Bodies and answers stay in memory: no user's picture is written to disk.
-            inbuf_overflow=inbuf_overflow(max_request_body_size),
+            inbuf_overflow=inbuf_overflow(in_memory_body_size or max_request_body_size),
             outbuf_overflow=NEVER_SPILL,
             asyncore_use_poll=True,  # select() cannot watch fds above 1024
             # Keep reading a connection while its request is handled, so that a client that

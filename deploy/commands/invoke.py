@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from deploy import async_inference, invoke, output
+from deploy import async_inference, invoke, output, video
 from deploy.commands import options
 from deploy.context import Context
 from deploy.errors import EXIT_OK, UserError
@@ -18,7 +18,11 @@ HELP = "send an image to the endpoint (or --url) and print detections"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "image", type=Path, nargs="+", help="image file (JPEG/PNG), sent as raw bytes"
+        "image",
+        type=Path,
+        nargs="+",
+        help="image file (JPEG/PNG), sent as raw bytes; with --async also a video clip "
+        "(MP4, MOV, AVI, MKV, WebM)",
     )
     parser.add_argument("--url", help="post to this server instead, e.g. http://127.0.0.1:8080")
     parser.add_argument("--endpoint", help="endpoint name (default: the state's)")
@@ -28,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.thresholds(parser, threads=False)
     parser.add_argument("--json", action="store_true", help="print the server's JSON")
     parser.add_argument(
-        "--save", type=Path, metavar="OUT.jpg", help="also save the annotated image"
+        "--save",
+        type=Path,
+        metavar="OUT.jpg",
+        help="also save the annotated image; for a clip OUT.mp4 (annotated) or OUT.json",
     )
     parser.add_argument(
         "--async", dest="use_async", action="store_true", help="through S3 (up --async)"
@@ -41,8 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--invocation-timeout",
         type=int,
-        default=async_inference.DEFAULT_INVOCATION_TIMEOUT_S,
-        help="--async: seconds SageMaker lets one request run (900, at most 3600)",
+        help="--async: seconds SageMaker lets one request run (900, a clip 3600; at most 3600)",
     )
 
 
@@ -53,6 +59,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         raise UserError("real-time invoke takes one image", "pass several with --async")
     if args.no_wait or args.timeout is not None or args.poll is not None:
         raise UserError("--no-wait, --timeout and --poll are for --async")
+    if video.is_video(args.image[0]) and (not args.url or args.save):
+        raise UserError(
+            f"{args.image[0].name} is a video clip: send it with --async",
+            "a real-time request is capped at 6 MiB and 60 s (`up --async` makes an endpoint "
+            "for clips); --url posts a clip to a local server, without --save",
+        )
     data, reply, picture = invoke.invoke(
         ctx,
         args.image[0],
@@ -66,6 +78,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps(data, indent=2))
+    elif "frames" in data:  # a clip posted to --url
+        print(video.summary(data, reply.seconds, reply.target))
     else:
         print(output.detections(data, reply.seconds, reply.target))
     if picture is not None:
@@ -89,6 +103,7 @@ def _invoke_async(ctx: Context, args: argparse.Namespace) -> int:
         max_det=args.max_det,
         save=args.save is not None,
         invocation_timeout=args.invocation_timeout,
+        save_answer=not _saves_json(args.save),
     )
     if args.no_wait:
         for request in requests:
@@ -105,10 +120,20 @@ def _invoke_async(ctx: Context, args: argparse.Namespace) -> int:
             print(f"saved {args.save} ({len(request.body or b'')} bytes)", file=sys.stderr)
             continue
         data = async_inference.detections(request)
+        target = f"endpoint {name} (async, {request.output})"
         if args.json:
             print(json.dumps(data, indent=2))
+        elif "frames" in data:  # a clip: the per-frame summary
+            print(video.summary(data, request.seconds or 0.0, target))
         else:
-            target = f"endpoint {name} (async, {request.output})"
             print(output.detections(data, request.seconds or 0.0, target))
+        if _saves_json(args.save):
+            args.save.parent.mkdir(parents=True, exist_ok=True)
+            args.save.write_text(json.dumps(data) + "\n")
+            print(f"saved {args.save}", file=sys.stderr)
     async_inference.raise_failures(ctx, requests)
     return EXIT_OK
+
+
+def _saves_json(path: Path | None) -> bool:
+    return path is not None and path.suffix.lower() == ".json"

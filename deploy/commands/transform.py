@@ -21,7 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instance-type", help="default: the endpoint's")
     parser.add_argument("--instance-count", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=1, help="requests per instance at once")
-    parser.add_argument("--content-type", default="image/jpeg")
+    parser.add_argument(
+        "--content-type",
+        default="image/jpeg",
+        help="of every input (image/jpeg); a video type (video/mp4, ...) answers JSON Lines, "
+        "one line per frame",
+    )
     parser.add_argument("--max-payload", type=int, default=6, help="MB per image (6)")
     options.thresholds(parser, threads=False)
     options.network_options(parser, update=True)

@@ -13,6 +13,7 @@ import pytest
 
 from demo.shapes import make_image
 from deploy.async_inference import ASYNC_MAX_BODY_BYTES
+from deploy.video import ASYNC_VIDEO_BYTES, ASYNC_VIDEO_SECONDS
 from tests.support.async_sagemaker import AsyncSageMaker
 from tests.support.aws import IMAGE, REGION, ROOT, TAG, not_in_policy, state
 from tests.support.reference import found_truth
@@ -92,6 +93,8 @@ def test_async_whole_life_up_invoke_scale_to_zero_down(
         "MAX_BODY_BYTES": str(ASYNC_MAX_BODY_BYTES),
         "MAX_IMAGE_PIXELS": "50000000",
         "SERVE_QUEUE_DEADLINE": "3600",
+        "MAX_VIDEO_BYTES": str(ASYNC_VIDEO_BYTES),
+        "SERVE_VIDEO_SECONDS": str(ASYNC_VIDEO_SECONDS),
         "YOLO_CONF": "0.3",
     }
     assert recorded["async_inference"]["input"] == f"s3://{BUCKET}/photos/input/"

@@ -10,6 +10,7 @@ from botocore.response import StreamingBody
 
 from tests.support.aws import ROOT, write_state
 from tests.support.server import free_port, local_server
+from tests.support.video import moving_shapes, write_clip
 
 PICTURE = ROOT / "samples" / "shapes" / "shapes-01.png"
 ANSWER = {
@@ -138,3 +139,22 @@ def test_invoke_url_table_against_our_server(moto, cli, local_serve):
     assert (
         "model shapes-yolov7-tiny" in result.out and f"from {local_serve}/invocations" in result.out
     )
+
+
+def test_invoke_url_prints_a_clips_per_frame_summary(moto, cli, local_serve, tmp_path):
+    pictures, truth = moving_shapes(6, seed=31)
+    clip = write_clip(tmp_path / "clip.mp4", pictures)
+    result = cli("invoke", clip, "--url", local_serve)
+    assert result.code == 0, result.err
+    lines = result.out.strip().splitlines()
+    with_shapes = sum(bool(boxes) for boxes in truth)
+    assert lines[0].startswith(f"6 frames computed, {with_shapes} with detections (320x320")
+    assert local_serve in lines[-1]
+
+
+def test_invoke_of_a_clip_on_a_real_time_endpoint_points_to_async(moto, cli, tmp_path):
+    write_endpoint_state(tmp_path)
+    clip = write_clip(tmp_path / "clip.mp4", moving_shapes(2, seed=1)[0])
+    result = cli("invoke", clip)
+    assert result.code == 2
+    assert "clip.mp4 is a video clip: send it with --async" in result.error_line()

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reliability.corpus import good_jpeg, good_png, png_claiming
-from serve.app import _image_from_json, _loads
+from serve.app import _image_from_json, loads_json
 from serve.decode import decode_image, read_header
 from serve.errors import BadJson, BadOption, ImageTooLarge, UnreadableImage
 from serve.options import KEYS, Options, from_custom_attributes, resolve
@@ -131,4 +131,4 @@ def test_any_body_text_parses_or_fails_with_value_error_only(text, depth):
     for candidate in (text, "[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth):
         # ValueError: falcon answers 400 for it; a RecursionError would have been a 500
         with contextlib.suppress(ValueError):
-            json.dumps(_loads(candidate))
+            json.dumps(loads_json(candidate))

@@ -1,6 +1,7 @@
 """A multi-model server answers exactly as single-model servers of the same files: the bundled
 checkpoint exported at 320 (both layouts) and a yolov7 checkpoint built by the tests (5 classes,
-exported at 256), loaded side by side; and unloading gives their memory back (measured)."""
+exported at 256), loaded side by side, photos and clips alike; and unloading gives their memory
+back (measured)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.support.checkpoints import build_model, checkpoint_dict, save_checkpo
 from tests.support.images import encode, shapes_image
 from tests.support.multi_model import invoke, load, model_folder, multi_model_env, without_timings
 from tests.support.server import REPO, SAMPLES, Response, ServerProcess
+from tests.support.video import clip_bytes, cut, moving_shapes
 
 CLASSES = ["car", "bike", "bus", "van", "cart"]
 
@@ -44,7 +46,11 @@ def _requests() -> list[tuple[str, bytes, dict[str, str]]]:
     document = json.dumps(
         {"image": base64.b64encode(shapes).decode(), "conf": 0.1, "iou": 0.6, "max_det": 5}
     ).encode()
+    clip = clip_bytes(".mp4", moving_shapes(12, 320, 240, seed=3)[0])
+    longer = clip_bytes(".mkv", moving_shapes(40, 320, 240, seed=4)[0])  # its index is up front
     return [
+        ("video/mp4", clip, {"X-Amzn-SageMaker-Custom-Attributes": "frame_stride=2,conf=0.2"}),
+        ("application/octet-stream", cut(longer), {}),  # sniffed as a clip, cut short
         ("image/jpeg", zidane, {}),
         ("image/png", shapes, {"X-Amzn-SageMaker-Custom-Attributes": "conf=0.4,classes=0"}),
         ("application/json", document, {}),
@@ -74,6 +80,12 @@ def test_models_side_by_side_answer_as_their_single_model_servers(tmp_path, expo
         for name, path in models.items():
             assert load(many, name, model_folder(root, name, path)).status == 200
         assert many.request("GET", "/models/built").json()["classes"] == CLASSES
+        content_type, clip, headers = _requests()[0]  # a clip, every 2nd of its 12 frames
+        frames = invoke(many, "shapes", clip, content_type, **headers).json()["frames"]
+        assert [frame["frame"] for frame in frames] == [0, 2, 4, 6, 8, 10]
+        content_type, clip_cut_short, _ = _requests()[1]
+        cut_short = invoke(many, "shapes", clip_cut_short, content_type).json()
+        assert cut_short["incomplete"] and cut_short["frames"], cut_short
         for name, path in models.items():
             single = ServerProcess(tmp_path / name, {"MODEL_PATH": str(path)})
             try:

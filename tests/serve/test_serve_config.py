@@ -62,6 +62,9 @@ def test_every_variable_is_read_from_the_environment():
             "SERVE_GRACE_SECONDS": "5",
             "LOG_LEVEL": "debug",
             "SERVE_TMPDIR": "/scratch",
+            "MAX_VIDEO_BYTES": "5000",
+            "SERVE_VIDEO_MAX_FRAMES": "77",
+            "SERVE_VIDEO_SECONDS": "12",
         }
     )
     assert settings == Settings(
@@ -85,7 +88,17 @@ def test_every_variable_is_read_from_the_environment():
         grace_seconds=5.0,
         log_level=logging.DEBUG,
         tmpdir="/scratch",
+        max_video_bytes=5000,
+        video_max_frames=77,
+        video_seconds=12.0,
     )
+
+
+def test_video_limits_default_to_the_body_limit_and_the_queue_deadline():
+    settings = Settings.from_env({"MAX_BODY_BYTES": "1000"})
+    assert (settings.max_video_bytes, settings.video_seconds) == (1000, 50.0)
+    asynchronous = Settings.from_env({"SERVE_QUEUE_DEADLINE": "3600"})
+    assert asynchronous.video_seconds == 3600.0
 
 
 def test_inference_slots_default_by_model_size_and_free_cpus():

@@ -11,5 +11,6 @@
 - async_sagemaker.py: SageMaker's part of asynchronous inference, played inside moto's server.
 - multi_model.py: multi-model servers (a models root as SageMaker unpacks it, /models calls).
 - multi_model_sagemaker.py: SageMaker's router of multi-model endpoints, played inside moto.
+- video.py: clips of moving shapes with their true boxes (reliability/video_clips.py: the odd ones).
 - reliability.py: the reliability servers' settings, a server's port, a soak run.
 """
