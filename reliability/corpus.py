@@ -311,6 +311,13 @@ _VIDEO: tuple[Case, ...] = (
     Case("video: Matroska cut short", _video(_video_edit("cut", ".mkv")), IMAGE_OK),
     Case("video: corrupt MP4", _video(_video_edit("corrupt")), IMAGE_OK),
     Case("video: Accept image/png", _video(clip, Accept="image/png"), 406),
+    Case("video: JSON, bad base64", json_invoke({"video": "%%%"}), 400, words=("'video'",)),
+    Case(
+        "video: JSON, a PNG as the clip",
+        lambda: json_invoke({"video": b64(good_png())})(),
+        400,
+        words=("PNG image",),
+    ),
     Case(
         "video: frame_stride 0",
         _video(clip, **{ATTRS: "frame_stride=0"}),

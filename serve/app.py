@@ -40,6 +40,7 @@ from serve.errors import (
 from serve.options import KEYS, Options, from_custom_attributes, resolve
 from serve.render import draw, encode
 from serve.scratch import Scratch
+from serve.video import KEYS as VIDEO_KEYS
 from serve.video import SNIFF_BYTES, VIDEO_TYPES, container
 from serve.video_invocations import VideoInvocations
 
@@ -213,6 +214,11 @@ class Invocations:
             raise BodyTooLarge(req.content_length, self._max_body)
         if media_type != JSON and media_type not in IMAGE_TYPES + IMAGE_ALIASES:
             raise UnsupportedContentType(media_type[:80], [*IMAGE_TYPES, *VIDEO_TYPES, JSON])
+        if media_type == JSON:
+            document = req.get_media()
+            if isinstance(document, dict) and "video" in document:
+                self._video.on_json(req, resp, *_clip_from_json(document))
+                return
         answer_type = req.client_prefers(ANSWER_TYPES)
         if answer_type is None:
             raise NotAcceptable(req.accept[:80], ANSWER_TYPES)
@@ -294,17 +300,30 @@ def _image_from_json(document: Any) -> tuple[bytes, dict[str, Any]]:
     unknown = sorted(set(document) - {"image", *KEYS})
     if unknown:
         raise BadJson(f"unknown key '{unknown[0][:40]}'; known: image, {', '.join(KEYS)}")
-    text = document.get("image")
+    return _base64(document, "image"), {key: document[key] for key in KEYS if key in document}
+
+
+def _clip_from_json(document: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """`{"video": "<base64>", ...options}` -> (clip bytes, options): the frame selection's too."""
+    known = ("video", *KEYS, *VIDEO_KEYS)
+    unknown = sorted(set(document) - set(known))
+    if unknown:
+        raise BadJson(f"unknown key '{unknown[0][:40]}'; known: {', '.join(known)}")
+    return _base64(document, "video"), {key: document[key] for key in known[1:] if key in document}
+
+
+def _base64(document: dict[str, Any], key: str) -> bytes:
+    """The bytes of a base64 (or data URL) string under `key`; BadJson naming it otherwise."""
+    text = document.get(key)
     if not isinstance(text, str) or not text:
-        raise BadJson("'image' must be a non-empty base64 string")
+        raise BadJson(f"'{key}' must be a non-empty base64 string")
     if text.startswith("data:"):  # a data URL: keep what follows the comma
         text = text.partition(",")[2]
     text = "".join(text.split()).translate(_URLSAFE)
     try:
-        data = base64.b64decode(text, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise BadJson("'image' is not valid base64") from None
-    return data, {key: document[key] for key in KEYS if key in document}
+        raise BadJson(f"'{key}' is not valid base64") from None
 
 
 def _answer(

@@ -19,6 +19,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from serve.video import (
     KEYS as VIDEO_KEYS,
 )
 from serve.video import (
+    SNIFF_BYTES,
     ClipInfo,
     Frame,
     FrameReader,
@@ -63,6 +65,7 @@ CHUNK = 1024 * 1024
 PROBE_FRAMES = 2  # frames computed to measure the speed when none is known yet
 SMOOTHING = 0.3  # weight of the newest clip in the per-frame time's moving average
 _SUFFIX = {"MP4": ".mp4", "AVI": ".avi", "Matroska": ".mkv"}
+ALL_KEYS = (*KEYS, *VIDEO_KEYS)  # a clip's options: each frame's detection, then which frames
 
 
 @dataclass
@@ -121,18 +124,47 @@ class VideoInvocations:
         return self._seconds <= REALTIME_VIDEO_SECONDS
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, head: bytes) -> None:
+        """A clip as the body (its first bytes already read), options in the header."""
         if req.content_length is not None and req.content_length > self._max_bytes:
             raise BodyTooLarge(req.content_length, self._max_bytes)
+        overrides = from_custom_attributes(req.get_header(CUSTOM_ATTRIBUTES), ALL_KEYS)
+
+        def write(clip: Path) -> None:
+            _save_body(head, req.bounded_stream, clip, self._max_bytes)
+
+        self._serve(req, resp, head, overrides, write)
+
+    def on_json(
+        self, req: falcon.Request, resp: falcon.Response, data: bytes, body_options: dict[str, Any]
+    ) -> None:
+        """`{"video": "<base64>", ...options}`: the header's options, then the body's, as for a
+        photo in JSON (serve/app.py)."""
+        if not data:
+            raise EmptyBody()
+        overrides: dict[str, Any] = from_custom_attributes(
+            req.get_header(CUSTOM_ATTRIBUTES), ALL_KEYS
+        )
+        overrides.update(body_options)
+        self._serve(req, resp, data[:SNIFF_BYTES], overrides, lambda clip: clip.write_bytes(data))
+
+    def _serve(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        head: bytes,
+        overrides: dict[str, Any],
+        write: Callable[[Path], object],
+    ) -> None:
         answer_type = req.client_prefers(ANSWER_TYPES)
         if answer_type is None:
             raise NotAcceptable(req.accept[:80], ANSWER_TYPES)
-        header = req.get_header(CUSTOM_ATTRIBUTES)
         info = self._detector.model_info
-        options = resolve(self._defaults, from_custom_attributes(header, KEYS), info.names, info.nc)
-        selection = resolve_video(from_custom_attributes(header, VIDEO_KEYS))
+        detection = {key: value for key, value in overrides.items() if key in KEYS}
+        options = resolve(self._defaults, detection, info.names, info.nc)
+        selection = resolve_video({k: v for k, v in overrides.items() if k in VIDEO_KEYS})
         suffix = _SUFFIX.get(container(head) or "", ".bin")
         with self._scratch.file(suffix) as clip:
-            _save_body(head, req.bounded_stream, clip, self._max_bytes)
+            write(clip)
             gone = req.env.get("waitress.client_disconnected") or _connected
             frames = [0]
             try:

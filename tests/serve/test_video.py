@@ -4,6 +4,7 @@ types, the limits, and the odd clips (each answered, never a 5xx, the server sti
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -119,6 +120,51 @@ def test_frame_options_select_the_frames(server, clip, attributes, expected):
     answer = server.invoke(clip[0].read_bytes(), "video/mp4", **{ATTRS: attributes})
     assert answer.status == 200, answer.body[:300]
     assert frames_of(answer) == expected
+
+
+def test_a_clip_in_json_answers_as_the_same_clip_sent_as_bytes(server, clip):
+    body = clip[0].read_bytes()
+    raw = server.invoke(body, "video/mp4", **{ATTRS: "frame_stride=7,conf=0.2"}).json()
+    document = {"video": base64.b64encode(body).decode(), "frame_stride": 7, "conf": 0.2}
+    answer = server.invoke(json.dumps(document).encode(), "application/json")
+    assert answer.status == 200, answer.body[:300]
+    assert frames_of(answer) == [0, 7, 14, 21, 28]
+    for frame, same in zip(answer.json()["frames"], raw["frames"], strict=True):
+        _assert_same(frame["detections"], same["detections"])
+    # the header's options, then the body's; the other answer types as for bytes
+    lines = server.invoke(
+        json.dumps({"video": document["video"], "max_frames": 2}).encode(),
+        "application/json",
+        Accept="application/jsonlines",
+        **{ATTRS: "frame_stride=3"},
+    )
+    assert lines.status == 200 and lines.headers["content-type"].startswith("application/jsonl")
+    frames = [json.loads(line) for line in lines.body.decode().splitlines()][:-1]
+    assert [frame["frame"] for frame in frames] == [0, 3]
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        ({"video": ""}, "'video' must be a non-empty base64 string"),
+        ({"video": "%%%"}, "'video' is not valid base64"),
+        ({"video": "AAAA", "speed": 2}, "unknown key 'speed'"),
+        ({"video": "AAAA", "frame_stride": 0}, "frame_stride"),
+    ],
+)
+def test_a_bad_clip_in_json_is_a_json_400(server, document, words):
+    answer = server.invoke(json.dumps(document).encode(), "application/json")
+    assert answer.status == 400, answer.body[:300]
+    assert words in answer.json()["error"]
+
+
+def test_a_still_image_in_json_as_a_video_is_a_json_400(server):
+    png = encode(np.full((64, 64, 3), 200, np.uint8), ".png")
+    document = {"video": base64.b64encode(png).decode()}
+    answer = server.invoke(json.dumps(document).encode(), "application/json")
+    assert answer.status == 400, answer.body[:300]
+    assert answer.json()["error"]
+    assert server.request("GET", "/ping").status == 200
 
 
 def test_detection_options_apply_to_every_frame(server, clip):
