@@ -17,6 +17,9 @@ decodes while the slots infer) and waits for one in a FIFO queue that is bounded
 Past either bound the answer is an immediate 503 with Retry-After. A waiter whose client has
 disconnected (waitress's `client_disconnected`) leaves the queue without being computed, and one
 that waited longer than the deadline is answered 503 instead of being computed.
+
+`request_turn` is the turn of one HTTP request (serve/app.py for a photo, serve/video_invocations.py
+for a clip): it tells the admission about the client and turns a refusal into the 503 answer.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+import falcon
+
+from serve.errors import Overloaded
 
 POLL_SECONDS = 0.05  # how often a waiter looks at its client and its deadline
 SMOOTHING = 0.2  # weight of the newest hold time in the moving average
@@ -191,3 +198,28 @@ class Admission:
             waiter.woken.set()
         else:
             self._running -= 1
+
+
+def client_gone(req: falcon.Request) -> Callable[[], bool]:
+    """waitress's check that the client has disconnected; never gone where waitress cannot tell
+    (channel_request_lookahead 0, another server)."""
+    return req.env.get("waitress.client_disconnected") or _connected
+
+
+def _connected() -> bool:
+    return False
+
+
+@contextmanager
+def request_turn(
+    admission: Admission, req: falcon.Request, units: Callable[[], int] | None = None
+) -> Iterator[float]:
+    """`admission.turn` for one request: yields the seconds waited; records the outcome in
+    `req.context.admission` (logged with the request) and answers a refusal with Overloaded."""
+    try:
+        with admission.turn(client_gone(req), units) as waited:
+            req.context.admission = ADMITTED
+            yield waited
+    except Refused as refused:
+        req.context.admission = refused.outcome
+        raise Overloaded(refused.why, refused.retry_after) from None

@@ -22,7 +22,7 @@ from typing import Any
 import falcon
 import falcon.media
 
-from serve.admission import Admission, Limits, Refused
+from serve.admission import Admission, Limits, request_turn
 from serve.answer import detection_list
 from serve.config import Settings
 from serve.decode import decode_for_model, decode_image
@@ -34,7 +34,6 @@ from serve.errors import (
     InternalError,
     NotAcceptable,
     NotReady,
-    Overloaded,
     UnsupportedContentType,
 )
 from serve.options import KEYS, Options, from_custom_attributes, resolve
@@ -238,15 +237,8 @@ class Invocations:
         info = detector.model_info
         options = resolve(self._defaults, overrides, info.names, info.nc)
         # Everything above is cheap; decoding, inference and drawing take a turn (serve/admission).
-        gone = req.env.get("waitress.client_disconnected") or _connected
-        try:
-            with self._admission.turn(gone) as waited:
-                req.context.admission = "admitted"
-                started += waited
-                self._compute(req, resp, data, options, answer_type, started)
-        except Refused as refused:
-            req.context.admission = refused.outcome
-            raise Overloaded(refused.why, refused.retry_after) from None
+        with request_turn(self._admission, req) as waited:
+            self._compute(req, resp, data, options, answer_type, started + waited)
 
     def _compute(
         self,
@@ -286,11 +278,6 @@ class Invocations:
                 answer_type,
             )
             resp.content_type = answer_type
-
-
-def _connected() -> bool:
-    """`gone` where waitress cannot tell (channel_request_lookahead 0, another server)."""
-    return False
 
 
 def _image_from_json(document: Any) -> tuple[bytes, dict[str, Any]]:

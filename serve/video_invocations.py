@@ -27,7 +27,7 @@ from typing import IO, Any, Protocol
 
 import falcon
 
-from serve.admission import Admission, Refused
+from serve.admission import Admission, client_gone, request_turn
 from serve.answer import detection_list
 from serve.config import REALTIME_VIDEO_SECONDS, Settings
 from serve.detector import Detections, Detector
@@ -35,7 +35,6 @@ from serve.errors import (
     BodyTooLarge,
     EmptyBody,
     NotAcceptable,
-    Overloaded,
     UnreadableVideo,
     VideoTooLong,
 )
@@ -165,15 +164,9 @@ class VideoInvocations:
         suffix = _SUFFIX.get(container(head) or "", ".bin")
         with self._scratch.file(suffix) as clip:
             write(clip)
-            gone = req.env.get("waitress.client_disconnected") or _connected
             frames = [0]
-            try:
-                with self._admission.turn(gone, units=lambda: frames[0]):
-                    req.context.admission = "admitted"
-                    self._compute(req, resp, clip, head, options, selection, answer_type, frames)
-            except Refused as refused:
-                req.context.admission = refused.outcome
-                raise Overloaded(refused.why, refused.retry_after) from None
+            with request_turn(self._admission, req, units=lambda: frames[0]):
+                self._compute(req, resp, clip, head, options, selection, answer_type, frames)
 
     def _compute(
         self,
@@ -339,7 +332,7 @@ class _Run:
         self._owner, self._selected, self._done = owner, selected, done
         self._tally, self._writer = tally, writer
         self._label = owner._detector.model_info.label
-        self._gone = req.env.get("waitress.client_disconnected") or _connected
+        self._gone = client_gone(req)
         self.started = time.perf_counter()
 
     def record(self, frame: Frame, future: Future[Detections], reader: FrameReader) -> bool:
@@ -428,7 +421,3 @@ def _save_body(head: bytes, stream: _Readable, path: Path, limit: int) -> int:
     if size == 0:
         raise EmptyBody()
     return size
-
-
-def _connected() -> bool:
-    return False

@@ -6,9 +6,11 @@ from __future__ import annotations
 import threading
 import time
 
+import falcon.testing
 import pytest
 
 from serve.admission import (
+    ADMITTED,
     EXPIRED,
     GONE,
     REFUSED,
@@ -17,7 +19,9 @@ from serve.admission import (
     HoldTime,
     Limits,
     Refused,
+    request_turn,
 )
+from serve.errors import Overloaded
 
 
 class Holder:
@@ -186,5 +190,25 @@ def test_a_client_gone_before_its_turn_is_not_run_even_with_a_permit_free():
         ran.append(True)
     assert refused.value.outcome == GONE and not ran
     holder = Holder(admission)  # the permit was given back
+    assert holder.entered.wait(5)
+    holder.finish()
+
+
+def test_a_request_turn_records_its_outcome_and_answers_a_refusal_503():
+    """The turn of an HTTP request (serve/app.py, serve/video_invocations.py): the client check
+    from waitress's environ, the outcome in req.context, Overloaded with Retry-After."""
+    admission = Admission(Limits(permits=1, deadline=60.0, max_waiting=10))
+    req = falcon.testing.create_req()
+    with request_turn(admission, req, units=lambda: 4) as waited:
+        assert req.context.admission == ADMITTED and waited >= 0
+    gone = falcon.testing.create_req()
+    gone.env["waitress.client_disconnected"] = lambda: True
+    ran = []
+    with pytest.raises(Overloaded) as overloaded, request_turn(admission, gone):
+        ran.append(True)
+    assert gone.context.admission == GONE and not ran
+    assert overloaded.value.status == falcon.HTTP_503
+    assert overloaded.value.headers["Retry-After"] == "1"
+    holder = Holder(admission)  # both turns gave their permit back
     assert holder.entered.wait(5)
     holder.finish()
