@@ -17,11 +17,12 @@ import json
 import subprocess
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from container.engine import REPO, Engine, running
+from container.engine import REPO, Container, Engine, running
 from serve.runtimes import RUNTIMES
 from tests.container.conftest import make_image
 from tests.container.test_registry import Registry, push_and_read_back
@@ -87,6 +88,26 @@ def detect_ping(url: str) -> dict:
         return json.loads(answer.read())
 
 
+@contextmanager
+def graviton_server(
+    engine: Engine, image: str, port: int, tmp_path: Path, generation: int, serves: tuple[str, str]
+) -> Iterator[Container]:
+    """The image's server on an emulated Graviton of this generation, its /ping checked to say
+    `serves` (runtime, precision)."""
+    env, options = emulated(tmp_path, generation=generation)
+    with running(engine, image, port, env=env, options=options, timeout=READY_S) as container:
+        ping = detect_ping(container.url)
+        assert (ping["runtime"], ping["precision"]) == serves, ping
+        yield container
+
+
+def assert_answers_as_amd64(url: str, expected: dict) -> None:
+    """Every sample within fp32's bounds of the amd64 server's answer on the baked model."""
+    for sample in SAMPLES:
+        assert_close(detect(url, sample), expected["baked"][sample.name], sample.name)
+    assert expected["baked"]["shapes-00.png"]["detections"], "nothing found proves nothing"
+
+
 def assert_close(got: dict, want: dict, name: str) -> None:
     assert got["model"] == want["model"], name
     found, expected = got["detections"], want["detections"]
@@ -110,27 +131,17 @@ def test_arm64_image_config_says_arm64(engine: Engine, arm64_image: str):
 def test_arm64_image_on_graviton2_answers_as_the_amd64_server_in_fp32(
     engine: Engine, arm64_image: str, expected: dict, port_8080: int, tmp_path: Path
 ):
-    env, options = emulated(tmp_path, generation=2)
-    with running(
-        engine, arm64_image, port_8080, env=env, options=options, timeout=READY_S
-    ) as container:
-        ping = detect_ping(container.url)
-        assert (ping["runtime"], ping["precision"]) == ("onnxruntime", "fp32"), ping
-        for sample in SAMPLES:
-            assert_close(detect(container.url, sample), expected["baked"][sample.name], sample.name)
-        assert expected["baked"]["shapes-00.png"]["detections"], "nothing found proves nothing"
+    serves = ("onnxruntime", "fp32")
+    with graviton_server(engine, arm64_image, port_8080, tmp_path, 2, serves) as container:
+        assert_answers_as_amd64(container.url, expected)
         print(f"arm64 under qemu: ready after {container.ready_after:.1f} s")
 
 
 def test_arm64_image_on_graviton3_turns_on_bf16_fastmath_and_says_so(
     engine: Engine, arm64_image: str, expected: dict, port_8080: int, tmp_path: Path
 ):
-    env, options = emulated(tmp_path, generation=3)
-    with running(
-        engine, arm64_image, port_8080, env=env, options=options, timeout=READY_S
-    ) as container:
-        ping = detect_ping(container.url)
-        assert (ping["runtime"], ping["precision"]) == ("onnxruntime", "bf16"), ping
+    serves = ("onnxruntime", "bf16")
+    with graviton_server(engine, arm64_image, port_8080, tmp_path, 3, serves) as container:
         got = detect(container.url, SAMPLES[1])
         # bf16 GEMMs move scores by more than fp32's 1e-3: same objects, not the same numbers.
         want = expected["baked"][SAMPLES[1].name]["detections"]
@@ -190,15 +201,9 @@ def test_openvino_arm64_image_stays_fp32_and_answers_as_the_amd64_server(
 ):
     """SERVE_PRECISION=auto: OpenVINO picks fp32 on both Gravitons, so the answers are held to
     fp32's bounds without forcing anything."""
-    env, options = emulated(tmp_path, generation=generation)
-    with running(
-        engine, openvino_arm64_image, port_8080, env=env, options=options, timeout=READY_S
-    ) as container:
-        ping = detect_ping(container.url)
-        assert (ping["runtime"], ping["precision"]) == ("openvino", "fp32"), ping
+    image, serves = openvino_arm64_image, ("openvino", "fp32")
+    with graviton_server(engine, image, port_8080, tmp_path, generation, serves) as container:
         ready = ready_record(container.logs())
         assert ready["precision_why"] == OPENVINO_FP32_WHY[generation], ready
-        for sample in SAMPLES:
-            assert_close(detect(container.url, sample), expected["baked"][sample.name], sample.name)
-        assert expected["baked"]["shapes-00.png"]["detections"], "nothing found proves nothing"
+        assert_answers_as_amd64(container.url, expected)
         print(f"OpenVINO arm64, Graviton{generation}: ready after {container.ready_after:.1f} s")
