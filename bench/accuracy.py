@@ -1,12 +1,14 @@
 """Accuracy of every configuration, on the bundled shapes model (real weights) at 320.
 
-The shapes model is exported as FP32, end2end and, through the product's own command (`python -m
-export --precision int8 --calibration DIR`, and with `--int8-runtime openvino --int8-quantizer
-nncf`; export.cli.run), as INT8 by each quantizer, calibrated on generated shapes (demo/shapes.py).
-Each configuration then runs serve's Detector with the same runtime, precision, model and threads as
-its server, on synthetic images whose true boxes are known (a different seed from the calibration
-images, so none was calibrated on). Reported per configuration: precision and recall against the
-drawn boxes (demo/evaluate.py, IoU 0.5), and agreement with the exact configuration (onnxruntime
+The shapes model is exported as each configuration's model kind (bench/configs.MODELS: FP32,
+`--rect`, end2end and, through the product's own command, `python -m export --precision int8
+--calibration DIR` with onnxruntime's quantizer or `--int8-runtime openvino --int8-format ir`;
+export.cli.run), calibrated on generated shapes (demo/shapes.py). Each configuration then runs
+serve's Detector with the same runtime, precision, model and threads as its server, on synthetic
+images whose true boxes are known (a different seed from the calibration images, so none was
+calibrated on; a third of them square, the others 4:3 landscape and portrait, where a `--rect`
+export runs a rectangle). Reported per configuration: precision and recall against the drawn
+boxes (demo/evaluate.py, IoU 0.5), and agreement with the exact configuration (onnxruntime
 FP32): matched / FP32 detections, same class, IoU > 0.8, as export/agreement.py counts it, with the
 box shift of the matched pairs.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.configs import EXACT, Config
+from bench.configs import EXACT, MODELS, Config
 from bench.models import export_onnx, write_calibration_images
 from demo.evaluate import Tally, match
 from demo.shapes import make_image
@@ -28,9 +30,12 @@ from export.errors import ExportError
 from serve.config import available_cpus
 from serve.detector import Detector
 from serve.options import Options
+from serve.runtimes import INT8
 
 SHAPES = Path(__file__).resolve().parent.parent / "weights" / "shapes-yolov7-tiny.pt"
 SIZE = 320
+# (height, width) in turn: squares, and the 4:3 photos on which a --rect export runs a rectangle
+PICTURE_SIZES = ((SIZE, SIZE), (SIZE * 3 // 4, SIZE), (SIZE, SIZE * 3 // 4))
 # Issue 12's bar for "accurate": precision and recall within 0.01 of FP32, agreement >= 0.97.
 MAX_PR_LOSS = 0.01
 MIN_AGREEMENT = 0.97
@@ -39,49 +44,49 @@ MIN_AGREEMENT = 0.97
 def shapes_models(
     folder: Path, kinds: set[str], calibration_images: int
 ) -> tuple[dict[str, Path], str, set[str]]:
-    """({model kind: ONNX path} for the kinds asked, the INT8 exports' agreement lines as the
-    export CLI prints them, the INT8 kinds its gate refused). A refused export is written anyway
-    (--accept-accuracy-loss), so that its configurations are measured, and never counts as
-    accurate."""
+    """({model kind: model path} for the kinds asked (bench/configs.MODELS), the INT8 exports'
+    agreement lines as the export CLI prints them, the INT8 kinds its gate refused). A refused
+    export is written anyway (--accept-accuracy-loss), so that its configurations are measured,
+    and never counts as accurate."""
     folder.mkdir(parents=True, exist_ok=True)
     models = {"fp32": export_onnx(SHAPES, folder / "shapes-320.onnx", SIZE)}
-    if "end2end" in kinds:
-        models["end2end"] = export_onnx(
-            SHAPES, folder / "shapes-320-end2end.onnx", SIZE, end2end=True
-        )
     lines, refused = [], set()
     calibration = folder / "shapes-calibration"
-    # onnxruntime's INT8 judged on onnxruntime; NNCF's on OpenVINO, the runtime that serves it
-    for kind, runtime, quantizer in (
-        ("int8", "onnxruntime", None),
-        ("int8_nncf", "openvino", "nncf"),
-    ):
-        if kind not in kinds:
+    for name in sorted(kinds - {"fp32"}):
+        kind = MODELS[name]
+        models[name] = folder / f"shapes-320-{name}{kind.suffix}"
+        if kind.precision != INT8:
+            export_onnx(SHAPES, models[name], SIZE, end2end=kind.end2end, rect=kind.rect)
             continue
         if not calibration.exists():
             write_calibration_images(calibration, calibration_images, seed=11)
-        models[kind] = folder / f"shapes-320-{kind}.onnx"
+        # each judged by the export's gate on the runtime that serves it
         options = ExportOptions(
             weights=SHAPES,
-            output=models[kind],
+            output=models[name],
             img_size=SIZE,
+            rect=kind.rect,
             precision="int8",
             calibration=calibration,
-            int8_runtime=runtime,
-            int8_quantizer=quantizer,
+            int8_runtime=kind.int8_runtime,
+            int8_quantizer=kind.int8_quantizer,
+            int8_format=kind.int8_format,
         )
         try:
             summary = export_run(options, log=lambda line: None)
         except ExportError as err:
             if "under the required" not in str(err):
                 raise
-            refused.add(kind)
+            refused.add(name)
             options.accept_accuracy_loss = True
             summary = export_run(options, log=lambda line: None)
         found = next((ln.strip() for ln in summary.splitlines() if "agreement" in ln), "")
-        verdict = " REFUSED by the export's gate" if kind in refused else ""
-        flags = f"--int8-runtime {runtime}" + (
-            f" --int8-quantizer {quantizer}" if quantizer else ""
+        verdict = " REFUSED by the export's gate" if name in refused else ""
+        flags = (
+            f"--int8-runtime {kind.int8_runtime}"
+            + (f" --int8-quantizer {kind.int8_quantizer}" if kind.int8_quantizer else "")
+            + (f" --int8-format {kind.int8_format}" if kind.int8_format != "onnx" else "")
+            + (" --rect" if kind.rect else "")
         )
         lines.append(f"{flags}: {found}{verdict}")
     return models, "; ".join(lines), refused
@@ -153,7 +158,7 @@ def configuration_accuracy(
         folder, {c.model for c in configs}, calibration_images
     )
     rng = np.random.default_rng(seed)  # the same images for every configuration
-    drawn = [make_image(rng, SIZE, SIZE) for _ in range(images)]
+    drawn = [make_image(rng, *PICTURE_SIZES[i % len(PICTURE_SIZES)]) for i in range(images)]
     pictures = [image for image, _ in drawn]
     truths = [[{"box": s.box, "class_id": s.class_id} for s in shapes] for _, shapes in drawn]
     exact = next(c for c in configs if c.name == EXACT)

@@ -37,9 +37,10 @@ def session(model: Path, intra: int, inter: int = 1, level: str = "all") -> ort.
     return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
-def tensors(images: list[Path], size: int) -> list[np.ndarray]:
-    """The photos as the server feeds them to the model (letterboxed, 1x3xSxS float32)."""
-    return [to_tensor(letterbox(cv2.imread(str(p)), size)) for p in images]
+def tensors(images: list[Path], size: int, stride: int | None = None) -> list[np.ndarray]:
+    """The photos as the server feeds them to the model (letterboxed, 1x3xSxS float32; with a
+    `--rect` model's stride, each photo's smallest rectangle)."""
+    return [to_tensor(letterbox(cv2.imread(str(p)), size, stride)) for p in images]
 
 
 def _timed(step, count: int, budget_s: float) -> list[float]:
@@ -59,12 +60,20 @@ class BareRun:
     """session.run on the letterboxed photos (after two warm-up runs); `measure` may be called
     several times, between other measurements, and `result` summarises every run so far."""
 
-    def __init__(self, model: Path, images: list[Path], size: int, intra: int, level: str = "all"):
+    def __init__(
+        self,
+        model: Path,
+        images: list[Path],
+        size: int,
+        intra: int,
+        level: str = "all",
+        stride: int | None = None,
+    ):
         began = time.perf_counter()
         self._session = session(model, intra, level=level)
         self._load_s = time.perf_counter() - began
         self._name = self._session.get_inputs()[0].name
-        self._inputs = tensors(images, size)
+        self._inputs = tensors(images, size, stride)
         self._level, self._intra = level, intra
         for x in self._inputs[:2]:
             self._session.run(None, {self._name: x})
@@ -89,9 +98,18 @@ class BareRun:
 class OpenVinoBareRun(BareRun):
     """OpenVINO's `infer` on the letterboxed photos: the peer of bare session.run. Compiled as
     serve/runtimes/openvino.py compiles (latency hint, one stream, threads not pinned), in
-    `precision` (fp32 or bf16), with one infer request, as a single client uses it."""
+    `precision` (fp32 or bf16), with one infer request, as a single client uses it. It reads an
+    ONNX file or an OpenVINO IR (.xml) alike."""
 
-    def __init__(self, model: Path, images: list[Path], size: int, intra: int, precision: str):
+    def __init__(
+        self,
+        model: Path,
+        images: list[Path],
+        size: int,
+        intra: int,
+        precision: str,
+        stride: int | None = None,
+    ):
         import openvino as ov
 
         began = time.perf_counter()
@@ -105,7 +123,7 @@ class OpenVinoBareRun(BareRun):
         compiled = ov.Core().compile_model(str(model), "CPU", config)
         self._request = compiled.create_infer_request()
         self._load_s = time.perf_counter() - began
-        self._inputs = tensors(images, size)
+        self._inputs = tensors(images, size, stride)
         self._level, self._intra = f"openvino {precision}", intra
         for x in self._inputs[:2]:
             self._request.infer({0: x}, share_inputs=True)

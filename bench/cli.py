@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import signal
@@ -35,13 +36,15 @@ import torch
 from bench import bare, compute_bound, cost, decoding, goals, models, report
 from bench import profile as spying
 from bench.accuracy import configuration_accuracy
-from bench.configs import ALL, EXACT, Config, available
+from bench.configs import ALL, EXACT, MODELS, Config, available
 from bench.load import latency_summary
 from bench.monitor import TreeMonitor
 from bench.photos import twelve_megapixel
 from bench.servers import Running, baseline, ours
 from demo.local_server import ROOT
 from serve.config import available_cpus
+from serve.letterbox import letterboxed_shape
+from serve.runtimes import INT8
 
 IMAGES = [ROOT / "samples" / "bus.jpg", ROOT / "samples" / "zidane.jpg"]
 LOAD_MARGIN_S = 300.0  # the load process is killed if it outlives its duration by this much
@@ -61,9 +64,9 @@ SIMD_FLAGS = {
 }
 # the 12 MP photo goes through the default and the configurations a user would switch to for it
 # (and yolov7, the second model, runs only these)
-BIG_PHOTO_CONFIGS = (EXACT, "ort_int8", "ov_fp32", "ov_bf16", "ov_int8", "ov_int8_nncf")
+BIG_PHOTO_CONFIGS = (EXACT, "ort_int8", "ov_fp32", "ov_bf16", "ov_int8", "ov_int8_ir_rect")
 # one of each code path: runtime x model, and bf16 (fp32 on openvino: the INT8 models)
-SMOKE_CONFIGS = f"{EXACT},ort_int8,ov_bf16,ov_int8,ov_int8_nncf"
+SMOKE_CONFIGS = f"{EXACT},ort_int8,ov_bf16,ov_int8,ov_int8_ir_rect"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -389,20 +392,25 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Pa
         "skipped": available(family)[1],
     }
     cpus = available_cpus()
-    paths = {"fp32": exported.raw, "end2end": exported.end2end}
-    for kind, quantizer in (("int8", "onnxruntime"), ("int8_nncf", "nncf")):
-        if any(c.model == kind for c in configs):
-            say(f"{family}: INT8 QDQ quantization by {quantizer}")
-            paths[kind] = models.quantize_int8(
-                exported.raw,
-                folder / f"{family}-{kind}.onnx",
-                IMAGES,
-                args.calibration_images,
-                quantizer,
-            )
+    paths = {"fp32": exported.raw, "rect": exported.rect, "end2end": exported.end2end}
+    for name in sorted({c.model for c in configs}):
+        kind = MODELS[name]
+        if kind.precision != INT8:
+            continue
+        say(f"{family}: INT8 {name} ({kind.int8_quantizer or 'onnxruntime'}, {kind.int8_format})")
+        paths[name] = models.quantize_int8(
+            exported.rect if kind.rect else exported.raw,
+            folder / f"{family}-{name}{kind.suffix}",
+            IMAGES,
+            args.calibration_images,
+            kind,
+        )
+    stride = models.rect_stride(exported.rect)
 
     in_process: dict[str, bare.BareRun] = {
         "bare": bare.BareRun(exported.raw, IMAGES, args.img_size, cpus),
+        # the like-for-like peer of the --rect configurations: FP32 on the same rectangles
+        "bare_rect": bare.BareRun(exported.rect, IMAGES, args.img_size, cpus, stride=stride),
         "pipeline": bare.PipelineRun(exported.raw, IMAGES, cpus),
     }
     # the bare peers: each runtime x precision x model that a server configuration runs
@@ -412,11 +420,11 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Pa
         if c.name != EXACT and c.intra_op is None and c.inter_op == 1 and c.model != "end2end"
     ]
     for c in peers:
-        model = paths[c.model]
+        model, rect = paths[c.model], stride if MODELS[c.model].rect else None
         in_process[f"bare_{c.name}"] = (
-            bare.OpenVinoBareRun(model, IMAGES, args.img_size, cpus, c.precision)
+            bare.OpenVinoBareRun(model, IMAGES, args.img_size, cpus, c.precision, rect)
             if c.runtime == "openvino"
-            else bare.BareRun(model, IMAGES, args.img_size, cpus)
+            else bare.BareRun(model, IMAGES, args.img_size, cpus, stride=rect)
         )
 
     def start(c: Config) -> Start:
@@ -431,7 +439,7 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Pa
     if photo is not None:
         big = ([c.name for c in configs if c.name in BIG_PHOTO_CONFIGS], photo)
     loaded = side_by_side(starts, levels, args.duration, args.rounds, in_process, big)
-    for name in ("bare", "pipeline", "pytorch_fastapi"):
+    for name in ("bare", "bare_rect", "pipeline", "pytorch_fastapi"):
         result[name] = loaded.pop(name)
     result["bare_peers"] = {c.name: loaded.pop(f"bare_{c.name}") for c in peers}
     result["configs"] = {
@@ -441,12 +449,20 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Pa
             "precision": c.precision,
             "expected_ping": c.expect(),
             "model": paths[c.model].name,
+            "model_kind": c.model,
+            "rect": MODELS[c.model].rect,
             "env": c.env(),
             **loaded[c.name],
         }
         for c in configs
     }
     result["ours"] = result["configs"][EXACT]
+    # the share of the square's pixels that a --rect model computes on the bench's photos
+    result["rect_pixel_share"] = statistics.fmean(
+        math.prod(letterboxed_shape(args.img_size, *cv2.imread(str(p)).shape[:2], stride))
+        / args.img_size**2
+        for p in IMAGES
+    )
     say(f"{family}: cold starts, each server alone, in turns")
     started = cold_starts(starts, args.cold_starts)
     for name, times in started.items():
@@ -516,7 +532,8 @@ def add_efficiency(results: dict, args: argparse.Namespace) -> None:
     for m in results["models"].values():
         gflops = m["size"]["gflops"] * (m["img_size"] / 640) ** 2
         for run in m["configs"].values():
-            bound = found.bound_ms(gflops, precision_of(run))
+            share = m.get("rect_pixel_share", 1.0) if run.get("rect") else 1.0
+            bound = found.bound_ms(gflops * share, precision_of(run))
             c1 = goals.level(run["levels"], 1)
             c4 = goals.level(run["levels"], goals.THROUGHPUT_LEVEL)
             run["efficiency"] = {

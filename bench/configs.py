@@ -10,15 +10,42 @@ speed figure is reported next to the accuracy of exactly that configuration.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from serve.runtimes import BF16, DEFAULT_RUNTIME, FP32, INT8, RUNTIMES, RuntimeSpec, installed
 from serve.runtimes.precision import cpu_bf16, cpu_flags
 
 EXACT = "ours"  # the default configuration (onnxruntime FP32): what the others are judged against
-# int8: onnxruntime.quantization's export (the default); int8_nncf: NNCF's
-# (`--int8-runtime openvino --int8-quantizer nncf`), measured beside it on OpenVINO
-MODELS = ("fp32", "int8", "int8_nncf", "end2end")
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One export the configurations run: `python -m export` with these options."""
+
+    precision: str = FP32
+    int8_runtime: str = "onnxruntime"  # the runtime the INT8 export's gate judges it on
+    int8_quantizer: str | None = None
+    int8_format: str = "onnx"  # or "ir": NNCF on the OpenVINO model, written as OpenVINO IR
+    rect: bool = False  # `--rect`: each photo's smallest rectangle instead of the square
+    end2end: bool = False
+
+    @property
+    def suffix(self) -> str:
+        return ".xml" if self.int8_format == "ir" else ".onnx"
+
+
+_IR = ModelKind(INT8, "openvino", "nncf", "ir")
+# int8: onnxruntime.quantization's export (the default); int8_ir: NNCF's OpenVINO IR
+# (`--int8-runtime openvino --int8-format ir`, the published recipe's path); *_rect: `--rect`
+MODELS: dict[str, ModelKind] = {
+    "fp32": ModelKind(),
+    "rect": ModelKind(rect=True),
+    "int8": ModelKind(INT8),
+    "int8_rect": ModelKind(INT8, rect=True),
+    "int8_ir": _IR,
+    "int8_ir_rect": replace(_IR, rect=True),
+    "end2end": ModelKind(end2end=True),
+}
 
 
 @dataclass(frozen=True)
@@ -26,7 +53,7 @@ class Config:
     name: str
     runtime: str = DEFAULT_RUNTIME
     precision: str = FP32
-    model: str = "fp32"  # which export (MODELS): fp32, int8 / int8_nncf (QDQ), end2end (NMS inside)
+    model: str = "fp32"  # which export (MODELS)
     intra_op: int | None = None  # None: the server's default (every CPU)
     inter_op: int = 1
     what: str = ""
@@ -93,14 +120,21 @@ def runtime_configs(spec: RuntimeSpec) -> tuple[Config, ...]:
         *(
             (
                 Config(
-                    f"{name}_int8_nncf",
+                    f"{name}_int8_ir",
                     spec.name,
-                    model="int8_nncf",
-                    what=f"{title} on the NNCF INT8 export (--int8-quantizer nncf)",
+                    model="int8_ir",
+                    what=f"{title} on the NNCF INT8 IR (--int8-format ir)",
+                    families=BOTH,
+                ),
+                Config(
+                    f"{name}_int8_ir_rect",
+                    spec.name,
+                    model="int8_ir_rect",
+                    what=f"{title} on the NNCF INT8 IR, --rect",
                     families=BOTH,
                 ),
             )
-            if spec.name == "openvino"  # NNCF's graphs run slower than float on onnxruntime
+            if spec.name == "openvino"  # OpenVINO IR is OpenVINO's own format
             else ()
         ),
         *bf16_intra_op_1,
@@ -120,6 +154,12 @@ ALL: tuple[Config, ...] = (
     Config("intra_op_1", intra_op=1, what="onnxruntime FP32, 1 thread per inference"),
     Config("inter_op_2", inter_op=2, what="onnxruntime FP32, 2 inter-op threads"),
     Config("ort_int8", model="int8", what="onnxruntime on the INT8 QDQ export", families=BOTH),
+    Config(
+        "ort_int8_rect",
+        model="int8_rect",
+        what="onnxruntime on the INT8 QDQ --rect export",
+        families=BOTH,
+    ),
     # every other runtime in the registry
     *(
         c
@@ -135,7 +175,7 @@ def why_not(config: Config, flags: frozenset[str]) -> str | None:
     spec = RUNTIMES[config.runtime]
     if not installed(spec):
         return f"{spec.module} is not installed (pip install -r {spec.requirements})"
-    if config.model == "int8_nncf" and importlib.util.find_spec("nncf") is None:
+    if MODELS[config.model].int8_quantizer and importlib.util.find_spec("nncf") is None:
         return "nncf is not installed (pip install -r requirements-export.txt)"
     if config.precision == BF16 and cpu_bf16(flags) is None:
         return "the CPU has no bf16 instructions (avx512_bf16 or amx_bf16)"

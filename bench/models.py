@@ -13,6 +13,7 @@ import onnx
 import torch
 from torch import nn
 
+from bench.configs import ModelKind
 from demo.shapes import make_image
 from export.cli import Options, run
 from export.fuse import fuse_model
@@ -34,16 +35,20 @@ class Exported:
     raw: Path  # decoded output, NMS in the server
     end2end: Path | None  # NMS in the graph
     img_size: int
+    rect: Path  # `--rect`: each photo's smallest rectangle
 
 
-def export_onnx(weights: Path, output: Path, img_size: int, end2end: bool = False) -> Path:
-    options = Options(weights=weights, output=output, img_size=img_size, end2end=end2end)
+def export_onnx(
+    weights: Path, output: Path, img_size: int, end2end: bool = False, rect: bool = False
+) -> Path:
+    options = Options(weights=weights, output=output, img_size=img_size, end2end=end2end, rect=rect)
     run(options, log=lambda line: None)
     return output
 
 
 def prepare(family: str, folder: Path, img_size: int, end2end: bool) -> Exported:
-    """Build a random-weight full-size checkpoint and export it (and its end2end form)."""
+    """Build a random-weight full-size checkpoint and export it (its `--rect` form, and its
+    end2end form where asked)."""
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = save_checkpoint(
         checkpoint_dict(build_full_size(family), "stripped"), folder / f"{family}.pt"
@@ -54,7 +59,16 @@ def prepare(family: str, folder: Path, img_size: int, end2end: bool) -> Exported
         if end2end
         else None
     )
-    return Exported(family, checkpoint, raw, e2e, img_size)
+    rect = export_onnx(checkpoint, folder / f"{family}-rect.onnx", img_size, rect=True)
+    return Exported(family, checkpoint, raw, e2e, img_size, rect)
+
+
+def rect_stride(model: Path) -> int:
+    """A `--rect` export's stride (its metadata), to letterbox the photos as the server does."""
+    metadata = {
+        p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props
+    }
+    return int(metadata["rect_stride"])
 
 
 def size_of(checkpoint: Path, img_size: int) -> dict[str, float]:
@@ -82,25 +96,32 @@ def size_of(checkpoint: Path, img_size: int) -> dict[str, float]:
 
 
 def quantize_int8(
-    model: Path, output: Path, photos: list[Path], count: int, quantizer: str = "onnxruntime"
+    model: Path, output: Path, photos: list[Path], count: int, kind: ModelKind
 ) -> Path:
-    """The INT8 QDQ model `python -m export --precision int8 --int8-quantizer QUANTIZER` writes
-    (export.quantize: onnxruntime's defaults, or NNCF's), for a random-weight model: the export CLI
-    refuses to write one, since with random weights the FP32 model finds nothing on the held-out
-    images to agree with. Speed does not depend on the weights; accuracy is measured on the bundled
-    model through the CLI itself (bench/accuracy.py). Calibrated on `count` images: the photos and
-    generated shapes."""
+    """The INT8 model `python -m export --precision int8` writes with `kind`'s options
+    (export.quantize: onnxruntime's QDQ; export.quantize_ir: NNCF's OpenVINO IR), for a
+    random-weight model: the export CLI refuses to write one, since with random weights the FP32
+    model finds nothing on the held-out images to agree with. Speed does not depend on the
+    weights; accuracy is measured on the bundled model through the CLI itself
+    (bench/accuracy.py). Calibrated on `count` images: the photos and generated shapes, each
+    letterboxed to the square (a `--rect` model takes it as one of its rectangles)."""
     from export.calibration import load_tensors
     from export.quantize import NNCF, QuantSettings, quantize
 
     source = onnx.load(str(model))
-    img_size = int(source.graph.input[0].type.tensor_type.shape.dim[2].dim_value)
-    images = output.parent / f"{output.stem}-calibration"
-    write_calibration_images(images, count, seed=7, photos=photos)
-    tensors = load_tensors(sorted(images.iterdir()), img_size, 1)
-    quantized, _ = quantize(source, tensors, NNCF if quantizer == "nncf" else QuantSettings())
     metadata = {p.key: p.value for p in source.metadata_props}  # serve reads names, layout, size
     metadata["precision"] = "int8"
+    images = output.parent / f"{output.stem}-calibration"
+    write_calibration_images(images, count, seed=7, photos=photos)
+    tensors = load_tensors(sorted(images.iterdir()), int(metadata["img_size"]), 1)
+    if kind.int8_format == "ir":
+        from export.quantize_ir import quantize_ir, save_ir_atomically, set_ir_metadata
+
+        ir, _ = quantize_ir(source, tensors, NNCF)
+        set_ir_metadata(ir, metadata)
+        save_ir_atomically(ir, output)
+        return output
+    quantized, _ = quantize(source, tensors, QuantSettings())
     set_metadata(quantized, metadata)
     onnx.save(quantized, str(output))
     return output

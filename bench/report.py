@@ -111,6 +111,13 @@ def table(results: dict) -> str:
                     for name, b in peers.items()
                 )
             )
+        rect = m.get("bare_rect")
+        if rect:
+            lines.append(
+                f"  bare FP32 on each photo's smallest rectangle (--rect, "
+                f"{m.get('rect_pixel_share', 1.0):.2f}x the square's pixels): p50 "
+                f"{rect['p50_ms']:.1f} ms ({rect['p50_ms'] / bare['p50_ms']:.2f}x the square's)"
+            )
         big = m.get("big_photo")
         if big:
             lines.append(

@@ -131,7 +131,12 @@ def _run(runner: Runner, tensor: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _detections(
-    output: np.ndarray, img_size: int, height: int, width: int, nkpt: int = 0
+    output: np.ndarray,
+    img_size: int,
+    height: int,
+    width: int,
+    nkpt: int = 0,
+    rect_stride: int | None = None,
 ) -> np.ndarray:
     """Raw output of one image -> (K, 6 + 3 * nkpt) x1, y1, x2, y2, score, class (then the
     keypoints) in original pixels."""
@@ -140,9 +145,11 @@ def _detections(
         output[0], conf=options.conf, iou=options.iou, max_det=options.max_det, nkpt=nkpt
     )
     rows = rows.astype(np.float64)
-    rows[:, :4] = scale_boxes(rows[:, :4], img_size, height, width)
+    rows[:, :4] = scale_boxes(rows[:, :4], img_size, height, width, rect_stride)
     if nkpt:
-        keypoints = scale_keypoints(rows[:, 6:].reshape(-1, nkpt, 3), img_size, height, width)
+        keypoints = scale_keypoints(
+            rows[:, 6:].reshape(-1, nkpt, 3), img_size, height, width, rect_stride
+        )
         rows[:, 6:] = keypoints.reshape(len(rows), -1)
     return rows
 
@@ -193,16 +200,20 @@ def measure(
     img_size: int,
     nkpt: int = 0,
     candidate_runtime: str = "onnxruntime",
+    rect_stride: int | None = None,
 ) -> Agreement:
     """Compare the candidate (run by `candidate_runtime`) with the reference (onnxruntime) on BGR
-    images (the held-out ones); a pose model (nkpt keypoints) is judged on its keypoints too."""
+    images (the held-out ones); a pose model (nkpt keypoints) is judged on its keypoints too; a
+    `--rect` export (`rect_stride`) on each image's minimum rectangle, as the server runs it."""
     session = server_session(reference_model)
     batch = session.get_inputs()[0].shape[0]
     batch = batch if isinstance(batch, int) and batch > 0 else 1
     name = session.get_inputs()[0].name
     reference: Runner = lambda tensor: session.run(None, {name: tensor})[0]  # noqa: E731
     candidate = RUNNERS[candidate_runtime](candidate_model)
-    tensors = [np.repeat(to_tensor(letterbox(im, img_size)), batch, axis=0) for im in images]
+    tensors = [
+        np.repeat(to_tensor(letterbox(im, img_size, rect_stride)), batch, axis=0) for im in images
+    ]
     for runner in (reference, candidate):  # first runs allocate; keep them out of the timing
         _run(runner, tensors[0])
 
@@ -224,8 +235,8 @@ def measure(
     total = matched = extra = mismatches = 0
     for image, ref_out, cand_out in zip(images, outputs[0], outputs[1], strict=True):
         height, width = image.shape[:2]
-        ref = _detections(ref_out, img_size, height, width, nkpt)
-        cand = _detections(cand_out, img_size, height, width, nkpt)
+        ref = _detections(ref_out, img_size, height, width, nkpt, rect_stride)
+        cand = _detections(cand_out, img_size, height, width, nkpt, rect_stride)
         pairs = match_detections(ref, cand)
         if nkpt:
             kept = []

@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--batch", type=int, default=1, help="fixed batch size")
     batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis")
     p.add_argument(
+        "--rect",
+        action="store_true",
+        help="symbolic height and width (multiples of the largest stride, up to --img-size): "
+        "the server letterboxes each photo to its smallest rectangle, as the official detect.py "
+        "does (a 16:9 photo at 640 runs at 640 x 384)",
+    )
+    p.add_argument(
         "--end2end",
         action="store_true",
         help="NMS inside the graph (ONNX "
@@ -109,6 +116,7 @@ class Options:
     img_size: int = 640
     batch: int = 1
     dynamic_batch: bool = False
+    rect: bool = False  # dynamic height and width: the minimum-rectangle letterbox
     end2end: bool = False
     conf: float = 0.25
     iou: float = 0.45
@@ -151,6 +159,7 @@ def validate(args: argparse.Namespace) -> Options:
         img_size=args.img_size,
         batch=args.batch,
         dynamic_batch=args.dynamic_batch,
+        rect=args.rect,
         end2end=args.end2end,
         conf=args.conf,
         iou=args.iou,
@@ -221,7 +230,8 @@ def run(options: Options, log=print) -> str:
     reference = copy.deepcopy(net)  # the unfused model: verification covers fusing and export
     fused = fuse_model(net)
     batch = 1 if options.dynamic_batch else options.batch
-    model = export_raw(fused, img_size, options.dynamic_batch, batch)
+    rect_stride = max(strides) if options.rect else None
+    model = export_raw(fused, img_size, options.dynamic_batch, batch, rect_stride)
     check_graph(model)
     check = compare_with_torch(
         model.SerializeToString(),
@@ -230,6 +240,7 @@ def run(options: Options, log=print) -> str:
         img_size,
         2 if options.dynamic_batch else batch,
         nkpt,
+        rect_stride,
     )
     if not check.ok:
         raise ExportError(
@@ -248,6 +259,7 @@ def run(options: Options, log=print) -> str:
         "img_size": img_size,
         "layout": "end2end" if options.end2end else "raw",
         "dynamic_batch": "true" if options.dynamic_batch else "false",
+        **({"rect_stride": rect_stride} if rect_stride else {}),
         "architecture": family,
         "model_name": options.weights.stem,
         "checkpoint_sha256": checkpoint.sha256,
@@ -264,7 +276,7 @@ def run(options: Options, log=print) -> str:
     int8_lines: list[str] = []
     if split is not None:
         model, int8_metadata, int8_lines = _quantize(
-            model, split, img_size, batch, options, log, nkpt
+            model, split, img_size, batch, options, log, nkpt, rect_stride
         )
         metadata.update(int8_metadata)
     if options.end2end:
@@ -291,11 +303,16 @@ def run(options: Options, log=print) -> str:
             f"score{kpt_text}], conf {options.conf} iou {options.iou} max_det {options.max_det}"
         )
     else:
-        anchors = 3 * sum((img_size // s) ** 2 for s in strides)
+        anchors = "A" if rect_stride else 3 * sum((img_size // s) ** 2 for s in strides)
         output_line = (
             f"{RAW_OUTPUT} float32 ({n}, {anchors}, {5 + nc + kpt_columns}) xywh, obj, "
             f"classes{kpt_text}"
         )
+    sides = (
+        f"H, W) RGB 0..1, H and W multiples of {rect_stride} up to {img_size} (--rect"
+        if rect_stride
+        else f"{img_size}, {img_size}) RGB 0..1"
+    )
     shown = ", ".join(names[:8]) + (f", ... ({nc} in all)" if nc > 8 else "")
     dtype = str(checkpoint.dtype).removeprefix("torch.")
     return "\n".join(
@@ -305,7 +322,7 @@ def run(options: Options, log=print) -> str:
             f"  classes        {nc}: {shown}",
             *([f"  task           pose, {nkpt} keypoints"] if nkpt else []),
             f"  strides        {strides}",
-            f"  input          images float32 ({n}, 3, {img_size}, {img_size}) RGB 0..1",
+            f"  input          images float32 ({n}, 3, {sides}",
             f"  output         {output_line}",
             f"  vs PyTorch     max |diff| {check.max_abs_diff:.2e} "
             f"(boxes {check.max_box_diff:.2e} px, scores {check.max_score_diff:.2e})",
@@ -325,6 +342,7 @@ def _quantize(
     options: Options,
     log: Callable[[str], None],
     nkpt: int = 0,
+    rect_stride: int | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, object], list[str]]:
     """FP32 graph -> (INT8 graph, its metadata, its summary lines); ExportError when the INT8
     model's agreement with FP32 on the held-out images is under the bar (and not accepted)."""
@@ -343,6 +361,7 @@ def _quantize(
         img_size,
         nkpt,
         candidate_runtime=options.int8_runtime,
+        rect_stride=rect_stride,
     )
     if result.reference == 0:
         raise ExportError(

@@ -81,7 +81,7 @@ class IKeypoint(IDetect):
         no_det = int(self.no_det)
         for i in range(self.nl):
             p = self.level(i, xs[i])
-            ny, nx = int(p.shape[2]), int(p.shape[3])
+            ny, nx = p.shape[2], p.shape[3]  # symbolic under a --rect export
             p = p.view(-1, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2)
             det, kpt = p[..., :no_det].sigmoid(), p[..., no_det:]
             gy, gx = torch.meshgrid(

@@ -52,7 +52,7 @@ class Detect(nn.Module):
         levels = []
         for i in range(self.nl):
             p = self.level(i, xs[i])
-            ny, nx = int(p.shape[2]), int(p.shape[3])
+            ny, nx = p.shape[2], p.shape[3]  # symbolic under a --rect export
             p = p.view(-1, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2)
             y = p.sigmoid()
             gy, gx = torch.meshgrid(

@@ -40,14 +40,25 @@ class _ImagesToDetections(torch.nn.Module):
 
 
 def export_raw(
-    net: torch.nn.Module, img_size: int, dynamic_batch: bool, batch: int
+    net: torch.nn.Module,
+    img_size: int,
+    dynamic_batch: bool,
+    batch: int,
+    rect_stride: int | None = None,
 ) -> onnx.ModelProto:
-    """Trace the fused model into an ONNX graph with the decoded ("grid") output."""
+    """Trace the fused model into an ONNX graph with the decoded ("grid") output; `rect_stride`:
+    height and width symbolic, each a multiple of it up to img_size (the decode grids are then
+    computed from the input's shape in the graph)."""
     net.model[-1].stride_values()  # cache Python-float strides before tracing
     sample = torch.zeros(batch if not dynamic_batch else 2, 3, img_size, img_size)
-    dynamic_shapes = (
-        {"images": {0: torch.export.Dim("batch", min=1, max=1024)}} if dynamic_batch else None
-    )
+    axes: dict[int, object] = {}
+    if dynamic_batch:
+        axes[0] = torch.export.Dim("batch", min=1, max=1024)
+    if rect_stride:
+        steps = img_size // rect_stride
+        axes[2] = rect_stride * torch.export.Dim("height_steps", min=1, max=steps)
+        axes[3] = rect_stride * torch.export.Dim("width_steps", min=1, max=steps)
+    dynamic_shapes = {"images": axes} if axes else None
     # The exporter is chatty (progress lines, deprecation notes); keep our summary readable.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():

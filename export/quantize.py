@@ -147,11 +147,11 @@ def quantize(
     if not tensors:
         raise ExportError("no calibration images")
     dims = model.graph.input[0].type.tensor_type.shape.dim
-    symbolic_batch = not dims[0].HasField("dim_value")
+    symbolic = not all(d.HasField("dim_value") for d in dims)  # a dynamic batch or image size
     try:
         if settings.quantizer == "nncf":
             return _quantize_nncf(model, tensors, settings)
-        return _quantize(model, tensors, settings, symbolic_batch)
+        return _quantize(model, tensors, settings, symbolic)
     except ExportError:
         raise
     except Exception as exc:  # onnxruntime.quantization and NNCF raise bare ones, among others

@@ -49,10 +49,12 @@ def compare_with_torch(
     img_size: int,
     batch: int,
     nkpt: int = 0,
+    rect_stride: int | None = None,
 ) -> Verification:
     """Run both on the same letterboxed image (repeated to the batch size) and compare; a pose
-    model's last 3 * nkpt columns are keypoint x, y (pixels, judged as boxes) and score."""
-    x = np.repeat(to_tensor(letterbox(image, img_size)), batch, axis=0)
+    model's last 3 * nkpt columns are keypoint x, y (pixels, judged as boxes) and score. A
+    `--rect` export is checked on the image's minimum rectangle (`rect_stride`), as served."""
+    x = np.repeat(to_tensor(letterbox(image, img_size, rect_stride)), batch, axis=0)
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     with torch.no_grad():

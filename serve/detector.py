@@ -125,10 +125,10 @@ class Detector:
         info, model = self.info, self._model
         assert info is not None and model is not None, "load() first"
         height, width = image.shape[:2]
-        size = info.img_size
+        size, stride = info.img_size, info.rect_stride
 
         start = time.perf_counter()
-        tensor = to_tensor(letterbox(image, size), self._input_dtype)
+        tensor = to_tensor(letterbox(image, size, stride), self._input_dtype)
         prepared = time.perf_counter()
         with self._slots:
             output = model.run(tensor, info.output_name)
@@ -137,13 +137,15 @@ class Detector:
             rows = self._raw_rows(output, options)
         else:
             rows = self._end2end_rows(output, options)
-        boxes = scale_boxes(rows[:, :4], size, height, width)
+        boxes = scale_boxes(rows[:, :4], size, height, width, stride)
         if reduction > 1:
             assert original_size is not None, "a reduced image needs the original's size"
             boxes = undo_reduction(boxes, reduction, original_size[1], original_size[0])
         result = Detections(boxes, rows[:, 4].astype(np.float64), rows[:, 5].astype(np.int64))
         if info.nkpt:
-            keypoints = scale_keypoints(rows[:, 6:].reshape(-1, info.nkpt, 3), size, height, width)
+            keypoints = scale_keypoints(
+                rows[:, 6:].reshape(-1, info.nkpt, 3), size, height, width, stride
+            )
             if reduction > 1:
                 assert original_size is not None
                 keypoints = undo_keypoint_reduction(

@@ -22,9 +22,11 @@ VISIBLE = 0.5  # the official drawing hides a keypoint (and its limbs) scored un
 _FACE, _ARM, _LEG = (0, 255, 0), (255, 128, 0), (255, 51, 255)  # BGR
 
 
-def scale_keypoints(keypoints: np.ndarray, size: int, height: int, width: int) -> np.ndarray:
+def scale_keypoints(
+    keypoints: np.ndarray, size: int, height: int, width: int, stride: int | None = None
+) -> np.ndarray:
     """(K, nkpt, 3) in letterboxed pixels -> original pixels, clipped like the official code."""
-    gain, pad_x, pad_y = letterbox_geometry(size, height, width)
+    gain, pad_x, pad_y = letterbox_geometry(size, height, width, stride)
     out = keypoints.astype(np.float64, copy=True)
     out[..., 0] = ((out[..., 0] - pad_x) / gain).clip(0, width)
     out[..., 1] = ((out[..., 1] - pad_y) / gain).clip(0, height)

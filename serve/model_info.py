@@ -43,6 +43,9 @@ class ModelInfo:
     task: str = "detect"  # or "pose": each detection also carries nkpt keypoints (x, y, score)
     nkpt: int = 0
     keypoint_names: tuple[str, ...] = ()
+    # A `--rect` export (dynamic height and width): each photo is letterboxed to its smallest
+    # rectangle of multiples of this stride, as the official detect.py does; None: size x size.
+    rect_stride: int | None = None
 
     def label(self, class_id: int) -> str:
         return self.names[class_id] if 0 <= class_id < len(self.names) else f"class{class_id}"
@@ -129,6 +132,12 @@ def read_model_info(
         raise ModelError(f"the model's input has {image_in.shape[1]} channels; expected 3")
 
     height, width = _static(image_in.shape[2]), _static(image_in.shape[3])
+    rect_stride = _meta_int(metadata, "rect_stride")
+    if rect_stride is not None and (height or width or rect_stride < 1):
+        raise ModelError(
+            f"model metadata rect_stride={rect_stride} needs an input of dynamic height and "
+            f"width (a --rect export); this one is {list(image_in.shape)}"
+        )
     if height and width and height != width:
         raise ModelError(
             f"the model's input is {height} x {width}; the server needs a square input"
@@ -204,4 +213,5 @@ def read_model_info(
         task=task,
         nkpt=nkpt,
         keypoint_names=keypoint_names,
+        rect_stride=rect_stride,
     )

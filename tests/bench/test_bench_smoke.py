@@ -85,11 +85,11 @@ def test_smoke_run_writes_results_with_every_measurement_and_the_ratios(repo_roo
     ]
 
     # issue 12: every configuration this machine can run, each with its accuracy, side by side
-    expected = {"ours", "ort_int8", "ov_bf16", "ov_int8", "ov_int8_nncf"}
+    expected = {"ours", "ort_int8", "ov_bf16", "ov_int8", "ov_int8_ir_rect"}
     if importlib.util.find_spec("openvino") is None:
-        expected -= {"ov_bf16", "ov_int8", "ov_int8_nncf"}
+        expected -= {"ov_bf16", "ov_int8", "ov_int8_ir_rect"}
     if importlib.util.find_spec("nncf") is None:
-        expected -= {"ov_int8_nncf"}
+        expected -= {"ov_int8_ir_rect"}
     if "avx512_bf16" not in FLAGS and "amx_bf16" not in FLAGS:
         expected -= {"ov_bf16"}
     assert set(tiny["configs"]) == expected

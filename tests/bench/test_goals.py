@@ -86,3 +86,18 @@ def test_an_inaccurate_configuration_never_counts():
     found = by_goal(goals.evaluate(results(35.0, 30.0, slow_accurate=False)))
     assert found["fastest accurate p50 over HTTP"]["config"] == "ours"
     assert not found["fastest accurate p50 over HTTP"]["met"]
+
+
+def test_a_rect_configuration_also_reports_its_like_for_like_ratio():
+    """Its ratio is over bare FP32 on the square (the goal's); beside it, over bare FP32 on the
+    same rectangles, so that the rectangle's own saving is never taken for INT8's."""
+    found = results(30.0, 30.0, slow_accurate=True)
+    model = found["models"]["yolov7-tiny"]
+    model["bare_rect"] = {"p50_ms": 60.0}
+    model["configs"]["fast"]["rect"] = True
+    p50 = by_goal(goals.evaluate(found))["fastest accurate p50 over HTTP"]
+    assert p50["measured"] == pytest.approx(0.30) and p50["met"]
+    assert p50["like_for_like"] == pytest.approx(0.50)
+    assert "0.50x bare FP32 on the same rectangles" in p50["detail"]
+    del model["configs"]["fast"]["rect"]  # a square configuration: nothing beside it
+    assert by_goal(goals.evaluate(found))["fastest accurate p50 over HTTP"]["like_for_like"] is None

@@ -9,6 +9,9 @@ plain loops, a canvas instead of copyMakeBorder, float64 where it does not matte
     top 30000 by score; per class (offset class*4096) unless agnostic; IoU > 0.45 suppresses;
     300 kept.
     Back: gain = min(S/h0, S/w0); pad = ((S - w0*gain)/2, (S - h0*gain)/2); subtract, divide, clip.
+    detect.py's rectangle (letterbox auto=True, a `stride`): dw, dh = np.mod(S - new_w, stride),
+    np.mod(S - new_h, stride); the canvas is (new_h + dh) x (new_w + dw); back with that canvas's
+    h1 x w1: gain = min(h1/h0, w1/w0); pad = ((w1 - w0*gain)/2, (h1 - h0*gain)/2).
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ import numpy as np
 import onnxruntime as ort
 
 
-def reference_letterbox(image: np.ndarray, size: int) -> np.ndarray:
+def reference_letterbox(image: np.ndarray, size: int, stride: int | None = None) -> np.ndarray:
     h, w = image.shape[:2]
     r = min(size / h, size / w)
     new_w, new_h = round(w * r), round(h * r)
     if (new_w, new_h) != (w, h):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    dw, dh = (size - new_w) / 2, (size - new_h) / 2
+    full_w, full_h = size - new_w, size - new_h
+    if stride is not None:
+        full_w, full_h = int(np.mod(full_w, stride)), int(np.mod(full_h, stride))
+    dw, dh = full_w / 2, full_h / 2
     top, left = round(dh - 0.1), round(dw - 0.1)
-    canvas = np.full((size, size, 3), 114, dtype=np.uint8)
+    canvas = np.full((new_h + full_h, new_w + full_w, 3), 114, dtype=np.uint8)
     canvas[top : top + new_h, left : left + new_w] = image
     return canvas
 
@@ -80,9 +86,10 @@ def reference_nms(rows: np.ndarray, conf=0.25, iou=0.45, classes=None, agnostic=
     return kept
 
 
-def reference_scale_back(dets, size: int, h0: int, w0: int):
-    gain = min(size / h0, size / w0)
-    pad_x, pad_y = (size - w0 * gain) / 2, (size - h0 * gain) / 2
+def reference_scale_back(dets, size: int, h0: int, w0: int, canvas: tuple[int, int] | None = None):
+    h1, w1 = canvas or (size, size)
+    gain = min(h1 / h0, w1 / w0)
+    pad_x, pad_y = (w1 - w0 * gain) / 2, (h1 - h0 * gain) / 2
     out = []
     for x1, y1, x2, y2, score, cls in dets:
         x1, x2 = [min(max((v - pad_x) / gain, 0.0), w0) for v in (x1, x2)]
@@ -91,23 +98,32 @@ def reference_scale_back(dets, size: int, h0: int, w0: int):
     return out
 
 
-def reference_detect(session: ort.InferenceSession, image: np.ndarray, size: int, **nms_options):
-    """The whole official pipeline on one BGR image with an onnxruntime session (raw layout)."""
-    tensor = reference_tensor(reference_letterbox(image, size))
+def reference_detect(
+    session: ort.InferenceSession,
+    image: np.ndarray,
+    size: int,
+    stride: int | None = None,
+    **nms_options,
+):
+    """The whole official pipeline on one BGR image with an onnxruntime session (raw layout);
+    `stride`: detect.py's minimum rectangle instead of the square."""
+    tensor = reference_tensor(reference_letterbox(image, size, stride))
     name = session.get_inputs()[0].name
     output = session.run(None, {name: tensor})[0]
     dets = reference_nms(output[0], **nms_options)
-    return reference_scale_back(dets, size, image.shape[0], image.shape[1])
+    return reference_scale_back(dets, size, *image.shape[:2], canvas=tensor.shape[2:])
 
 
-def reference_detect_end2end(session: ort.InferenceSession, image: np.ndarray, size: int):
+def reference_detect_end2end(
+    session: ort.InferenceSession, image: np.ndarray, size: int, stride: int | None = None
+):
     """The end2end layout: NMS ran in the graph; only the way back to the original is left."""
-    tensor = reference_tensor(reference_letterbox(image, size))
+    tensor = reference_tensor(reference_letterbox(image, size, stride))
     name = session.get_inputs()[0].name
     rows = session.run(None, {name: tensor})[0]
     dets = [(r[1], r[2], r[3], r[4], r[6], round(r[5])) for r in rows.tolist() if r[0] == 0]
     dets.sort(key=lambda d: -d[4])
-    return reference_scale_back(dets, size, image.shape[0], image.shape[1])
+    return reference_scale_back(dets, size, *image.shape[:2], canvas=tensor.shape[2:])
 
 
 def assert_same_detections(got: list[dict], expected: list[dict], box_tol=1.0, score_tol=1e-3):
