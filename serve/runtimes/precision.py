@@ -97,5 +97,8 @@ def for_ir(choice: Choice, runtime_asked: bool, asked: str, flags: frozenset[str
             f"the model is OpenVINO IR (.xml + .bin), which SERVE_RUNTIME={choice.runtime} cannot "
             f"read: use SERVE_RUNTIME={OPENVINO}, or serve an ONNX export"
         )
-    picked = choose(OPENVINO, asked, flags)
+    try:
+        picked = choose(OPENVINO, asked, flags)
+    except ConfigError as exc:  # say why OpenVINO, which nobody named, is needed
+        raise ConfigError(f"the model is OpenVINO IR (.xml + .bin), read by OpenVINO only: {exc}")
     return Choice(picked.runtime, picked.precision, f"{picked.why}; OpenVINO IR model")
