@@ -100,5 +100,7 @@ def for_ir(choice: Choice, runtime_asked: bool, asked: str, flags: frozenset[str
     try:
         picked = choose(OPENVINO, asked, flags)
     except ConfigError as exc:  # say why OpenVINO, which nobody named, is needed
-        raise ConfigError(f"the model is OpenVINO IR (.xml + .bin), read by OpenVINO only: {exc}")
+        raise ConfigError(
+            f"the model is OpenVINO IR (.xml + .bin), read by OpenVINO only: {exc}"
+        ) from None
     return Choice(picked.runtime, picked.precision, f"{picked.why}; OpenVINO IR model")
