@@ -70,6 +70,28 @@ def test_the_multi_model_server_finds_an_ir_in_its_directory(tmp_path, ir_export
     assert model_file(str(tmp_path / "models" / "a"), tmp_path / "models") == xml
 
 
+def test_an_ir_picks_openvino_unless_another_runtime_was_asked_for():
+    from serve.config import ConfigError
+    from serve.runtimes.precision import choose, for_ir
+
+    default = choose("onnxruntime", "fp32", frozenset())
+    picked = for_ir(default, runtime_asked=False, asked="fp32", flags=frozenset())
+    assert (picked.runtime, picked.precision) == ("openvino", "fp32")
+    asked = choose("openvino", "fp32", frozenset())
+    assert for_ir(asked, runtime_asked=True, asked="fp32", flags=frozenset()) is asked
+    with pytest.raises(ConfigError, match="SERVE_RUNTIME=onnxruntime cannot read"):
+        for_ir(default, runtime_asked=True, asked="fp32", flags=frozenset())
+
+
+def test_the_setting_records_whether_serve_runtime_was_set():
+    from serve.config import Settings
+
+    assert not Settings.from_env({}).runtime_asked
+    assert not Settings.from_env({"SERVE_RUNTIME": " "}).runtime_asked
+    chosen = Settings.from_env({"SERVE_RUNTIME": "onnxruntime"})
+    assert chosen.runtime_asked and chosen.runtime == "onnxruntime"
+
+
 # --- starting ---------------------------------------------------------------------------------
 
 
