@@ -47,9 +47,13 @@ def _quantized_input(dequantized: ov.Node) -> ov.Output | None:
 
 
 def _activation_fake_quantize(node: ov.Node) -> ov.Output | None:
-    """For a FakeQuantize on an activation (an NNCF IR's quantizer: f32 in, f32 out, not fed
-    by a constant), its input; None for any other node."""
+    """For a FakeQuantize on an activation that float operations read (an NNCF IR's quantizer;
+    the ONNX frontend's QuantizeLinear is a FakeQuantize read by a Convert to integers, taken out
+    with its DequantizeLinear by _quantized_input), its input; None for any other node."""
     if node.get_type_name() != "FakeQuantize" or _kind(node.input_value(0)) == "Constant":
+        return None
+    readers = node.output(0).get_target_inputs()
+    if any(reader.get_node().get_type_name() == "Convert" for reader in readers):
         return None
     return node.input_value(0)
 
