@@ -1,5 +1,7 @@
 """`package`: an ONNX file -> `model.tar.gz` (the file at the archive's root) -> S3.
 
+An OpenVINO IR export (`python -m export --int8-format ir`) is two files, NAME.xml and NAME.bin:
+both go to the archive's root, where the server finds the .xml and reads the .bin beside it.
 SageMaker unpacks the archive into /opt/ml/model before the container starts. The archive is
 optional: the image already carries a default model.
 """
@@ -30,26 +32,57 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def model_parts(path: Path) -> list[Path]:
+    """The files of a model: the .onnx, or an IR's .xml and the .bin beside it."""
+    return [path, path.with_suffix(".bin")] if path.suffix.lower() == ".xml" else [path]
+
+
+def model_sha256(path: Path) -> str:
+    """sha256 of the model's bytes: the .onnx's, or an IR's .xml then .bin."""
+    digest = hashlib.sha256()
+    for part in model_parts(path):
+        with part.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def model_bytes(path: Path) -> int:
+    return sum(part.stat().st_size for part in model_parts(path))
+
+
 def check_model_file(path: Path) -> None:
     if not path.is_file():
         raise UserError(f"no model file at {path}", "pass the .onnx written by `python -m export`")
-    if path.suffix.lower() != ".onnx":
-        raise UserError(f"{path} is not an .onnx file", "export the checkpoint first")
-    if path.stat().st_size == 0:
-        raise UserError(f"{path} is empty")
+    if path.suffix.lower() not in (".onnx", ".xml"):
+        raise UserError(
+            f"{path} is not an .onnx file (or OpenVINO IR .xml)", "export the checkpoint first"
+        )
+    for part in model_parts(path)[1:]:
+        if not part.is_file():
+            raise UserError(
+                f"{path} is OpenVINO IR but its weights {part.name} are not beside it",
+                "an IR model is two files: NAME.xml and NAME.bin",
+            )
+    for part in model_parts(path):
+        if part.stat().st_size == 0:
+            raise UserError(f"{part} is empty")
 
 
-def build_archive(onnx: Path, dest: Path) -> Path:
-    """model.tar.gz holding the ONNX at its root, with stable owner, mode and mtime."""
-    check_model_file(onnx)
-    info = tarfile.TarInfo(onnx.name)
-    info.size = onnx.stat().st_size
-    info.mode = 0o644
-    info.mtime = int(onnx.stat().st_mtime)
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    with tarfile.open(dest, "w:gz") as archive, onnx.open("rb") as handle:
-        archive.addfile(info, handle)
+def build_archive(model: Path, dest: Path) -> Path:
+    """model.tar.gz holding the model's files (an .onnx, or an IR's .xml and .bin) at its root,
+    with stable owner, mode and mtime."""
+    check_model_file(model)
+    with tarfile.open(dest, "w:gz") as archive:
+        for part in model_parts(model):
+            info = tarfile.TarInfo(part.name)
+            info.size = part.stat().st_size
+            info.mode = 0o644
+            info.mtime = int(part.stat().st_mtime)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            with part.open("rb") as handle:
+                archive.addfile(info, handle)
     return dest
 
 
@@ -91,7 +124,7 @@ def upload_args(onnx: Path, digest: str, tags: dict[str, str]) -> dict[str, Any]
         "Metadata": {
             "onnx-sha256": digest,
             "onnx-name": onnx.name,
-            "onnx-bytes": str(onnx.stat().st_size),  # the preflight sizes serverless by it
+            "onnx-bytes": str(model_bytes(onnx)),  # the preflight sizes serverless by it
         },
     }
 
@@ -115,7 +148,7 @@ def package(
     account = aws.identity()["account"]
     bucket = bucket or default_bucket(prefix, account, aws.region)
     key = key or f"{prefix}/models/{onnx.stem}-{when}/model.tar.gz"
-    digest = sha256(onnx)
+    digest = model_sha256(onnx)
     created = model_bucket.ensure(s3, bucket, account, aws.region, tags, kms_key)
     if created:
         ctx.log(
@@ -140,7 +173,7 @@ def package(
         "key": key,
         "source": str(onnx),
         "sha256": digest,
-        "onnx_bytes": onnx.stat().st_size,
+        "onnx_bytes": model_bytes(onnx),
         "bucket_created": created,
         "uploaded_at": now_iso(),
     }

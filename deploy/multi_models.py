@@ -177,7 +177,7 @@ def add(
         ctx.log(f"uploading {onnx.name} as s3://{bucket}/{key}")
         with buckets.pinned(bucket, account):
             extra = {
-                **artifacts.upload_args(onnx, artifacts.sha256(onnx), tags),
+                **artifacts.upload_args(onnx, artifacts.model_sha256(onnx), tags),
                 **buckets.owner(account),
                 **encryption.sse_kms(key_arn),
             }

@@ -17,8 +17,11 @@ from export.errors import ExportError
 
 if TYPE_CHECKING:  # heavy imports stay out of `--help` and argument errors
     import onnx
+    import openvino as ov
 
+    from export.agreement import Agreement
     from export.calibration import Split
+    from export.quantize import QuantSettings
 
 DEFAULT_WEIGHTS = Path("weights/shapes-yolov7-tiny.pt")
 DEFAULT_OUTPUT = Path("weights/model.onnx")
@@ -99,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         "onnxruntime.quantization for both today; nncf: NNCF's post-training quantization)",
     )
     p.add_argument(
+        "--int8-format",
+        choices=("onnx", "ir"),
+        default="onnx",
+        help="int8: onnx, a QDQ graph; ir (with --int8-runtime openvino only): NNCF quantizes "
+        "the OpenVINO model and writes OpenVINO IR, --output NAME.xml and NAME.xml's .bin beside "
+        "it (the fastest INT8 on OpenVINO: docs/bench.md)",
+    )
+    p.add_argument(
         "--accept-accuracy-loss",
         action="store_true",
         help=f"write the int8 model even when its agreement with FP32 is under {MIN_AGREEMENT}",
@@ -127,6 +138,7 @@ class Options:
     accept_accuracy_loss: bool = False
     int8_runtime: str = "onnxruntime"
     int8_quantizer: str | None = None  # None: FOR_RUNTIME[int8_runtime]
+    int8_format: str = "onnx"  # "ir": NNCF on the OpenVINO model, OUTPUT.xml + OUTPUT.bin
     min_agreement: float = MIN_AGREEMENT  # not a CLI option: the bar is the product's
 
 
@@ -141,8 +153,7 @@ def validate(args: argparse.Namespace) -> Options:
         raise ExportError(f"--iou must be in (0, 1], got {args.iou}")
     if args.max_det < 1:
         raise ExportError(f"--max-det must be at least 1, got {args.max_det}")
-    if args.output.suffix.lower() != ".onnx":
-        raise ExportError(f"--output must end in .onnx, got {args.output}")
+    _check_format(args)
     if args.precision == "int8" and args.calibration is None:
         raise ExportError("--precision int8 needs --calibration DIR (images like the served ones)")
     if args.precision != "int8" and args.calibration is not None:
@@ -170,8 +181,26 @@ def validate(args: argparse.Namespace) -> Options:
         accept_accuracy_loss=args.accept_accuracy_loss,
         int8_runtime=args.int8_runtime,
         int8_quantizer=args.int8_quantizer,
+        int8_format=args.int8_format,
         min_agreement=MIN_AGREEMENT,
     )
+
+
+def _check_format(args: argparse.Namespace) -> None:
+    """--int8-format ir: an INT8 model for OpenVINO, by NNCF, without in-graph NMS, to .xml."""
+    ir = args.int8_format == "ir"
+    suffix = ".xml" if ir else ".onnx"
+    if ir and args.precision != "int8":
+        raise ExportError("--int8-format is only for --precision int8")
+    if ir and args.int8_runtime != "openvino":
+        raise ExportError("--int8-format ir is OpenVINO's own format: use --int8-runtime openvino")
+    if ir and args.int8_quantizer not in (None, "nncf"):
+        raise ExportError("--int8-format ir is quantized by NNCF: drop --int8-quantizer")
+    if ir and args.end2end:
+        raise ExportError("--end2end appends ONNX NonMaxSuppression: not with --int8-format ir")
+    if args.output.suffix.lower() != suffix:
+        why = " (OpenVINO IR: the .bin is written beside it)" if ir else ""
+        raise ExportError(f"--output must end in {suffix}{why}, got {args.output}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,7 +303,11 @@ def run(options: Options, log=print) -> str:
             keypoint_names=keypoint_names or [f"keypoint{i}" for i in range(nkpt)],
         )
     int8_lines: list[str] = []
-    if split is not None:
+    if split is not None and options.int8_format == "ir":
+        ir, int8_metadata, int8_lines = _quantize_ir(model, split, img_size, options, log, nkpt)
+        metadata.update(int8_metadata)
+        nodes_line, size = _save_ir(ir, metadata, options.output)
+    elif split is not None:
         model, int8_metadata, int8_lines = _quantize(
             model, split, img_size, batch, options, log, nkpt, rect_stride
         )
@@ -286,14 +319,16 @@ def run(options: Options, log=print) -> str:
             end2end_iou=str(options.iou),
             end2end_max_det=str(options.max_det),
         )
-    model.producer_name = "yolov7-sagemaker export"
-    model.producer_version = __version__
-    set_metadata(model, metadata)
-    if split is None:
-        check_graph(model)
-    else:  # QDQ weights are constant DequantizeLinear nodes by design: the checker only
-        check_quantized(model)
-    size = save_atomically(model, options.output)
+    if options.int8_format != "ir":
+        model.producer_name = "yolov7-sagemaker export"
+        model.producer_version = __version__
+        set_metadata(model, metadata)
+        if split is None:
+            check_graph(model)
+        else:  # QDQ weights are constant DequantizeLinear nodes by design: the checker only
+            check_quantized(model)
+        size = save_atomically(model, options.output)
+        nodes_line = f"{model.opset_import[0].version}, {len(model.graph.node)} nodes"
 
     n = "N" if options.dynamic_batch else str(batch)
     kpt_columns, kpt_text = 3 * nkpt, f", {nkpt} x (kx, ky, kscore)" if nkpt else ""
@@ -317,7 +352,12 @@ def run(options: Options, log=print) -> str:
     dtype = str(checkpoint.dtype).removeprefix("torch.")
     return "\n".join(
         [
-            f"exported {options.weights} -> {options.output}",
+            f"exported {options.weights} -> {options.output}"
+            + (
+                f" + {options.output.with_suffix('.bin').name}"
+                if options.int8_format == "ir"
+                else ""
+            ),
             f"  architecture   {family}; {checkpoint.source_key} weights saved as {dtype}",
             f"  classes        {nc}: {shown}",
             *([f"  task           pose, {nkpt} keypoints"] if nkpt else []),
@@ -327,7 +367,7 @@ def run(options: Options, log=print) -> str:
             f"  vs PyTorch     max |diff| {check.max_abs_diff:.2e} "
             f"(boxes {check.max_box_diff:.2e} px, scores {check.max_score_diff:.2e})",
             *int8_lines,
-            f"  opset          {model.opset_import[0].version}, {len(model.graph.node)} nodes",
+            f"  {'graph' if options.int8_format == 'ir' else 'opset':15}{nodes_line}",
             f"  file size      {size / 1e6:.1f} MB",
             f"  time           {time.perf_counter() - started:.1f} s",
         ]
@@ -346,7 +386,7 @@ def _quantize(
 ) -> tuple[onnx.ModelProto, dict[str, object], list[str]]:
     """FP32 graph -> (INT8 graph, its metadata, its summary lines); ExportError when the INT8
     model's agreement with FP32 on the held-out images is under the bar (and not accepted)."""
-    from export.agreement import MATCH_IOU, MAX_KEYPOINT_SHIFT, measure
+    from export.agreement import measure
     from export.calibration import load_tensors, read_image
     from export.quantize import FOR_RUNTIME, NNCF, QuantSettings, quantize
 
@@ -363,6 +403,66 @@ def _quantize(
         candidate_runtime=options.int8_runtime,
         rect_stride=rect_stride,
     )
+    metadata, lines = _judge(result, settings, float_nodes, split, options, log, nkpt)
+    return int8, metadata, lines
+
+
+def _quantize_ir(
+    model: onnx.ModelProto,
+    split: Split,
+    img_size: int,
+    options: Options,
+    log: Callable[[str], None],
+    nkpt: int = 0,
+) -> tuple[ov.Model, dict[str, object], list[str]]:
+    """FP32 graph -> (NNCF's INT8 OpenVINO model, its metadata, its summary lines), judged on
+    OpenVINO from the IR files as the server reads them; ExportError under the bar, as _quantize."""
+    import tempfile
+
+    from export.agreement import measure
+    from export.calibration import load_tensors, read_image
+    from export.quantize import NNCF
+    from export.quantize_ir import quantize_ir, save_ir_atomically
+
+    # the IR's batch is the ONNX graph's: a dynamic batch stays dynamic, calibrated on single images
+    tensors = load_tensors(
+        split.calibration, img_size, 1 if options.dynamic_batch else options.batch
+    )
+    int8, float_nodes = quantize_ir(model, tensors, NNCF)
+    held_out = [read_image(path) for path in split.holdout]
+    with tempfile.TemporaryDirectory(prefix="export-ir-") as folder:
+        judged = Path(folder) / "int8.xml"
+        save_ir_atomically(int8, judged)
+        result = measure(
+            model.SerializeToString(), str(judged), held_out, img_size, nkpt, "openvino"
+        )
+    metadata, lines = _judge(result, NNCF, float_nodes, split, options, log, nkpt)
+    return int8, metadata, lines
+
+
+def _save_ir(int8: ov.Model, metadata: dict[str, object], output: Path) -> tuple[str, int]:
+    """Write OUTPUT.xml + OUTPUT.bin with the metadata; (the graph's summary, bytes written)."""
+    from export.quantize_ir import save_ir_atomically, set_ir_metadata
+
+    set_ir_metadata(int8, metadata)
+    size = save_ir_atomically(int8, output)
+    return f"OpenVINO IR, {len(int8.get_ordered_ops())} operations", size
+
+
+def _judge(
+    result: Agreement,
+    settings: QuantSettings,
+    float_nodes: list[str],
+    split: Split,
+    options: Options,
+    log: Callable[[str], None],
+    nkpt: int,
+) -> tuple[dict[str, object], list[str]]:
+    """The gate: ExportError when the INT8 model's agreement is under the bar (and not accepted);
+    else its metadata and summary lines."""
+    from export.agreement import MATCH_IOU, MAX_KEYPOINT_SHIFT
+
+    held_out = split.holdout
     if result.reference == 0:
         raise ExportError(
             f"the FP32 model finds nothing on the {len(held_out)} held-out images of "
@@ -382,7 +482,7 @@ def _quantize(
         )
     metadata = {
         "quantization": {
-            "format": "QDQ",
+            "format": "IR" if options.int8_format == "ir" else "QDQ",
             "quantizer": settings.quantizer,
             "for_runtime": options.int8_runtime,
             **(
@@ -430,7 +530,9 @@ def _quantize(
         },
     }
     lines = [
-        f"  precision      int8 for {options.int8_runtime}, {settings.describe()}, "
+        f"  precision      int8 for {options.int8_runtime}"
+        + (" (OpenVINO IR)" if options.int8_format == "ir" else "")
+        + f", {_described(settings, options)}, "
         f"{len(split.calibration)} calibration images; "
         f"{'head + decode' if settings.keep_float == 'head' else 'decode'} float "
         f"({len(float_nodes)} nodes)",
@@ -439,7 +541,13 @@ def _quantize(
             " (INT8 on OpenVINO, FP32 on onnxruntime)" if options.int8_runtime == "openvino" else ""
         ),
     ]
-    return int8, metadata, lines
+    return metadata, lines
+
+
+def _described(settings: QuantSettings, options: Options) -> str:
+    """The quantizer's settings; an IR's quantizers are OpenVINO's FakeQuantize, not QDQ pairs."""
+    text = settings.describe()
+    return text.replace("QDQ", "FakeQuantize") if options.int8_format == "ir" else text
 
 
 def _need_int8_tools(options: Options) -> None:
@@ -449,8 +557,9 @@ def _need_int8_tools(options: Options) -> None:
 
     needs = [("openvino", "--int8-runtime openvino", "openvino")]
     needs = needs if options.int8_runtime == "openvino" else []
-    if options.int8_quantizer == "nncf":
-        needs.append(("nncf", "--int8-quantizer nncf", "export"))
+    if options.int8_quantizer == "nncf" or options.int8_format == "ir":
+        option = "--int8-format ir" if options.int8_format == "ir" else "--int8-quantizer nncf"
+        needs.append(("nncf", option, "export"))
     for module, option, requirements in needs:
         if importlib.util.find_spec(module) is None:
             raise ExportError(

@@ -33,7 +33,7 @@ def quantize_nncf(
     """Float model + calibration tensors -> NNCF's QDQ model, the `ignored` nodes left float."""
     if preset not in PRESETS:
         raise ExportError(f"NNCF preset must be one of {PRESETS}")
-    with _quiet():
+    with quiet():
         import nncf
 
         input_name = model.graph.input[0].name
@@ -50,7 +50,7 @@ def quantize_nncf(
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """NNCF logs progress bars and statistics at INFO on its own logger: keep them out of the
     export's summary (stdout) and log (stderr)."""
     logger = logging.getLogger("nncf")

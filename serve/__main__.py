@@ -17,10 +17,10 @@ import threading
 
 from serve.config import ConfigError, Settings, available_cpus, default_inference_slots
 from serve.errors import ModelError, one_line
-from serve.locate import locate_model
+from serve.locate import is_ir, locate_model, model_bytes
 from serve.logs import setup_logging
 from serve.memory import keep_freed_memory, limit_arenas
-from serve.runtimes.precision import Choice, choose, cpu_flags
+from serve.runtimes.precision import Choice, choose, cpu_flags, for_ir
 from serve.scratch import Scratch, ScratchError
 from serve.server import Server
 
@@ -92,6 +92,12 @@ def _serve(settings: Settings, choice: Choice, scratch: Scratch) -> int:
     except ModelError as exc:
         log.error(f"cannot start: {exc}")
         return EXIT_MODEL
+    if model_path is not None and is_ir(model_path):
+        try:  # only OpenVINO reads IR: it runs it unless another runtime was asked for
+            choice = for_ir(choice, settings.runtime_asked, settings.precision, cpu_flags())
+        except ConfigError as exc:
+            log.error(f"cannot start: {exc}")
+            return EXIT_CONFIG
 
     try:
         server = Server(
@@ -141,7 +147,7 @@ def _serve(settings: Settings, choice: Choice, scratch: Scratch) -> int:
     from serve.detector import Detector
 
     slots = settings.inference_slots or default_inference_slots(
-        model_path.stat().st_size, settings.intra_op_threads, available_cpus()
+        model_bytes(model_path), settings.intra_op_threads, available_cpus()
     )
     detector = Detector(
         model_path,

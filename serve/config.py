@@ -62,7 +62,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "SAGEMAKER_MODEL_DIR",
         "/opt/ml/model",
-        "Where SageMaker unpacks the model data; the single *.onnx in it is served.",
+        "Where SageMaker unpacks the model data; the single *.onnx (or OpenVINO IR *.xml with "
+        "its .bin) in it is served.",
     ),
     Variable(
         "BAKED_MODEL_PATH",
@@ -148,7 +149,7 @@ VARIABLES: tuple[Variable, ...] = (
             for spec in RUNTIMES.values()
             if spec.requirements != SERVE_REQUIREMENTS
         )
-        + ".",
+        + "; unset, an OpenVINO IR model (.xml + .bin) picks openvino.",
     ),
     Variable(
         "SERVE_PRECISION",
@@ -254,6 +255,7 @@ class Settings:
     max_video_bytes: int = 6 * MIB
     video_max_frames: int = DEFAULT_VIDEO_MAX_FRAMES
     video_seconds: float = REALTIME_VIDEO_SECONDS  # a clip's time budget (serve/video_invocations)
+    runtime_asked: bool = False  # SERVE_RUNTIME was set (else an OpenVINO IR model picks openvino)
 
     @property
     def max_payload_mb(self) -> int:
@@ -274,6 +276,7 @@ class Settings:
         if log_level is None:
             log_level = get("SAGEMAKER_CONTAINER_LOG_LEVEL", _parse_level, logging.INFO)
         max_body = get("MAX_BODY_BYTES", _positive_int, body_default)
+        runtime = get("SERVE_RUNTIME", _one_of(tuple(RUNTIMES)), None)
         deadline = get(
             "SERVE_QUEUE_DEADLINE",
             _positive_float,
@@ -295,7 +298,8 @@ class Settings:
             intra_op_threads=intra,
             inter_op_threads=get("ORT_INTER_OP_THREADS", _positive_int, 1),
             inference_slots=get("SERVE_INFERENCE_SLOTS", _positive_int, None),
-            runtime=get("SERVE_RUNTIME", _one_of(tuple(RUNTIMES)), DEFAULT_RUNTIME),
+            runtime=runtime or DEFAULT_RUNTIME,
+            runtime_asked=runtime is not None,
             precision=get("SERVE_PRECISION", _one_of(PRECISIONS), "auto"),
             grace_seconds=get("SERVE_GRACE_SECONDS", _non_negative_float, 20.0),
             log_level=log_level,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from pathlib import Path
 from typing import Any
 
 import falcon
@@ -27,6 +28,7 @@ from serve.app import (
 from serve.config import MIB, Settings
 from serve.detector import Detector
 from serve.errors import BadJson, BodyTooLarge, EmptyBody
+from serve.locate import model_bytes
 from serve.multi_model import Budget, Entry, Registry, resident_bytes
 from serve.runtimes.precision import Choice
 from serve.scratch import Scratch
@@ -85,7 +87,7 @@ def describe(entry: Entry) -> dict[str, Any]:
         "runtime": detector.runtime,
         "precision": detector.precision,
         "float_precision": detector.float_precision,
-        "file_bytes": entry.path.stat().st_size if entry.path.exists() else None,
+        "file_bytes": _file_bytes(entry.path),
         "footprint_bytes": entry.footprint,
         "rss_growth_bytes": entry.rss_growth,
         "load_ms": round(entry.load_seconds * 1000, 1),
@@ -208,3 +210,11 @@ def create_multi_model_app(
     app.set_error_serializer(render_error)
     app.add_error_handler(Exception, handle_unexpected)
     return app, registry
+
+
+def _file_bytes(path: Path) -> int | None:
+    """The model's bytes on disk (an IR's two files), None where it is gone since its load."""
+    try:
+        return model_bytes(path)
+    except OSError:
+        return None

@@ -38,9 +38,9 @@ import falcon
 
 from serve.config import MIB, Settings, available_cpus, default_inference_slots
 from serve.detector import Detector
-from serve.errors import one_line
-from serve.locate import onnx_files
-from serve.runtimes.precision import Choice
+from serve.errors import ModelError, one_line
+from serve.locate import check_complete, is_ir, model_bytes, model_files
+from serve.runtimes.precision import OPENVINO, Choice
 
 log = logging.getLogger("serve")
 
@@ -93,7 +93,8 @@ def check_name(name: object) -> str:
 
 
 def model_file(url: object, root: Path) -> Path:
-    """The one ONNX file in the directory `url`, which must lie under `root`; else BadModel."""
+    """The one model (an ONNX file, or OpenVINO IR's .xml with its .bin) in the directory `url`,
+    which must lie under `root`; else BadModel."""
     if not isinstance(url, str) or not url or "\x00" in url:
         raise BadModel("'url' must be a non-empty string: the directory holding the model")
     directory = Path(url).resolve()
@@ -101,12 +102,18 @@ def model_file(url: object, root: Path) -> Path:
         raise BadModel(f"'url' must be a directory under {root}, not {url[:200]}")
     if not directory.is_dir():
         raise BadModel(f"'url' {url[:200]} is not a directory")
-    found = onnx_files(directory)
+    found = model_files(directory)
     if not found:
-        raise BadModel(f"no .onnx file under {url[:200]}")
+        raise BadModel(f"no .onnx (or OpenVINO .xml) file under {url[:200]}")
     if len(found) > 1:
         listed = ", ".join(p.name for p in found[:5])
-        raise BadModel(f"{len(found)} .onnx files under {url[:200]} ({listed}); keep one")
+        raise BadModel(
+            f"{len(found)} models (.onnx or .xml) under {url[:200]} ({listed}); keep one"
+        )
+    try:
+        check_complete(found[0])
+    except ModelError as exc:
+        raise BadModel(str(exc)) from None
     if not found[0].resolve().is_relative_to(root.resolve()):  # a link to a file elsewhere
         raise BadModel(f"{found[0].name} under {url[:200]} links outside {root}")
     return found[0]
@@ -236,7 +243,12 @@ class Registry:
         name = check_name(name)
         path = model_file(url, self.root)
         assert isinstance(url, str)
-        footprint = estimate_footprint(path.stat().st_size)
+        if is_ir(path) and self._choice.runtime != OPENVINO:
+            raise BadModel(
+                f"{path.name} is OpenVINO IR, which this server's runtime "
+                f"({self._choice.runtime}) cannot read: serve it with SERVE_RUNTIME={OPENVINO}"
+            )
+        footprint = estimate_footprint(model_bytes(path))
         self._reserve(name, footprint)
         try:
             entry = self._load(name, url, path, footprint)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #   when `-m` names it (`make test-arm64`), so `make test` and a bare `pytest` leave it out.
 CONTAINER_FOLDERS = {"container"}
 EMULATOR_FIXTURES = {"moto_url"}
-SLOW_FIXTURES = {"exported", "shapes_onnx", "int8_export", "pose_exported"}
+SLOW_FIXTURES = {"exported", "shapes_onnx", "int8_export", "ir_export", "pose_exported"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
@@ -84,6 +84,28 @@ def int8_export(tmp_path_factory, shapes_checkpoint) -> dict:
         )
         assert done[precision].returncode == 0, done[precision].stderr[-2000:]
     return {**outputs, "stdout": done["int8"].stdout, "folder": folder}
+
+
+@pytest.fixture(scope="session")
+def ir_export(int8_export, shapes_checkpoint) -> dict:
+    """The bundled model at 320 as OpenVINO IR INT8 (`--int8-format ir`) by the real command line,
+    once a session, calibrated on int8_export's images; with int8_export's FP32 and INT8 ONNX."""
+    ir = int8_export["folder"] / "ir" / "int8.xml"
+    calibration = int8_export["folder"] / "calibration"
+    command = [
+        sys.executable, "-m", "export", "--weights", str(shapes_checkpoint), "--img-size", "320",
+        "--precision", "int8", "--int8-runtime", "openvino", "--int8-format", "ir",
+        "--calibration", str(calibration), "--output", str(ir),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {
+        **int8_export,
+        "ir": ir,
+        "calibration": calibration,
+        "stdout": done.stdout,
+        "stderr": done.stderr,
+    }
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""`package`: an .onnx packed as model.tar.gz and uploaded to S3."""
+"""`package`: an .onnx (or an OpenVINO IR's .xml and .bin) packed as model.tar.gz and uploaded
+to S3."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from deploy.context import Context
 from deploy.errors import EXIT_OK
 
 NAME = "package"
-HELP = "pack an .onnx as model.tar.gz and upload it to S3"
+HELP = "pack an .onnx (or OpenVINO IR .xml + .bin) as model.tar.gz and upload it to S3"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="the .onnx written by `python -m export`")
+    parser.add_argument(
+        "model",
+        type=Path,
+        help="the .onnx (or IR .xml, its .bin beside it) written by `python -m export`",
+    )
     parser.add_argument("--bucket", help="S3 bucket (default PREFIX-sagemaker-ACCOUNT-REGION)")
     parser.add_argument("--key", help="object key (default PREFIX/models/NAME-TIMESTAMP/...)")
     parser.add_argument(

@@ -9,7 +9,9 @@ graph compiles in the background, so that an INT8 export starts as fast as an FP
 
 The view bypasses every activation's quantize-dequantize chain and folds every dequantized weight
 and bias into a float constant: it computes the export's own quantized weights on float
-activations, i.e. the FP32 model with only its weights rounded.
+activations, i.e. the FP32 model with only its weights rounded. An NNCF IR export
+(`--int8-format ir`) has the same two parts in OpenVINO's own spelling: a FakeQuantize on each
+quantized activation (bypassed) and int8 weight constants behind Convert and Multiply (folded).
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ def _quantized_input(dequantized: ov.Node) -> ov.Output | None:
     return _source(quantized) if _kind(quantized) == "FakeQuantize" else None
 
 
+def _activation_fake_quantize(node: ov.Node) -> ov.Output | None:
+    """For a FakeQuantize on an activation that float operations read (an NNCF IR's quantizer;
+    the ONNX frontend's QuantizeLinear is a FakeQuantize read by a Convert to integers, taken out
+    with its DequantizeLinear by _quantized_input), its input; None for any other node."""
+    if node.get_type_name() != "FakeQuantize" or _kind(node.input_value(0)) == "Constant":
+        return None
+    readers = node.output(0).get_target_inputs()
+    if any(reader.get_node().get_type_name() == "Convert" for reader in readers):
+        return None
+    return node.input_value(0)
+
+
 def _integers_to_float(node: ov.Node) -> bool:
     """A Convert of an integer constant to f32 (how the frontend dequantizes one)."""
     if node.get_type_name() != "Convert" or _kind(node.input_value(0)) != "Constant":
@@ -58,6 +72,8 @@ def float_view(model: ov.Model) -> ov.Model | None:
     bypassed = 0
     for node in view.get_ordered_ops():
         original = _quantized_input(node)
+        if original is None:
+            original = _activation_fake_quantize(node)
         if original is not None:
             node.output(0).replace(original)
             bypassed += 1

@@ -14,6 +14,10 @@ from pathlib import Path
 from serve.config import ConfigError
 from serve.runtimes import BF16, FP32, RUNTIMES, RuntimeSpec, installed
 
+OPENVINO = (
+    "openvino"  # the one runtime that reads OpenVINO IR (`python -m export --int8-format ir`)
+)
+
 # AVX512_BF16 (Cooper Lake, Zen 4 and later) or AMX's bf16 tiles (Sapphire Rapids and later).
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # arm64's /proc/cpuinfo `Features` (FEAT_BF16: Neoverse V1/V2, so Graviton3 and Graviton4).
@@ -81,3 +85,22 @@ def choose(runtime: str, asked: str, flags: frozenset[str]) -> Choice:
     if arm:
         return Choice(runtime, BF16, "auto: the arm64 CPU has bf16 (fast-math GEMM)")
     return Choice(runtime, BF16, f"auto: the CPU has {hardware}")
+
+
+def for_ir(choice: Choice, runtime_asked: bool, asked: str, flags: frozenset[str]) -> Choice:
+    """The choice for an OpenVINO IR model: OpenVINO where SERVE_RUNTIME was not set; ConfigError
+    where another runtime was asked for (only OpenVINO reads IR)."""
+    if choice.runtime == OPENVINO:
+        return choice
+    if runtime_asked:
+        raise ConfigError(
+            f"the model is OpenVINO IR (.xml + .bin), which SERVE_RUNTIME={choice.runtime} cannot "
+            f"read: use SERVE_RUNTIME={OPENVINO}, or serve an ONNX export"
+        )
+    try:
+        picked = choose(OPENVINO, asked, flags)
+    except ConfigError as exc:  # say why OpenVINO, which nobody named, is needed
+        raise ConfigError(
+            f"the model is OpenVINO IR (.xml + .bin), read by OpenVINO only: {exc}"
+        ) from None
+    return Choice(picked.runtime, picked.precision, f"{picked.why}; OpenVINO IR model")

@@ -185,7 +185,7 @@ def _bad_loads(root: Path, heads: dict[str, Path], outside: Path) -> list[tuple[
     (linked / "model.onnx").symlink_to(next(outside.glob("*.onnx")))
     return [
         ({"model_name": "x", "url": str(empty)}, 400, "no .onnx"),
-        ({"model_name": "x", "url": str(two)}, 400, "2 .onnx files"),
+        ({"model_name": "x", "url": str(two)}, 400, "2 models (.onnx or .xml)"),
         ({"model_name": "x", "url": str(corrupt)}, 400, "cannot load"),
         ({"model_name": "x", "url": str(truncated)}, 400, "cannot load"),
         ({"model_name": "x", "url": str(no_meta)}, 400, "cannot load"),

@@ -91,6 +91,7 @@ def test_every_variable_is_read_from_the_environment():
         max_video_bytes=5000,
         video_max_frames=77,
         video_seconds=12.0,
+        runtime_asked=True,
     )
 
 
@@ -208,7 +209,7 @@ def test_no_model_or_two_models_are_refused_with_a_reason(tmp_path):
         locate_model(None, str(tmp_path), str(tmp_path / "baked.onnx"))
     (tmp_path / "a.onnx").write_bytes(b"x")
     (tmp_path / "b.onnx").write_bytes(b"x")
-    with pytest.raises(ModelError, match=r"found 2 \.onnx files"):
+    with pytest.raises(ModelError, match=r"found 2 models \(\.onnx or \.xml files\)"):
         locate_model(None, str(tmp_path), str(tmp_path / "baked.onnx"))
     with pytest.raises(ModelError, match="not a file"):
         locate_model(str(tmp_path), str(tmp_path), "")

@@ -121,7 +121,9 @@ def test_two_models_exit_non_zero_at_once_with_one_line(start_server, tmp_path, 
     shutil.copy(head_model_path, model_dir / "one.onnx")
     shutil.copy(head_model_path, model_dir / "two.onnx")
     server = start_server({"SAGEMAKER_MODEL_DIR": str(model_dir)}, wait=False)
-    assert_fails_fast_with_one_line(server, "2 .onnx files", "one.onnx", "two.onnx", "MODEL_PATH")
+    assert_fails_fast_with_one_line(
+        server, "2 models (.onnx or .xml files)", "one.onnx", "two.onnx", "MODEL_PATH"
+    )
 
 
 @pytest.mark.parametrize(
