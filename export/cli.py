@@ -304,7 +304,9 @@ def run(options: Options, log=print) -> str:
         )
     int8_lines: list[str] = []
     if split is not None and options.int8_format == "ir":
-        ir, int8_metadata, int8_lines = _quantize_ir(model, split, img_size, options, log, nkpt)
+        ir, int8_metadata, int8_lines = _quantize_ir(
+            model, split, img_size, options, log, nkpt, rect_stride
+        )
         metadata.update(int8_metadata)
         nodes_line, size = _save_ir(ir, metadata, options.output)
     elif split is not None:
@@ -344,7 +346,7 @@ def run(options: Options, log=print) -> str:
             f"classes{kpt_text}"
         )
     sides = (
-        f"H, W) RGB 0..1, H and W multiples of {rect_stride} up to {img_size} (--rect"
+        f"H, W) RGB 0..1, H and W multiples of {rect_stride} up to {img_size} (--rect)"
         if rect_stride
         else f"{img_size}, {img_size}) RGB 0..1"
     )
@@ -414,6 +416,7 @@ def _quantize_ir(
     options: Options,
     log: Callable[[str], None],
     nkpt: int = 0,
+    rect_stride: int | None = None,
 ) -> tuple[ov.Model, dict[str, object], list[str]]:
     """FP32 graph -> (NNCF's INT8 OpenVINO model, its metadata, its summary lines), judged on
     OpenVINO from the IR files as the server reads them; ExportError under the bar, as _quantize."""
@@ -434,7 +437,13 @@ def _quantize_ir(
         judged = Path(folder) / "int8.xml"
         save_ir_atomically(int8, judged)
         result = measure(
-            model.SerializeToString(), str(judged), held_out, img_size, nkpt, "openvino"
+            model.SerializeToString(),
+            str(judged),
+            held_out,
+            img_size,
+            nkpt,
+            "openvino",
+            rect_stride=rect_stride,
         )
     metadata, lines = _judge(result, NNCF, float_nodes, split, options, log, nkpt)
     return int8, metadata, lines
