@@ -47,6 +47,7 @@ from serve.letterbox import letterboxed_shape
 from serve.runtimes import INT8
 
 IMAGES = [ROOT / "samples" / "bus.jpg", ROOT / "samples" / "zidane.jpg"]
+BASELINES = ("pytorch_fastapi", "pytorch_fastapi_rect")  # on the square, on the rectangle
 LOAD_MARGIN_S = 300.0  # the load process is killed if it outlives its duration by this much
 SIMD_FLAGS = {
     "avx2",
@@ -432,6 +433,8 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Pa
 
     starts: dict[str, Start] = {c.name: start(c) for c in configs}
     starts["pytorch_fastapi"] = lambda: baseline(exported.checkpoint, args.img_size)
+    # the like-for-like peer of the --rect configurations (detect.py letterboxes so too)
+    starts["pytorch_fastapi_rect"] = lambda: baseline(exported.checkpoint, args.img_size, stride)
     levels = {name: args.variant_levels for name in starts}
     levels[EXACT] = levels["pytorch_fastapi"] = args.levels
     say(f"{family}: {', '.join([*starts, *in_process])} side by side")
@@ -439,7 +442,7 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Pa
     if photo is not None:
         big = ([c.name for c in configs if c.name in BIG_PHOTO_CONFIGS], photo)
     loaded = side_by_side(starts, levels, args.duration, args.rounds, in_process, big)
-    for name in ("bare", "bare_rect", "pipeline", "pytorch_fastapi"):
+    for name in ("bare", "bare_rect", "pipeline", *BASELINES):
         result[name] = loaded.pop(name)
     result["bare_peers"] = {c.name: loaded.pop(f"bare_{c.name}") for c in peers}
     result["configs"] = {
@@ -466,7 +469,7 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Pa
     say(f"{family}: cold starts, each server alone, in turns")
     started = cold_starts(starts, args.cold_starts)
     for name, times in started.items():
-        run = result["pytorch_fastapi"] if name == "pytorch_fastapi" else result["configs"][name]
+        run = result[name] if name in BASELINES else result["configs"][name]
         run["cold_starts_s"], run["settled_starts_s"] = times["ready"], times["settled"]
         run["cold_start_s"] = statistics.median(times["ready"])
         run["settled_s"] = statistics.median(times["settled"])

@@ -210,7 +210,8 @@ def _side_by_side(results: dict) -> list[str]:
             f"{'$/M img':>9}{'cold s':>7}{'eff1':>6}{'eff4':>6}{'agree':>7}{'P':>7}{'R':>7}"
             f"{'shift px':>9}  accurate",
         ]
-        for name, run in [*m["configs"].items(), ("pytorch_fastapi", m["pytorch_fastapi"])]:
+        baselines = [(n, m[n]) for n in ("pytorch_fastapi", "pytorch_fastapi_rect") if n in m]
+        for name, run in [*m["configs"].items(), *baselines]:
             c1, c4 = _level(run["levels"], 1), _level(run["levels"], RATIO_LEVEL)
             v = verdicts.get(name, {})
             accuracy = (

@@ -62,8 +62,9 @@ def read_ping(url: str) -> dict:
 
 
 @contextlib.contextmanager
-def baseline(weights: Path, img_size: int) -> Iterator[Running]:
-    """`python -m bench.baseline_fastapi` on a free port of 127.0.0.1."""
+def baseline(weights: Path, img_size: int, rect_stride: int | None = None) -> Iterator[Running]:
+    """`python -m bench.baseline_fastapi` on a free port of 127.0.0.1 (`rect_stride`: on each
+    photo's smallest rectangle)."""
     port = free_port()
     command = [
         sys.executable,
@@ -75,6 +76,7 @@ def baseline(weights: Path, img_size: int) -> Iterator[Running]:
         str(img_size),
         "--port",
         str(port),
+        *(["--rect-stride", str(rect_stride)] if rect_stride else []),
     ]
     # stderr goes to a file, shown if it fails to start (a pipe could fill up and block it)
     with tempfile.TemporaryFile() as log:

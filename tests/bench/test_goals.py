@@ -99,5 +99,12 @@ def test_a_rect_configuration_also_reports_its_like_for_like_ratio():
     assert p50["measured"] == pytest.approx(0.30) and p50["met"]
     assert p50["like_for_like"] == pytest.approx(0.50)
     assert "0.50x bare FP32 on the same rectangles" in p50["detail"]
+    model["pytorch_fastapi_rect"] = run(150.0, 10.0)
+    throughput = by_goal(goals.evaluate(found))["best accurate throughput"]
+    assert throughput["measured"] == pytest.approx(5.0) and throughput["met"]
+    assert throughput["like_for_like"] == pytest.approx(3.0)
+    assert "3.00x PyTorch on the same rectangles" in throughput["detail"]
     del model["configs"]["fast"]["rect"]  # a square configuration: nothing beside it
-    assert by_goal(goals.evaluate(found))["fastest accurate p50 over HTTP"]["like_for_like"] is None
+    square = by_goal(goals.evaluate(found))
+    assert square["fastest accurate p50 over HTTP"]["like_for_like"] is None
+    assert square["best accurate throughput"]["like_for_like"] is None
