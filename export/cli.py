@@ -303,7 +303,8 @@ def run(options: Options, log=print) -> str:
             keypoint_names=keypoint_names or [f"keypoint{i}" for i in range(nkpt)],
         )
     int8_lines: list[str] = []
-    if split is not None and options.int8_format == "ir":
+    as_ir = split is not None and options.int8_format == "ir"  # validate() refuses --end2end
+    if as_ir and split is not None:
         ir, int8_metadata, int8_lines = _quantize_ir(
             model, split, img_size, options, log, nkpt, rect_stride
         )
@@ -314,14 +315,14 @@ def run(options: Options, log=print) -> str:
             model, split, img_size, batch, options, log, nkpt, rect_stride
         )
         metadata.update(int8_metadata)
-    if options.end2end:
+    if options.end2end and not as_ir:
         model = append_nms(model, nc, options.conf, options.iou, options.max_det, nkpt)
         metadata.update(
             end2end_conf=str(options.conf),
             end2end_iou=str(options.iou),
             end2end_max_det=str(options.max_det),
         )
-    if options.int8_format != "ir":
+    if not as_ir:
         model.producer_name = "yolov7-sagemaker export"
         model.producer_version = __version__
         set_metadata(model, metadata)
@@ -355,11 +356,7 @@ def run(options: Options, log=print) -> str:
     return "\n".join(
         [
             f"exported {options.weights} -> {options.output}"
-            + (
-                f" + {options.output.with_suffix('.bin').name}"
-                if options.int8_format == "ir"
-                else ""
-            ),
+            + (f" + {options.output.with_suffix('.bin').name}" if as_ir else ""),
             f"  architecture   {family}; {checkpoint.source_key} weights saved as {dtype}",
             f"  classes        {nc}: {shown}",
             *([f"  task           pose, {nkpt} keypoints"] if nkpt else []),
@@ -369,7 +366,7 @@ def run(options: Options, log=print) -> str:
             f"  vs PyTorch     max |diff| {check.max_abs_diff:.2e} "
             f"(boxes {check.max_box_diff:.2e} px, scores {check.max_score_diff:.2e})",
             *int8_lines,
-            f"  {'graph' if options.int8_format == 'ir' else 'opset':15}{nodes_line}",
+            f"  {'graph' if as_ir else 'opset':15}{nodes_line}",
             f"  file size      {size / 1e6:.1f} MB",
             f"  time           {time.perf_counter() - started:.1f} s",
         ]

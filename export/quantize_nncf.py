@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -33,9 +34,9 @@ def quantize_nncf(
     """Float model + calibration tensors -> NNCF's QDQ model, the `ignored` nodes left float."""
     if preset not in PRESETS:
         raise ExportError(f"NNCF preset must be one of {PRESETS}")
-    with quiet():
-        import nncf
+    import nncf  # before quiet(): importing it sets its logger's level
 
+    with quiet():
         input_name = model.graph.input[0].name
         dataset = nncf.Dataset(tensors, lambda tensor: {input_name: tensor})
         return nncf.quantize(
@@ -51,12 +52,14 @@ def quantize_nncf(
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """NNCF logs progress bars and statistics at INFO on its own logger: keep them out of the
-    export's summary (stdout) and log (stderr)."""
+    """NNCF logs statistics at INFO on its own logger and draws progress bars (rich, on
+    stdout): keep both out of the export's summary (stdout) and log (stderr, one line on an
+    error)."""
     logger = logging.getLogger("nncf")
     previous = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        yield
+        with open(os.devnull, "w") as nowhere, contextlib.redirect_stdout(nowhere):
+            yield
     finally:
         logger.setLevel(previous)

@@ -45,6 +45,9 @@ def test_the_ir_is_two_files_with_the_onnx_exports_metadata(ir_export):
     ir = ir_export["ir"]
     assert ir.is_file() and ir.with_suffix(".bin").is_file()
     assert sorted(p.name for p in ir.parent.iterdir()) == ["int8.bin", "int8.xml"]  # no tmp left
+    # the summary alone: NNCF's progress bars are drawn nowhere
+    assert ir_export["stdout"].startswith("exported ") and "━" not in ir_export["stdout"]
+    assert "━" not in ir_export["stderr"]
     assert f"-> {ir} + int8.bin" in ir_export["stdout"]
     found, onnx_int8 = ir_metadata(ir), onnx_metadata(ir_export["int8"])
     assert set(found) == set(onnx_int8)  # every key an ONNX INT8 export carries

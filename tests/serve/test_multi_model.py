@@ -181,11 +181,18 @@ def _bad_loads(root: Path, heads: dict[str, Path], outside: Path) -> list[tuple[
     good = str(model_folder(root, "good", heads["a"]))
     escape = root / "escape"
     escape.symlink_to(outside, target_is_directory=True)
+    ir = model_folder(root, "ir")  # refused before it is read: its content does not matter
+    (ir / "model.xml").write_text("<net/>")
+    (ir / "model.bin").write_bytes(b"\0" * 64)
+    ir_alone = model_folder(root, "ir-alone")
+    (ir_alone / "model.xml").write_text("<net/>")
     linked = model_folder(root, "linked")
     (linked / "model.onnx").symlink_to(next(outside.glob("*.onnx")))
     return [
         ({"model_name": "x", "url": str(empty)}, 400, "no .onnx"),
         ({"model_name": "x", "url": str(two)}, 400, "2 models (.onnx or .xml)"),
+        ({"model_name": "x", "url": str(ir)}, 400, "SERVE_RUNTIME=openvino"),
+        ({"model_name": "x", "url": str(ir_alone)}, 400, "model.bin are not beside it"),
         ({"model_name": "x", "url": str(corrupt)}, 400, "cannot load"),
         ({"model_name": "x", "url": str(truncated)}, 400, "cannot load"),
         ({"model_name": "x", "url": str(no_meta)}, 400, "cannot load"),
