@@ -42,35 +42,22 @@ class Candidate:
     settings: QuantSettings
     runtime: str
     # "ir": NNCF quantizes the OpenVINO model read from the ONNX file (the published recipe's
-    # path) instead of the ONNX graph; the result is OpenVINO IR, which serve does not load yet
+    # path, export/quantize_ir.py: `--int8-format ir`) instead of the ONNX graph
     form: str = "onnx"
 
     def label(self) -> str:
-        where = " (OpenVINO IR, not servable yet)" if self.form == "ir" else ""
+        where = " (OpenVINO IR)" if self.form == "ir" else ""
         return f"{self.settings.describe()} on {self.runtime}{where}"
 
     def make(self, fp32: onnx.ModelProto, tensors: list[np.ndarray], folder: Path) -> bytes | str:
         """The quantized model, as the runner takes it: ONNX bytes, or an IR file's path."""
         if self.form == "onnx":
             return quantize(fp32, tensors, self.settings)[0].SerializeToString()
-        import nncf
         import openvino as ov
 
-        from export.quantize import float_tail
+        from export.quantize_ir import quantize_ir
 
-        model = ov.Core().read_model(fp32.SerializeToString(), b"")
-        names = {op.get_friendly_name() for op in model.get_ordered_ops()}
-        # the frontend splits an ONNX Conv into "NAME/WithoutBiases" (the convolution) + "NAME"
-        tail = float_tail(fp32, self.settings.keep_float)
-        ignored = [n for name in tail for n in (name, f"{name}/WithoutBiases") if n in names]
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(tensors),
-            preset=nncf.QuantizationPreset(self.settings.preset),
-            subset_size=len(tensors),
-            fast_bias_correction=self.settings.fast_bias_correction,
-            ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-        )
+        quantized, _ = quantize_ir(fp32, tensors, self.settings)
         path = folder / f"ir-{time.monotonic_ns()}.xml"
         ov.save_model(quantized, str(path))
         return str(path)
