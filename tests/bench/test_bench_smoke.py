@@ -131,6 +131,8 @@ def test_smoke_run_writes_results_with_every_measurement_and_the_ratios(repo_roo
     int8 = tiny["configs"]["ort_int8"]  # cost follows from the measured throughput and the price
     per_second = int8["levels"][-1]["throughput_rps"] * cost["throughput_scale"]
     assert int8["usd_per_million"] == pytest.approx(cost["usd_per_hour"] / per_second / 3600 * 1e6)
+    for baseline in ("pytorch_fastapi", "pytorch_fastapi_rect"):  # priced as ours are
+        assert tiny[baseline]["usd_per_million"] > 0
     goals = {(g["model"], g["goal"].split(" ")[0]) for g in results["goals"]}
     assert goals == {
         ("yolov7-tiny", "fastest"),
