@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.configs import MODELS
 from bench.models import prepare, quantize_int8
 from export.calibration import load_tensors
 
@@ -90,8 +91,12 @@ def main(argv: list[str] | None = None) -> None:
         exported = prepare(args.family, Path(tmp), args.img_size, end2end=False)
         models = {
             "FP32": exported.raw,
-            "INT8 (onnxruntime's)": quantize_int8(exported.raw, Path(tmp) / "i.onnx", photos, 4),
-            "INT8 (NNCF's)": quantize_int8(exported.raw, Path(tmp) / "n.onnx", photos, 4, "nncf"),
+            "INT8 (onnxruntime's QDQ)": quantize_int8(
+                exported.raw, Path(tmp) / "i.onnx", photos, 4, MODELS["int8"]
+            ),
+            "INT8 (NNCF's IR)": quantize_int8(
+                exported.raw, Path(tmp) / "n.xml", photos, 4, MODELS["int8_ir"]
+            ),
         }
         tensors = load_tensors(photos, args.img_size, 1)
         print(
