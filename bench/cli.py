@@ -566,7 +566,7 @@ def add_costs(results: dict, args: argparse.Namespace) -> None:
         ),
     }
     for m in results["models"].values():
-        for run in [*m["configs"].values(), *(m[name] for name in BASELINES if name in m)]:
+        for run in [*m["configs"].values(), *(m[name] for name in BASELINES)]:
             c4 = goals.level(run["levels"], goals.THROUGHPUT_LEVEL)
             run["usd_per_million"] = cost.per_million(
                 c4["throughput_rps"], args.price_per_hour, scale
