@@ -99,7 +99,9 @@ class OpenVinoBareRun(BareRun):
     """OpenVINO's `infer` on the letterboxed photos: the peer of bare session.run. Compiled as
     serve/runtimes/openvino.py compiles (latency hint, one stream, threads not pinned), in
     `precision` (fp32 or bf16), with one infer request, as a single client uses it. It reads an
-    ONNX file or an OpenVINO IR (.xml) alike."""
+    ONNX file or an OpenVINO IR (.xml) alike. A `--rect` export (`stride`) is compiled for each
+    photo's rectangle, as the server compiles each shape it serves
+    (serve/runtimes/openvino_static_shapes.py)."""
 
     def __init__(
         self,
@@ -120,17 +122,26 @@ class OpenVinoBareRun(BareRun):
             "INFERENCE_NUM_THREADS": intra,
             "ENABLE_CPU_PINNING": False,
         }
-        compiled = ov.Core().compile_model(str(model), "CPU", config)
-        self._request = compiled.create_infer_request()
-        self._load_s = time.perf_counter() - began
+        core = ov.Core()
+        graph = core.read_model(str(model))
         self._inputs = tensors(images, size, stride)
+        self._requests = []
+        compiled: dict[tuple[int, ...], ov.InferRequest] = {}
+        for x in self._inputs:
+            if x.shape not in compiled:
+                shaped = graph.clone()
+                shaped.reshape({0: list(x.shape)})
+                compiled[x.shape] = core.compile_model(shaped, "CPU", config).create_infer_request()
+            self._requests.append(compiled[x.shape])
+        self._load_s = time.perf_counter() - began
         self._level, self._intra = f"openvino {precision}", intra
-        for x in self._inputs[:2]:
-            self._request.infer({0: x}, share_inputs=True)
+        for i in range(len(self._inputs)):
+            self._step(i)
         self.times = []
 
     def _step(self, i: int) -> None:
-        self._request.infer({0: self._inputs[i % len(self._inputs)]}, share_inputs=True)
+        k = i % len(self._inputs)
+        self._requests[k].infer({0: self._inputs[k]}, share_inputs=True)
 
 
 class PipelineRun(BareRun):

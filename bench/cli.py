@@ -429,7 +429,7 @@ def bench_model(family: str, args: argparse.Namespace, variants: bool, photo: Pa
         )
 
     def start(c: Config) -> Start:
-        return lambda: ours(paths[c.model], c.env(), c.expect())
+        return lambda: ours(paths[c.model], c.env(), c.expect(), prime=IMAGES)
 
     starts: dict[str, Start] = {c.name: start(c) for c in configs}
     starts["pytorch_fastapi"] = lambda: baseline(exported.checkpoint, args.img_size)

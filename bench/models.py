@@ -106,7 +106,7 @@ def quantize_int8(
     (bench/accuracy.py). Calibrated on `count` images: the photos and generated shapes, each
     letterboxed to the square (a `--rect` model takes it as one of its rectangles)."""
     from export.calibration import load_tensors
-    from export.quantize import NNCF, QuantSettings, quantize
+    from export.quantize import NNCF_IR, QuantSettings, quantize
 
     source = onnx.load(str(model))
     metadata = {p.key: p.value for p in source.metadata_props}  # serve reads names, layout, size
@@ -117,7 +117,7 @@ def quantize_int8(
     if kind.int8_format == "ir":
         from export.quantize_ir import quantize_ir, save_ir_atomically, set_ir_metadata
 
-        ir, _ = quantize_ir(source, tensors, NNCF)
+        ir, _ = quantize_ir(source, tensors, NNCF_IR)
         set_ir_metadata(ir, metadata)
         save_ir_atomically(ir, output)
         return output

@@ -31,7 +31,7 @@ from export.agreement import RUNNERS, Runner, measure
 from export.calibration import load_tensors, read_image, split_images
 from export.cli import Options, run
 from export.errors import ExportError
-from export.quantize import CALIBRATION_METHODS, QuantSettings, quantize
+from export.quantize import CALIBRATION_METHODS, NNCF_IR, QuantSettings, quantize
 
 ROOT = Path(__file__).resolve().parent.parent
 ORT, OV = "onnxruntime", "openvino"
@@ -72,8 +72,8 @@ CANDIDATES = (
     Candidate(replace(NNCF, keep_float="decode"), OV),  # the smallest ignored scope
     Candidate(replace(NNCF, preset="mixed"), OV),
     Candidate(replace(NNCF, fast_bias_correction=False), OV),
-    Candidate(NNCF, OV, form="ir"),
-    Candidate(replace(NNCF, keep_float="decode"), OV, form="ir"),
+    Candidate(NNCF, OV, form="ir"),  # the head float too
+    Candidate(NNCF_IR, OV, form="ir"),  # `--int8-format ir`'s: only the decode float
 )
 
 

@@ -421,14 +421,14 @@ def _quantize_ir(
 
     from export.agreement import measure
     from export.calibration import load_tensors, read_image
-    from export.quantize import NNCF
+    from export.quantize import NNCF_IR
     from export.quantize_ir import quantize_ir, save_ir_atomically
 
     # the IR's batch is the ONNX graph's: a dynamic batch stays dynamic, calibrated on single images
     tensors = load_tensors(
         split.calibration, img_size, 1 if options.dynamic_batch else options.batch
     )
-    int8, float_nodes = quantize_ir(model, tensors, NNCF)
+    int8, float_nodes = quantize_ir(model, tensors, NNCF_IR)
     held_out = [read_image(path) for path in split.holdout]
     with tempfile.TemporaryDirectory(prefix="export-ir-") as folder:
         judged = Path(folder) / "int8.xml"
@@ -442,7 +442,7 @@ def _quantize_ir(
             "openvino",
             rect_stride=rect_stride,
         )
-    metadata, lines = _judge(result, NNCF, float_nodes, split, options, log, nkpt)
+    metadata, lines = _judge(result, NNCF_IR, float_nodes, split, options, log, nkpt)
     return int8, metadata, lines
 
 

@@ -29,7 +29,7 @@ import io
 import logging
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +79,12 @@ class QuantSettings:
 # stays selectable (`--int8-quantizer nncf`: NNCF below) for a CPU where it measures better.
 FOR_RUNTIME = {"onnxruntime": QuantSettings(), "openvino": QuantSettings()}
 NNCF = QuantSettings(quantizer="nncf")
+# NNCF's OpenVINO IR (`--int8-format ir`, export/quantize_ir.py) quantizes the detect head's
+# convolutions too, only the decode float: on OpenVINO that head ran 0.92x the float head's time
+# (yolov7-tiny at 640: 24.3 against 26.5 ms bare) with FP32's every detection and boxes within a
+# pixel (docs/bench.md, "INT8 quantizers"), where onnxruntime's and NNCF's QDQ graphs kept the head
+# float to stay accurate.
+NNCF_IR = replace(NNCF, keep_float="decode")
 
 
 def float_tail(model: onnx.ModelProto, keep_float: str = "head") -> list[str]:

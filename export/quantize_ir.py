@@ -4,9 +4,10 @@ The published yolov7-tiny recipe's path: OpenVINO reads the float ONNX export, N
 model (FakeQuantize nodes where the CPU plugin fuses int8 kernels), and the result is saved as IR
 (OUTPUT.xml + OUTPUT.bin). On 2 vCPUs this runs at 0.31-0.34x bare onnxruntime FP32 with boxes
 within a third of a pixel, where every ONNX INT8 graph was slower or less accurate on OpenVINO
-(docs/bench.md, "INT8 quantizers"). The float tail (export/quantize.float_tail) stays float as in
-the ONNX exports: OpenVINO's frontend splits an ONNX Conv NAME into "NAME/WithoutBiases" (the
-convolution) and "NAME" (the bias Add), so both names are ignored.
+(docs/bench.md, "INT8 quantizers"). Only the decode stays float (export/quantize.NNCF_IR: the
+head's convolutions quantized, unlike the ONNX exports), and any float tail given is ignored by
+name: OpenVINO's frontend splits an ONNX Conv NAME into "NAME/WithoutBiases" (the convolution)
+and "NAME" (the bias Add), so both names are.
 
 The export's metadata travels in the IR's rt_info under "framework", where OpenVINO's ONNX frontend
 keeps an ONNX file's metadata_props: serve/runtimes/openvino.py reads both alike.

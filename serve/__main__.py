@@ -156,6 +156,7 @@ def _serve(settings: Settings, choice: Choice, scratch: Scratch) -> int:
         slots,
         runtime=choice.runtime,
         precision=choice.precision,
+        static_shapes=settings.static_shapes,
     )
 
     def load() -> None:

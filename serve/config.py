@@ -44,6 +44,9 @@ DEFAULT_VIDEO_MAX_FRAMES = 108_000  # an hour at 30 frames per second
 # waitress's default is 100 connections; a client pool that keeps 10 000 idle ones open must not
 # lock /ping out (each costs a descriptor and a few KB).
 DEFAULT_MAX_CONNECTIONS = 16384
+# A --rect export's shapes OpenVINO compiles one by one (serve/runtimes/openvino_static_shapes.py):
+# a camera's photos in both orientations; each costs memory (~50 MB a layout for yolov7-tiny).
+DEFAULT_STATIC_SHAPES = 2
 
 
 class ConfigError(ValueError):
@@ -165,6 +168,13 @@ VARIABLES: tuple[Variable, ...] = (
         "own pixels.",
     ),
     Variable(
+        "SERVE_STATIC_SHAPES",
+        str(DEFAULT_STATIC_SHAPES),
+        "OpenVINO, a --rect export: how many photo shapes get their own compile (in the "
+        "background, on first sight, for each thread layout; ~0.8x the dynamic-shape inference "
+        "time, ~50 MB each a layout for yolov7-tiny); 0: none. Single-model server only.",
+    ),
+    Variable(
         "ORT_INTRA_OP_THREADS",
         "CPUs",
         "Threads of an inference running alone (onnxruntime: per operator; openvino: the same "
@@ -247,6 +257,7 @@ class Settings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     transform_concurrency: int = 4  # Batch Transform's MaxConcurrentTransforms
     exact_decode: bool = False  # True: no reduced (DCT-scaled) JPEG decoding
+    static_shapes: int = DEFAULT_STATIC_SHAPES  # OpenVINO: compiles per shape of a --rect export
     tmpdir: str = "/tmp"  # the parent of the server's private directory (serve/scratch.py)
     multi_model: bool = False  # SageMaker's multi-model contract (serve/multi_model.py)
     models_root: str = "/opt/ml/models"
@@ -309,6 +320,7 @@ class Settings:
             transform_concurrency=min(threads, max(4, cpus + 2)),
             max_connections=get("SERVE_MAX_CONNECTIONS", _positive_int, DEFAULT_MAX_CONNECTIONS),
             exact_decode=get("SERVE_EXACT_DECODE", _parse_bool, False),
+            static_shapes=get("SERVE_STATIC_SHAPES", _non_negative_int, DEFAULT_STATIC_SHAPES),
             tmpdir=get("SERVE_TMPDIR", str, "/tmp"),
             multi_model=get("SAGEMAKER_MULTI_MODEL", _parse_bool, False),
             models_root=get("SERVE_MODELS_ROOT", str, "/opt/ml/models"),

@@ -50,15 +50,18 @@ class Detector:
         runtime: str = "onnxruntime",
         precision: str = FP32,
         slots: threading.BoundedSemaphore | None = None,
+        static_shapes: int = 0,
     ):
         """`slots`: a pool of inference slots shared with other detectors (serve/multi_model.py);
-        by default its own, of `inference_slots`."""
+        by default its own, of `inference_slots`. `static_shapes`: OpenVINO's compiles per shape
+        of a `--rect` export (SERVE_STATIC_SHAPES)."""
         self.path = Path(path)
         self.runtime = runtime
         self.float_precision = precision  # asked; after load(), what the runtime uses
         self._slots = slots or threading.BoundedSemaphore(inference_slots)
         self._requests = inference_slots
         self._threads = Threads(intra_op_threads, inter_op_threads)
+        self._static_shapes = static_shapes
         self._model: Loaded | None = None
         self.info: ModelInfo | None = None
         self._ready = threading.Event()
@@ -97,7 +100,7 @@ class Detector:
     def load(self) -> None:
         """Load the model, read the metadata, run one warm-up inference; raise ModelError."""
         model = import_runtime(self.runtime).load(
-            self.path, self._threads, self.float_precision, self._requests
+            self.path, self._threads, self.float_precision, self._requests, self._static_shapes
         )
         info = read_model_info(model.metadata, model.inputs, model.outputs, self.path.stem)
         self._model, self.info, self.float_precision = model, info, model.precision

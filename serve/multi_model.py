@@ -290,6 +290,8 @@ class Registry:
             runtime=choice.runtime,
             precision=choice.precision,
             slots=self.slots_pool,
+            # no static-shape compiles (SERVE_STATIC_SHAPES): each grows a model's memory after
+            # the load that its footprint was measured at
         )
         try:
             detector.load()

@@ -45,7 +45,9 @@ class Loaded(Protocol):
     metadata: Mapping[str, str]  # the ONNX file's metadata_props, as written
     precision: str  # what the runtime computes in: FP32 (the graph's own types) or BF16
     runs_int8: bool  # an INT8 export whose QDQ pairs run as int8 now
-    compiling: str | None  # INT8 while an INT8 export is served from its float view
+    # INT8 while an INT8 export is served from its float view; "shapes" while OpenVINO compiles a
+    # --rect export for a shape it has newly seen
+    compiling: str | None
 
     def run(self, tensor: np.ndarray, output: str) -> np.ndarray:
         """The named output for one input tensor; safe to call from `requests` threads at once."""
@@ -59,7 +61,9 @@ class Loaded(Protocol):
 
 
 class Runtime(Protocol):
-    def load(self, path: Path, threads: Threads, precision: str, requests: int) -> Loaded: ...
+    def load(
+        self, path: Path, threads: Threads, precision: str, requests: int, static_shapes: int = 0
+    ) -> Loaded: ...
 
 
 DEFAULT_RUNTIME = "onnxruntime"

@@ -106,9 +106,12 @@ def _session(
         raise ModelError(f"cannot load model {path}: {one_line(exc)}") from None
 
 
-def load(path: Path, threads: Threads, precision: str, requests: int) -> OnnxRuntimeModel:
+def load(
+    path: Path, threads: Threads, precision: str, requests: int, static_shapes: int = 0
+) -> OnnxRuntimeModel:
     """The wide session, and the narrow one where `requests` inferences at once would each get
-    fewer threads than `threads.intra_op`."""
+    fewer threads than `threads.intra_op`. `static_shapes` is OpenVINO's: onnxruntime's CPU
+    kernels take any shape of a `--rect` export as they are, with nothing to compile."""
     fastmath = precision == BF16
     if fastmath and platform.machine() not in ARM64_MACHINES:
         # serve.runtimes.precision refuses this before the server listens

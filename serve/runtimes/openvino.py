@@ -20,6 +20,10 @@ An INT8 export starts on its float view (serve/runtimes/openvino_float_view.py: 
 against 0.8-1.2 s for the INT8 graph): the server is ready on it, the INT8 graph compiles in the
 background after the warm-up and takes over every inference started once it is warm, then the
 narrow layout follows. Until then /ping says `"compiling": "int8"` and the view's float precision.
+
+A `--rect` export (dynamic height and width) also gets one compile per shape it runs, in the same
+background thread (serve/runtimes/openvino_static_shapes.py); /ping says `"compiling": "shapes"`
+while one is queued or compiling.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from serve.model_info import Port
 from serve.runtimes import BF16, FP32, INT8, Threads
 from serve.runtimes.layout import WideNarrow, narrow_threads
 from serve.runtimes.openvino_float_view import float_view
+from serve.runtimes.openvino_static_shapes import StaticShapes
 
 log = logging.getLogger("serve")
 
@@ -64,6 +69,10 @@ class _Pool:
 
     def __init__(self, compiled: ov.CompiledModel, size: int):
         self.compiled = compiled
+        # a dynamic-shape graph's static compiles and this pool's layout among them (None: a
+        # static graph, or the float view)
+        self.shapes: StaticShapes[_Pool] | None = None
+        self.layout = 0
         self._free: queue.SimpleQueue[ov.InferRequest] = queue.SimpleQueue()
         for _ in range(max(1, size)):
             self._free.put(compiled.create_infer_request())
@@ -82,6 +91,9 @@ class _Pool:
                 self._free.put(request)
 
     def run(self, tensor: np.ndarray, output: str) -> np.ndarray:
+        static = None if self.shapes is None else self.shapes.runner(self.layout, tensor.shape)
+        if static is not None:
+            return static.run(tensor, output)
         request = self._free.get()
         try:
             # share_inputs: the tensor is ours and contiguous; outputs are copied (the default),
@@ -91,25 +103,46 @@ class _Pool:
             self._free.put(request)
 
 
-Compile = Callable[[], ov.CompiledModel]
+Compile = Callable[[ov.Model], ov.CompiledModel]  # one layout's config, for any graph
 VIEW_DRAIN_SECONDS = 60.0  # far over an inference: the view's last ones before it is freed
 
 
 class OpenVinoModel:
-    def __init__(self, model: ov.Model, wide: ov.CompiledModel, requests: int, int8: bool):
+    def __init__(
+        self,
+        model: ov.Model,
+        wide: ov.CompiledModel,
+        requests: int,
+        int8: bool,
+        static_shapes: int = 0,
+    ):
+        self._graph = model  # the export's graph (not its float view): static shapes reshape it
         self.inputs = [_port(p) for p in model.inputs]
         self.outputs = [_port(p) for p in model.outputs]
         self.metadata = _metadata(model)
         self.precision = _precision(wide)
         self.runs_int8 = int8  # False on an INT8 export's float view
-        self.compiling: str | None = None  # INT8 while that compile is to come or runs
+        self._compiling_int8 = False  # while that compile is to come or runs
         self._requests = requests
         # as many requests as inferences at once: the wide compile takes them all until (unless)
         # a narrow one is there
         self._pools = WideNarrow(_Pool(wide, requests))
         self._lock = threading.Lock()
         self._later: list[Callable[[], bool]] = []  # background steps, in order
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the compile thread while it works
+        self._closed = False  # settle() ran: nothing more is queued
+        dynamic = not all(isinstance(d, int) for d in self.inputs[0].shape)
+        self._static: StaticShapes[_Pool] | None = (
+            StaticShapes(self._schedule, static_shapes) if dynamic and static_shapes else None
+        )
+
+    @property
+    def compiling(self) -> str | None:
+        """INT8 while the INT8 graph is to compile; "shapes" while a static shape is queued or
+        compiling; else None."""
+        if self._compiling_int8:
+            return INT8
+        return "shapes" if self._static is not None and self._static.pending else None
 
     @property
     def layouts(self) -> int:
@@ -120,8 +153,12 @@ class OpenVinoModel:
         """Compile the INT8 graph after the first inference (the detector's warm-up) and hand it
         every inference started once it is warm; until then the float view serves."""
         with self._lock:
-            self.compiling = INT8
+            self._compiling_int8 = True
             self._later.append(lambda: self._take_over(compile_))
+
+    def compile_shapes_later(self, compile_: Compile) -> None:
+        """Static shapes for the wide compile, where it runs the export's graph (not a view)."""
+        self._add_layout(self._pools.wide, "wide", compile_, self._requests, 1)
 
     def compile_narrow_later(self, compile_: Compile, requests: int, streams: int) -> None:
         """Compile the narrow layout (`streams` streams, `requests` infer requests) in the
@@ -130,33 +167,60 @@ class OpenVinoModel:
         with self._lock:
             self._later.append(lambda: self._compile_narrow(compile_, requests, streams))
 
-    def _compiled(self, compile_: Compile, requests: int, streams: int, warm: int) -> _Pool:
-        """A pool of `requests` on a new compile, `warm` of them warmed up (the first inference
-        of a compile builds its kernels); RuntimeError where it is not what was asked."""
-        compiled = compile_()
+    def _compiled(
+        self, compile_: Compile, graph: ov.Model, requests: int, streams: int, warm: int
+    ) -> _Pool:
+        """A pool of `requests` on a new compile of `graph`, `warm` of them warmed up (the first
+        inference of a compile builds its kernels); RuntimeError where it is not what was
+        asked."""
+        compiled = compile_(graph)
         found = int(compiled.get_property("NUM_STREAMS"))
         if _precision(compiled) != self.precision or found != streams:
             used = compiled.get_property("INFERENCE_PRECISION_HINT")
             raise RuntimeError(f"compiled {found} streams in {used}")
         pool = _Pool(compiled, requests)
-        pool.warm_up(self.inputs[0], warm)
+        pool.warm_up(_port(compiled.input(0)), warm)
         return pool
+
+    def _add_layout(
+        self, pool: _Pool, name: str, compile_: Compile, requests: int, streams: int
+    ) -> None:
+        """`pool`'s layout among the static compiles, where the graph's input is dynamic."""
+        if self._static is None:
+            return
+
+        def compile_shape(shape: tuple[int, ...]) -> _Pool:
+            graph = self._graph.clone()
+            graph.reshape({0: list(shape)})
+            return self._compiled(compile_, graph, requests, streams, warm=requests)
+
+        pool.layout = self._static.add_layout(name, compile_shape)
+        pool.shapes = self._static
+
+    def _schedule(self, step: Callable[[], bool]) -> bool:
+        """Queue `step` for the compile thread (started by the next inference to end); False
+        once settle() has run."""
+        with self._lock:
+            if not self._closed:
+                self._later.append(step)
+            return not self._closed
 
     def _take_over(self, compile_: Compile) -> bool:
         """The INT8 graph, warm, takes every inference started from now on; on a failure the
         view keeps serving (and no narrow compile of a graph that does not compile follows)."""
         started = time.perf_counter()
         try:
-            pool = self._compiled(compile_, self._requests, 1, warm=1)
+            pool = self._compiled(compile_, self._graph, self._requests, 1, warm=1)
         except Exception as exc:  # OpenVINO raises RuntimeError and its own types
-            self.compiling = None
+            self._compiling_int8 = False
             log.error(
                 "OpenVINO's INT8 compile failed; serving the export's weights in "
                 f"{self.precision}: {one_line(exc)}"
             )
             return False
+        self._add_layout(pool, "wide", compile_, self._requests, 1)
         view, self._pools = self._pools, WideNarrow(pool)
-        self.runs_int8, self.compiling = True, None
+        self.runs_int8, self._compiling_int8 = True, False
         seconds = round(time.perf_counter() - started, 3)
         log.info("int8 ready", extra={"fields": {"seconds": seconds}})
         view.wait_idle(VIEW_DRAIN_SECONDS)  # its last inferences end before it is freed
@@ -167,31 +231,35 @@ class OpenVinoModel:
         inferences at once take it; a failure is logged and the wide compile serves alone."""
         started = time.perf_counter()
         try:
-            pool = self._compiled(compile_, requests, streams, warm=requests)
+            pool = self._compiled(compile_, self._graph, requests, streams, warm=requests)
         except Exception as exc:  # OpenVINO raises RuntimeError and its own types
             log.warning(f"OpenVINO's narrow layout failed; serving on one: {one_line(exc)}")
-            return False
+            return True  # the steps after it (static shapes) do not need it
+        self._add_layout(pool, "narrow", compile_, requests, streams)
         self._pools.add_narrow(pool)
         seconds = round(time.perf_counter() - started, 3)
         log.info("narrow layout ready", extra={"fields": {"streams": streams, "seconds": seconds}})
         return True
 
     def _work_through(self, step: Callable[[], bool]) -> None:
-        """`step`, then each one still to come while they succeed."""
-        while step():
+        """`step`, then each one still to come; a step that fails drops the rest (no narrow
+        compile of an INT8 graph that did not compile)."""
+        while True:
+            succeeded = step()
             with self._lock:  # settle() empties the list: nothing after it starts
+                if not succeeded:
+                    self._later.clear()
                 if not self._later:
+                    self._thread = None  # the next step queued starts a new thread
                     return
                 step = self._later.pop(0)
-        with self._lock:
-            self._later.clear()
 
     def run(self, tensor: np.ndarray, output: str) -> np.ndarray:
         with self._pools.pick() as pool:
             answer = pool.run(tensor, output)
-        if self._thread is None and self._later:
+        if self._thread is None and self._later:  # after the first inference (the warm-up)
             with self._lock:  # settle() sees either the work to come or a started thread
-                if self._thread is None and self._later:
+                if self._thread is None and self._later and not self._closed:
                     self._thread = threading.Thread(
                         target=self._work_through,
                         args=(self._later.pop(0),),
@@ -207,6 +275,7 @@ class OpenVinoModel:
         aborted by the C++ runtime ("terminate called without an active exception")."""
         deadline = time.monotonic() + timeout
         with self._lock:
+            self._closed = True
             self._later.clear()
             thread = self._thread
         if thread is not None:
@@ -243,9 +312,12 @@ def _float_view_or_none(model: ov.Model) -> ov.Model | None:
         return None
 
 
-def load(path: Path, threads: Threads, precision: str, requests: int) -> OpenVinoModel:
+def load(
+    path: Path, threads: Threads, precision: str, requests: int, static_shapes: int = 0
+) -> OpenVinoModel:
     """Read and compile for the CPU (wide, and narrow where it differs; an INT8 export's float
-    view first); ModelError when the plugin will not use `precision`."""
+    view first; a dynamic-shape graph for up to `static_shapes` of the shapes it runs too);
+    ModelError when the plugin will not use `precision`."""
     # each inference's output copy, reused rather than faulted in again (the server has set this
     # at start already; a bench or test that loads the runtime in its own process gets it here)
     keep_freed_memory()
@@ -261,19 +333,21 @@ def load(path: Path, threads: Threads, precision: str, requests: int) -> OpenVin
         wide = core.compile_model(model if view is None else view, "CPU", alone)
     except Exception as exc:
         raise ModelError(f"cannot load model {path}: {one_line(exc)}") from None
-    loaded = OpenVinoModel(model, wide, requests, int8=quantized and view is None)
+    loaded = OpenVinoModel(model, wide, requests, quantized and view is None, static_shapes)
     if loaded.precision != precision:
         raise ModelError(
             f"OpenVINO compiled {path.name} in {loaded.precision}, not the {precision} asked"
         )
     if view is not None:
-        loaded.compile_int8_later(lambda: core.compile_model(model, "CPU", alone))
+        loaded.compile_int8_later(lambda graph: core.compile_model(graph, "CPU", alone))
+    else:
+        loaded.compile_shapes_later(lambda graph: core.compile_model(graph, "CPU", alone))
     share = narrow_threads(threads, requests)
     if share is not None:  # one stream of `share` threads per concurrent inference,
         # no more streams than the threads hold (SERVE_INFERENCE_SLOTS may ask for more slots)
         streams = min(requests, threads.intra_op // share)
         narrow = _config(precision, streams, share * streams)
         loaded.compile_narrow_later(
-            lambda: core.compile_model(model, "CPU", narrow), requests, streams
+            lambda graph: core.compile_model(graph, "CPU", narrow), requests, streams
         )
     return loaded

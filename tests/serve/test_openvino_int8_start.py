@@ -151,12 +151,12 @@ def test_a_failed_int8_compile_leaves_the_view_serving(int8_export, caplog):
     wide = core.compile_model(float_view(model), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     loaded = ov_runtime.OpenVinoModel(model, wide, requests=2, int8=False)
 
-    def fails() -> ov.CompiledModel:
+    def fails(graph: ov.Model) -> ov.CompiledModel:
         raise RuntimeError("no memory left")
 
     narrow = {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 2}
     loaded.compile_int8_later(fails)
-    loaded.compile_narrow_later(lambda: core.compile_model(model, "CPU", narrow), 2, 2)
+    loaded.compile_narrow_later(lambda graph: core.compile_model(graph, "CPU", narrow), 2, 2)
     output = loaded.outputs[0].name
     tensor = _tensors(1)[0]
     answer = loaded.run(tensor, output)  # starts the background steps

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,24 @@ def test_onnxruntime_answers_as_detect_py_on_the_rectangle(
 def test_openvino_answers_as_detect_py_on_the_rectangle(rect_openvino, rect_exports, name, data):
     expected = reference_detect(session(rect_exports["raw"]), bgr(data), IMG_SIZE, stride=STRIDE)
     assert_same_detections(served(rect_openvino, data), expected)
+
+
+def test_openvino_answers_the_same_once_each_shape_has_its_own_compile(rect_openvino, rect_exports):
+    """After each photo's first request (the dynamic-shape compile), OpenVINO compiles its shape in
+    the background; /ping says so until done, and the answers stay detect.py's."""
+    for _, data in PICTURES:
+        served(rect_openvino, data)
+    deadline = time.monotonic() + 120
+    while "compiling" in (ping := rect_openvino.request("GET", "/ping").json()):
+        assert ping["compiling"] == "shapes"
+        assert time.monotonic() < deadline, "the shapes did not compile"
+        time.sleep(0.05)
+    records = rect_openvino.log_records()
+    ready = [r["shape"] for r in records if r["message"] == "static shape ready"]
+    assert len({tuple(shape) for shape in ready}) == 2  # SERVE_STATIC_SHAPES's default
+    for _, data in PICTURES:
+        expected = reference_detect(session(rect_exports["raw"]), bgr(data), IMG_SIZE, STRIDE)
+        assert_same_detections(served(rect_openvino, data), expected)
 
 
 def test_the_end2end_layout_answers_as_detect_py_on_the_rectangle(tmp_path_factory, rect_exports):
