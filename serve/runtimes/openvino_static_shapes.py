@@ -5,10 +5,10 @@ it is given: yolov7-tiny's INT8 IR on the bench's two rectangles took 21.6 ms ba
 compiled for each (0.82x), the same numbers bit for bit (docs/serving.md, "Static shapes"). A
 `--rect` export sees few shapes (each side a multiple of the stride, the long one the model's
 size: at most 2 x size / stride of them, and a camera's photos give one or two), so each of the
-first `limit` shapes a pool runs (SERVE_STATIC_SHAPES) gets its own compile, in the background on
-the runtime's compile thread; until that is warm, the shape runs on the dynamic compile. Further
-shapes stay on the dynamic compile: each static compile holds its own weights and buffers (~50 MB
-for yolov7-tiny's INT8 IR, in each of the wide and narrow layouts), so their number is bounded.
+first `limit` shapes the graph runs (SERVE_STATIC_SHAPES) gets its own compile in each thread
+layout, in the background on the runtime's compile thread; until that is warm, the shape runs on
+the dynamic compile. Further shapes stay on the dynamic compile: each static compile holds its own
+weights and buffers (~50 MB for yolov7-tiny's INT8 IR), so their number is bounded.
 """
 
 from __future__ import annotations
