@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from demo.__main__ import post
 from demo.local_server import (
     ROOT,
     free_port,
@@ -64,21 +65,11 @@ def ours(
         if wrong:
             raise RuntimeError(f"server runs {wrong}, not the {expect} asked ({env})")
         for photo in prime:
-            _post_photo(server.url, photo)
+            post(server.url, photo, "application/json")
         wait_until_settled(server.url, START_TIMEOUT_S)
         yield Running(
             server.url, server.process.pid, server.ready_after, ping, server.settled_after
         )
-
-
-def _post_photo(url: str, photo: Path) -> None:
-    request = urllib.request.Request(
-        f"{url}/invocations",
-        data=photo.read_bytes(),
-        headers={"Content-Type": "application/octet-stream"},
-    )
-    with urllib.request.urlopen(request, timeout=START_TIMEOUT_S) as answer:
-        answer.read()
 
 
 def read_ping(url: str) -> dict:
