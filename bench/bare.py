@@ -101,7 +101,9 @@ class OpenVinoBareRun(BareRun):
     `precision` (fp32 or bf16), with one infer request, as a single client uses it. It reads an
     ONNX file or an OpenVINO IR (.xml) alike. A `--rect` export (`stride`) is compiled for each
     photo's rectangle, as the server compiles each shape it serves
-    (serve/runtimes/openvino_static_shapes.py)."""
+    (serve/runtimes/openvino_static_shapes.py). A detection export with its anchors runs as the
+    server runs it: the graph up to the head convs, then the numpy decode of the rows over
+    `conf` (serve/runtimes/openvino_heads.py)."""
 
     def __init__(
         self,
@@ -111,8 +113,12 @@ class OpenVinoBareRun(BareRun):
         intra: int,
         precision: str,
         stride: int | None = None,
+        conf: float = 0.25,
     ):
         import openvino as ov
+
+        from serve.runtimes.openvino import metadata_of
+        from serve.runtimes.openvino_heads import headless
 
         began = time.perf_counter()
         config = {
@@ -124,6 +130,9 @@ class OpenVinoBareRun(BareRun):
         }
         core = ov.Core()
         graph = core.read_model(str(model))
+        cut = headless(graph, metadata_of(graph))
+        graph, self._heads = (graph, None) if cut is None else cut
+        self._conf = conf
         self._inputs = tensors(images, size, stride)
         self._requests = []
         compiled: dict[tuple[int, ...], ov.InferRequest] = {}
@@ -141,7 +150,10 @@ class OpenVinoBareRun(BareRun):
 
     def _step(self, i: int) -> None:
         k = i % len(self._inputs)
-        self._requests[k].infer({0: self._inputs[k]}, share_inputs=True)
+        request = self._requests[k]
+        outputs = request.infer({0: self._inputs[k]}, share_inputs=True, share_outputs=True)
+        if self._heads is not None:
+            self._heads.decode([outputs[port] for port in request.model_outputs], self._conf)
 
 
 class PipelineRun(BareRun):

@@ -285,6 +285,8 @@ def run(options: Options, log=print) -> str:
         "names": names,
         "nc": nc,
         "strides": strides,
+        # each level's anchors (w, h pairs) in input pixels: OpenVINO decodes outside the graph
+        "anchors": [head.anchor_pixels(i).reshape(-1).tolist() for i in range(len(strides))],
         "img_size": img_size,
         "layout": "end2end" if options.end2end else "raw",
         "dynamic_batch": "true" if options.dynamic_batch else "false",

@@ -133,8 +133,10 @@ class Detector:
         start = time.perf_counter()
         tensor = to_tensor(letterbox(image, size, stride), self._input_dtype)
         prepared = time.perf_counter()
+        # raw rows: only those NMS can keep are needed (OpenVINO leaves out the others)
+        objectness_over = options.conf if info.layout == "raw" else None
         with self._slots:
-            output = model.run(tensor, info.output_name)
+            output = model.run(tensor, info.output_name, objectness_over)
         inferred = time.perf_counter()
         if info.layout == "raw":
             rows = self._raw_rows(output, options)

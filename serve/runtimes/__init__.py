@@ -49,8 +49,12 @@ class Loaded(Protocol):
     # --rect export for a shape it has newly seen
     compiling: str | None
 
-    def run(self, tensor: np.ndarray, output: str) -> np.ndarray:
-        """The named output for one input tensor; safe to call from `requests` threads at once."""
+    def run(
+        self, tensor: np.ndarray, output: str, objectness_over: float | None = None
+    ) -> np.ndarray:
+        """The named output for one input tensor; safe to call from `requests` threads at once.
+        `objectness_over` (a raw-layout output only): the runtime may leave out the rows whose
+        objectness (column 4) is not over it, those NMS drops first, keeping the others' order."""
         ...
 
     def settle(self, timeout: float) -> bool:

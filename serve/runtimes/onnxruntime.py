@@ -54,7 +54,12 @@ class OnnxRuntimeModel:
     def narrow(self) -> ort.InferenceSession:
         return self._sessions.narrow
 
-    def run(self, tensor: np.ndarray, output: str) -> np.ndarray:
+    def run(
+        self, tensor: np.ndarray, output: str, objectness_over: float | None = None
+    ) -> np.ndarray:
+        """Every row: onnxruntime's output is a new array already, so leaving rows out here
+        would only copy them once more (NMS filters them first)."""
+        del objectness_over
         with self._sessions.pick() as session:
             return session.run([output], {self._input: tensor})[0]
 

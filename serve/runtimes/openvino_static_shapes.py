@@ -29,7 +29,9 @@ Shape = tuple[int, ...]
 
 
 class Runner(Protocol):
-    def run(self, tensor: np.ndarray, output: str) -> np.ndarray: ...
+    def run(
+        self, tensor: np.ndarray, output: str, objectness_over: float | None = None
+    ) -> np.ndarray: ...
 
 
 R = TypeVar("R", bound=Runner)

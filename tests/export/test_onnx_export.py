@@ -69,6 +69,8 @@ def test_metadata_carries_what_the_server_needs(make_checkpoint, tmp_path):
     meta = session(output).get_modelmeta().custom_metadata_map
     assert json.loads(meta["names"]) == ["class0", "class1", "class2"]
     assert meta["nc"] == "3" and json.loads(meta["strides"]) == [8, 16, 32]
+    anchors = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
+    assert json.loads(meta["anchors"]) == anchors  # the checkpoint's, in input pixels
     assert meta["img_size"] == "320" and meta["layout"] == "raw"
     assert meta["dynamic_batch"] == "false"
     assert meta["model_name"] == weights.stem

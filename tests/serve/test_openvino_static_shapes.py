@@ -27,7 +27,9 @@ class Runner:
     def __init__(self, layout: str, shape: tuple[int, ...]):
         self.layout, self.shape = layout, shape
 
-    def run(self, tensor: np.ndarray, output: str) -> np.ndarray:
+    def run(
+        self, tensor: np.ndarray, output: str, objectness_over: float | None = None
+    ) -> np.ndarray:
         return np.zeros(1)
 
 
