@@ -308,13 +308,13 @@ def run(options: Options, log=print) -> str:
     as_ir = split is not None and options.int8_format == "ir"  # validate() refuses --end2end
     if as_ir and split is not None:
         ir, int8_metadata, int8_lines = _quantize_ir(
-            model, split, img_size, options, log, nkpt, rect_stride
+            model, split, img_size, options, log, metadata, nkpt, rect_stride
         )
         metadata.update(int8_metadata)
         nodes_line, size = _save_ir(ir, metadata, options.output)
     elif split is not None:
         model, int8_metadata, int8_lines = _quantize(
-            model, split, img_size, batch, options, log, nkpt, rect_stride
+            model, split, img_size, batch, options, log, metadata, nkpt, rect_stride
         )
         metadata.update(int8_metadata)
     if options.end2end and not as_ir:
@@ -382,18 +382,23 @@ def _quantize(
     batch: int,
     options: Options,
     log: Callable[[str], None],
+    metadata: dict[str, object],
     nkpt: int = 0,
     rect_stride: int | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, object], list[str]]:
     """FP32 graph -> (INT8 graph, its metadata, its summary lines); ExportError when the INT8
-    model's agreement with FP32 on the held-out images is under the bar (and not accepted)."""
+    model's agreement with FP32 on the held-out images is under the bar (and not accepted).
+    The INT8 graph is judged with the export's `metadata`, as the server reads it (OpenVINO cuts
+    the decode off a graph with anchors: serve/runtimes/openvino_heads.py)."""
     from export.agreement import measure
     from export.calibration import load_tensors, read_image
+    from export.onnx_graph import set_metadata
     from export.quantize import FOR_RUNTIME, NNCF, QuantSettings, quantize
 
     chosen = {"nncf": NNCF, "onnxruntime": QuantSettings()}
     settings = chosen.get(options.int8_quantizer or "", FOR_RUNTIME[options.int8_runtime])
     int8, float_nodes = quantize(model, load_tensors(split.calibration, img_size, batch), settings)
+    set_metadata(int8, metadata)  # stamped again with the INT8 figures once judged
     held_out = [read_image(path) for path in split.holdout]
     result = measure(
         model.SerializeToString(),
@@ -414,17 +419,19 @@ def _quantize_ir(
     img_size: int,
     options: Options,
     log: Callable[[str], None],
+    metadata: dict[str, object],
     nkpt: int = 0,
     rect_stride: int | None = None,
 ) -> tuple[ov.Model, dict[str, object], list[str]]:
     """FP32 graph -> (NNCF's INT8 OpenVINO model, its metadata, its summary lines), judged on
-    OpenVINO from the IR files as the server reads them; ExportError under the bar, as _quantize."""
+    OpenVINO from the IR files, with the export's `metadata`, as the server reads them;
+    ExportError under the bar, as _quantize."""
     import tempfile
 
     from export.agreement import measure
     from export.calibration import load_tensors, read_image
     from export.quantize import NNCF_IR
-    from export.quantize_ir import quantize_ir, save_ir_atomically
+    from export.quantize_ir import quantize_ir, save_ir_atomically, set_ir_metadata
 
     # the IR's batch is the ONNX graph's: a dynamic batch stays dynamic, calibrated on single images
     tensors = load_tensors(
@@ -434,6 +441,7 @@ def _quantize_ir(
     held_out = [read_image(path) for path in split.holdout]
     with tempfile.TemporaryDirectory(prefix="export-ir-") as folder:
         judged = Path(folder) / "int8.xml"
+        set_ir_metadata(int8, metadata)  # stamped again with the INT8 figures once judged
         save_ir_atomically(int8, judged)
         result = measure(
             model.SerializeToString(),

@@ -112,7 +112,7 @@ class _Pool:
                 levels = [answer[port] for port in self.compiled.outputs]
                 return self.heads.decode(levels, objectness_over)
             rows = answer[self.compiled.output(output)]
-            if objectness_over is None:
+            if objectness_over is None or rows.shape[0] != 1:
                 return rows.copy()
             return rows[:, rows[0, :, 4] > objectness_over]  # a new array, in the same order
         finally:

@@ -47,6 +47,12 @@ class Heads:
         """The graph's (1, A, columns) rows from each level's NHWC head output, leaving out the
         rows whose objectness is not over `objectness_over` (None: every row), in the graph's
         order: level, anchor, y, x."""
+        # one image; each level's grid the first's scaled by their strides (the levels in order)
+        side = levels[0].shape[1] * self.strides[0]
+        for i, head in enumerate(levels):
+            if head.shape[0] != 1 or head.shape[1] * self.strides[i] != side:
+                shapes = [list(level.shape) for level in levels]
+                raise RuntimeError(f"head outputs {shapes} are not one image's levels")
         rows = [self._level(i, head, objectness_over) for i, head in enumerate(levels)]
         return np.concatenate(rows, axis=0)[None]
 

@@ -26,9 +26,9 @@ def onnx_metadata(path: Path) -> dict[str, str]:
 
 def ir_metadata(path: Path) -> dict[str, str]:
     """As the server reads it (serve/runtimes/openvino.py)."""
-    from serve.runtimes.openvino import _metadata
+    from serve.runtimes.openvino import metadata_of
 
-    return _metadata(ov.Core().read_model(str(path)))
+    return metadata_of(ov.Core().read_model(str(path)))
 
 
 def export_ir(calibration: Path, output: Path, *extra: str) -> int:
