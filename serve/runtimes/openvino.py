@@ -136,7 +136,8 @@ class OpenVinoModel:
         # What compiles (not the float view: static shapes reshape it): the export's graph, or
         # its cut before the decode with the decode's constants (openvino_heads.headless). The
         # ports are the export's either way.
-        self._graph, self._heads = (model, None) if cut is None else cut
+        self._graph: ov.Model = model if cut is None else cut[0]
+        self._heads: Heads | None = None if cut is None else cut[1]
         self.inputs = [_port(p) for p in model.inputs]
         self.outputs = [_port(p) for p in model.outputs]
         self.metadata = metadata_of(model)

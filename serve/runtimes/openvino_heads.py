@@ -65,11 +65,10 @@ class Heads:
         bias = self.biases[i]
         cells = head.reshape(ny, nx, na, self.columns).transpose(2, 0, 1, 3)  # a, y, x, column
         if objectness_over is None:
-            picked = np.indices((na, ny, nx)).reshape(3, -1)
+            a, y, x = np.indices((na, ny, nx)).reshape(3, -1)
         else:
             objectness = _sigmoid(cells[..., 4] + bias[:, 4, None, None])
-            picked = np.nonzero(objectness > objectness_over)  # sorted by a, then y, then x
-        a, y, x = picked
+            a, y, x = np.nonzero(objectness > objectness_over)  # sorted by a, then y, then x
         rows = _sigmoid(cells[a, y, x] + bias[a])  # (M, columns): new memory, not the request's
         stride = np.float32(self.strides[i])
         grid = np.stack((x, y), axis=1).astype(np.float32)
