@@ -117,8 +117,7 @@ class OpenVinoBareRun(BareRun):
     ):
         import openvino as ov
 
-        from serve.runtimes.openvino import metadata_of
-        from serve.runtimes.openvino_heads import headless
+        from serve.runtimes.openvino import served_graph
 
         began = time.perf_counter()
         config = {
@@ -129,9 +128,7 @@ class OpenVinoBareRun(BareRun):
             "ENABLE_CPU_PINNING": False,
         }
         core = ov.Core()
-        graph = core.read_model(str(model))
-        cut = headless(graph, metadata_of(graph))
-        graph, self._heads = (graph, None) if cut is None else cut
+        graph, self._heads = served_graph(core.read_model(str(model)))
         self._conf = conf
         self._inputs = tensors(images, size, stride)
         self._requests = []

@@ -110,8 +110,7 @@ def openvino_runner(model: bytes | str) -> Runner:
     OpenVINO reads (its IR, for bench.quantization)."""
     import openvino as ov
 
-    from serve.runtimes.openvino import metadata_of
-    from serve.runtimes.openvino_heads import headless
+    from serve.runtimes.openvino import served_graph
 
     core = ov.Core()
     config = {
@@ -122,12 +121,11 @@ def openvino_runner(model: bytes | str) -> Runner:
         "ENABLE_CPU_PINNING": False,
     }
     read = core.read_model(model) if isinstance(model, str) else core.read_model(model, b"")
-    cut = headless(read, metadata_of(read))
-    compiled = core.compile_model(read if cut is None else cut[0], "CPU", config)
+    graph, heads = served_graph(read)
+    compiled = core.compile_model(graph, "CPU", config)
     request = compiled.create_infer_request()
-    if cut is None:
+    if heads is None:
         return lambda tensor: np.array(request.infer({0: tensor})[0])
-    heads = cut[1]
 
     def run(tensor: np.ndarray) -> np.ndarray:
         outputs = request.infer({0: tensor})

@@ -69,6 +69,14 @@ def metadata_of(model: ov.Model) -> dict[str, str]:
     return {key: value.astype(str) for key, value in model.get_rt_info()["framework"].items()}
 
 
+def served_graph(model: ov.Model) -> tuple[ov.Model, Heads | None]:
+    """The graph this runtime compiles for `model` and the numpy decode after it: the graph cut
+    before its decode where the metadata has the anchors (openvino_heads.headless), else the
+    whole graph and None."""
+    cut = headless(model, metadata_of(model))
+    return (model, None) if cut is None else cut
+
+
 class _Pool:
     """Infer requests of one compiled model, lent to one inference at a time each."""
 
@@ -131,13 +139,12 @@ class OpenVinoModel:
         requests: int,
         int8: bool,
         static_shapes: int = 0,
-        cut: tuple[ov.Model, Heads] | None = None,
+        served: tuple[ov.Model, Heads | None] | None = None,
     ):
-        # What compiles (not the float view: static shapes reshape it): the export's graph, or
-        # its cut before the decode with the decode's constants (openvino_heads.headless). The
-        # ports are the export's either way.
-        self._graph: ov.Model = model if cut is None else cut[0]
-        self._heads: Heads | None = None if cut is None else cut[1]
+        # What compiles (not the float view: static shapes reshape it) and the decode after it:
+        # `served_graph(model)`, or by default the export's whole graph. The ports are the
+        # export's either way.
+        self._graph, self._heads = (model, None) if served is None else served
         self.inputs = [_port(p) for p in model.inputs]
         self.outputs = [_port(p) for p in model.outputs]
         self.metadata = metadata_of(model)
@@ -349,17 +356,15 @@ def load(
         model = core.read_model(str(path))
     except Exception as exc:  # OpenVINO raises RuntimeError and its own types
         raise ModelError(f"cannot load model {path}: {one_line(exc)}") from None
-    metadata = metadata_of(model)
-    quantized = metadata.get("precision") == INT8
-    cut = headless(model, metadata)
-    graph = model if cut is None else cut[0]
-    view = _float_view_or_none(graph) if quantized else None
+    quantized = metadata_of(model).get("precision") == INT8
+    served = served_graph(model)
+    view = _float_view_or_none(served[0]) if quantized else None
     alone = _config(precision, 1, threads.intra_op)  # the view's compile and the INT8 graph's
     try:
-        wide = core.compile_model(graph if view is None else view, "CPU", alone)
+        wide = core.compile_model(served[0] if view is None else view, "CPU", alone)
     except Exception as exc:
         raise ModelError(f"cannot load model {path}: {one_line(exc)}") from None
-    loaded = OpenVinoModel(model, wide, requests, quantized and view is None, static_shapes, cut)
+    loaded = OpenVinoModel(model, wide, requests, quantized and view is None, static_shapes, served)
     if loaded.precision != precision:
         raise ModelError(
             f"OpenVINO compiled {path.name} in {loaded.precision}, not the {precision} asked"

@@ -22,7 +22,6 @@ from serve.runtimes import Threads
 from serve.runtimes import openvino as ov_runtime
 from serve.runtimes.openvino_heads import headless
 from tests.support.images import shapes_image
-from tests.support.openvino_answers import served_graph
 
 IMG_SIZE = 320
 CONF = 0.25
@@ -61,7 +60,7 @@ def detection_export(request, exported, ir_export) -> Path:
 
 
 def test_the_runtime_compiles_the_graph_up_to_each_heads_conv(detection_export):
-    graph, heads = served_graph(ov.Core().read_model(str(detection_export)))
+    graph, heads = ov_runtime.served_graph(ov.Core().read_model(str(detection_export)))
     assert heads is not None and heads.strides == (8, 16, 32)
     shapes = [tuple(port.get_partial_shape().to_shape()) for port in graph.outputs]
     assert shapes == [(1, 40, 40, 24), (1, 20, 20, 24), (1, 10, 10, 24)]  # NHWC, 3 x (5 + 3)

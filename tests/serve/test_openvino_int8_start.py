@@ -27,7 +27,7 @@ from serve.runtimes import openvino as ov_runtime
 from serve.runtimes.openvino_float_view import float_view
 from tests.serve.test_runtimes import CPU_BF16, served
 from tests.support.images import encode, shapes_image
-from tests.support.openvino_answers import answer, served_graph
+from tests.support.openvino_answers import answer
 
 IMG_SIZE = 320
 PRECISIONS = [
@@ -133,7 +133,7 @@ def test_the_int8_graph_takes_over_and_answers_as_openvino_compiles_it(int8_expo
     assert (model.runs_int8, model.compiling) == (False, "int8")  # the view, before any run
     output = model.outputs[0].name
     tensors = _tensors(3)
-    graph, heads = served_graph(ov.Core().read_model(str(int8_export["int8"])))
+    graph, heads = ov_runtime.served_graph(ov.Core().read_model(str(int8_export["int8"])))
     view = _compiled(float_view(graph), "fp32")
     first = model.run(tensors[0], output)  # the warm-up: starts the INT8 compile
     assert np.array_equal(first, answer(view, heads, tensors[0]))
@@ -211,7 +211,7 @@ def test_without_a_float_view_the_int8_graph_is_compiled_first(int8_export, monk
     model = ov_runtime.load(int8_export["int8"], Threads(2, 1), "fp32", requests=1)
     assert (model.runs_int8, model.compiling) == (True, None)
     tensor = _tensors(1)[0]
-    graph, heads = served_graph(ov.Core().read_model(str(int8_export["int8"])))
+    graph, heads = ov_runtime.served_graph(ov.Core().read_model(str(int8_export["int8"])))
     expected = answer(_compiled(graph, "fp32"), heads, tensor)
     assert np.array_equal(model.run(tensor, model.outputs[0].name), expected)
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
